@@ -1,0 +1,3 @@
+from tokenbridge.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,157 @@
+"""Errors a caller can act on, OpenAI-shaped, rendered in one place.
+
+    GatewayError                  status/type/code as class attributes
+    ├── InvalidRequest            400 invalid_request_error
+    ├── RequestTooLarge           413 request_too_large
+    ├── InvalidApiKey             401 invalid_api_key
+    ├── ModelNotFound             404 model_not_found
+    ├── RouteNotFound             404 not_found / 405 method_not_allowed
+    ├── QuotaExceeded             429 insufficient_quota (x-should-retry: false)
+    ├── UpstreamError             502 upstream_error
+    ├── NoAvailableChannel        503 no_available_channel
+    ├── UpstreamTimeout           504 upstream_timeout
+    └── InternalError             500 internal_error (details only in the server log)
+
+Stages raise these; only intake renders them (`error_body`, `render`). After `http.response.start`
+went out an error can no longer be a JSON response: intake sends it as a final SSE `data:` event.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import orjson
+
+from tokenbridge.asgi import Send
+
+
+class ClientGone(Exception):
+    """The caller disconnected; there is nobody to answer."""
+
+
+class GatewayError(Exception):
+    """A failure to report to the caller as `{"error": {message, type, param, code}}`."""
+
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "server_error"
+    code: ClassVar[str | None] = None
+
+    def __init__(self, message: str, *, param: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.headers = headers or {}
+
+    def body(self) -> bytes:
+        error = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
+        return orjson.dumps({"error": error})
+
+
+class InvalidRequest(GatewayError):
+    """The body is not what the route takes."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request_error"
+
+
+class RequestTooLarge(GatewayError):
+    """The body is over `server.max_body_bytes`."""
+
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class InvalidApiKey(GatewayError):
+    """No key, or one that is unknown, revoked or expired."""
+
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class ModelNotFound(GatewayError):
+    """No channel serves the model, or the key may not use it."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class RouteNotFound(GatewayError):
+    """No such route."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    """The route exists but not for this method."""
+
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class QuotaExceeded(GatewayError):
+    """The balance minus open holds cannot cover this request's worst case."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+    def __init__(self, message: str) -> None:
+        # OpenAI SDKs honour x-should-retry: retrying cannot help until the key is topped up.
+        super().__init__(message, headers={"x-should-retry": "false"})
+
+
+class UpstreamError(GatewayError):
+    """Every channel tried failed before a byte reached the caller."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class NoAvailableChannel(GatewayError):
+    """Channels serve the model but none can be tried now."""
+
+    status = 503
+    type = "upstream_error"
+    code = "no_available_channel"
+
+
+class UpstreamTimeout(GatewayError):
+    """The upstream did not answer in time."""
+
+    status = 504
+    type = "upstream_error"
+    code = "upstream_timeout"
+
+
+class InternalError(GatewayError):
+    """A bug: the traceback goes to the server log, never to the caller."""
+
+    status = 500
+    type = "server_error"
+    code = "internal_error"
+
+
+async def render(error: GatewayError, send: Send, *, request_id: str) -> None:
+    """Send `error` as a complete JSON response (only before `http.response.start`)."""
+    body = error.body()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode()),
+    ]
+    headers += [(k.encode(), v.encode()) for k, v in error.headers.items()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def sse_error_event(error: GatewayError) -> bytes:
+    """The final SSE event of a stream that broke after it started: no `[DONE]` follows it."""
+    return b"data: " + error.body() + b"\n\n"

@@ -1,0 +1,83 @@
+"""Exact money: integer nano-USD, prices and the cost of a usage (pure functions).
+
+The unit is the nano-USD (1e-9 USD). Balances, holds, ledger amounts and costs are Python ints and
+SQLite INTEGERs, never floats. Prices are kept as integer nano-USD per 1M tokens, so a price may
+carry up to 9 decimal places of USD per 1M tokens (0.075 -> 75_000_000).
+
+Rounding rule (SPEC §6): the exact rational cost of a request is rounded **up** to the next whole
+nano-USD, once per request. The gateway never charges less than the price list says, and never more
+than one nano-USD above it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+
+NANO_PER_USD = 10**9
+TOKENS_PER_PRICE_UNIT = 10**6  # prices are USD per 1M tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """A model's price in integer nano-USD per 1M tokens."""
+
+    input: int
+    output: int
+    cached_input: int
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one request; `cached_tokens` is the part of `prompt_tokens` served from cache."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+
+
+def to_nano(usd: str | int | float | Decimal) -> int:
+    """Exact USD -> nano-USD. Floats go through their shortest repr (0.15 -> "0.15"), never binary.
+
+    Raises ValueError for non-numbers and for more than 9 decimal places.
+    """
+    if isinstance(usd, bool):
+        raise ValueError("expected a number, got a boolean")
+    try:
+        value = Decimal(repr(usd)) if isinstance(usd, float) else Decimal(usd)
+    except (InvalidOperation, ValueError) as exc:
+        raise ValueError(f"{usd!r} is not a number") from exc
+    if not value.is_finite():
+        raise ValueError(f"{usd!r} is not a finite number")
+    nano = value * NANO_PER_USD
+    if nano != nano.to_integral_value():
+        raise ValueError(f"{usd!r} has more than 9 decimal places")
+    return int(nano)
+
+
+def format_usd(nano: int) -> str:
+    """nano-USD -> a decimal USD string with no rounding ("1.50", "0.000012345", "-0.25")."""
+    sign = "-" if nano < 0 else ""
+    whole, frac = divmod(abs(nano), NANO_PER_USD)
+    digits = f"{frac:09d}".rstrip("0").ljust(2, "0")
+    return f"{sign}{whole}.{digits}"
+
+
+def to_fraction(value: int | float) -> Fraction:
+    """An exact multiplier from a TOML number (1.2 means 12/10, not the nearest binary float)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")
+    return Fraction(Decimal(repr(value))) if isinstance(value, float) else Fraction(value)
+
+
+def cost(usage: Usage, price: Price, multiplier: Fraction = Fraction(1)) -> int:
+    """SPEC §6: ((prompt − cached)·input + cached·cached_input + completion·output) / 1e6 × multiplier.
+
+    Result in nano-USD, rounded up once (see module docstring).
+    """
+    uncached = usage.prompt_tokens - usage.cached_tokens
+    per_million = uncached * price.input + usage.cached_tokens * price.cached_input
+    per_million += usage.completion_tokens * price.output
+    exact = Fraction(per_million, TOKENS_PER_PRICE_UNIT) * multiplier
+    return -((-exact.numerator) // exact.denominator)  # ceiling without floats

@@ -1,0 +1,424 @@
+"""Load config.toml (SPEC §3) into frozen dataclasses, validated once, failing fast.
+
+Every refusal is a `ConfigError` whose text names the file, the key (or the line, for TOML syntax
+errors) and what is wrong, so a bad edit can be fixed without reading this module. `${VAR}` and
+`${VAR:-default}` are expanded in every string value after parsing; messages name the variable,
+never a value read from the environment, and never echo secrets (api_key, admin_token, base_url).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from types import MappingProxyType
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from tokenbridge.money import Price, to_fraction, to_nano
+
+KINDS = ("openai", "echo")
+COMPLETIONS = ("chat", "native")
+
+_TOP_KEYS = ("server", "channels", "models", "groups")
+_SERVER_KEYS = (
+    "host", "port", "database", "admin_token", "max_body_bytes", "default_max_tokens", "demo_credit_usd",
+    "max_attempts",
+)  # fmt: skip
+_CHANNEL_KEYS = (
+    "name", "kind", "base_url", "api_key", "models", "model_map", "priority", "weight", "completions", "enabled",
+    "connect_timeout", "first_byte_timeout", "idle_timeout",
+)  # fmt: skip
+_PRICE_KEYS = ("input", "output", "cached_input")
+_GROUP_KEYS = ("multiplier",)
+# A valid reference is ${NAME} or ${NAME:-default}; a bare "${" that is neither is refused, not kept.
+_VAR_REF = re.compile(r"\$\{(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\})?")
+_TOML_POSITION = re.compile(r"\s*\(at line (?P<line>\d+), column (?P<column>\d+)\)$")
+_AT_END = " (at end of document)"
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_T = TypeVar("_T")
+
+
+class ConfigError(Exception):
+    """config.toml is unusable; str() names the file, the key (or line for TOML syntax errors) and what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """The `[server]` table."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database: Path = Path("tokenbridge.db")  # made absolute against the config file's directory
+    admin_token: str = field(default="", repr=False)  # empty: admin API off
+    max_body_bytes: int = 4 * 1024 * 1024
+    default_max_tokens: int = 4096  # completion tokens held when a request sets no max_tokens
+    demo_credit: int = 10**9  # nano-USD; TOML `demo_credit_usd`
+    max_attempts: int = 3  # channels tried per request
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """One `[[channels]]` entry: an upstream (or the built-in echo) and the public models it serves."""
+
+    name: str
+    kind: str
+    base_url: str
+    api_key: str = field(repr=False)
+    models: tuple[str, ...]
+    # Excluded from the hash only (a mapping proxy is unhashable), so channels can key dicts and sets.
+    model_map: Mapping[str, str] = field(hash=False)
+    priority: int = 0
+    weight: int = 1
+    completions: str = "chat"
+    enabled: bool = True
+    connect_timeout_s: float = 5.0
+    first_byte_timeout_s: float = 60.0
+    idle_timeout_s: float = 60.0
+
+    def upstream_model(self, model: str) -> str:
+        """The name the upstream knows `model` by."""
+        return self.model_map.get(model, model)
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A `[groups.name]` table: the price multiplier for keys of this group (exact)."""
+
+    multiplier: Fraction
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The whole validated config; `routes` is what the mapping stage reads."""
+
+    path: Path
+    server: ServerSettings
+    channels: tuple[Channel, ...]
+    prices: Mapping[str, Price]
+    groups: Mapping[str, Group]
+    routes: Mapping[str, tuple[Channel, ...]]  # enabled channels per public model, highest priority first
+
+    def group(self, name: str) -> Group:
+        """The named group, or "default" for a group the config does not list."""
+        return self.groups.get(name) or self.groups["default"]
+
+
+def load_settings(path: str | Path, *, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate; environ defaults to os.environ.
+
+    Raises ConfigError (also for a missing/unreadable file, saying which path).
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or type(exc).__name__}") from exc
+    try:
+        text = raw.decode("utf-8-sig")  # tolerate the BOM some Windows editors write
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 (byte {exc.start})") from exc
+    return parse_settings(text, path, environ=os.environ if environ is None else environ)
+
+
+def parse_settings(text: str, path: Path, *, environ: Mapping[str, str]) -> Settings:
+    """Same, from text (tests use it)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {_syntax_error(str(exc), text)}") from exc
+    root = _Table(str(path), environ, "", data)
+    root.refuse_unknown(_TOP_KEYS)
+    resolved = path.resolve()
+    server = _read_server(root.table("server") or root.child("server", {}), resolved.parent)
+    prices = _read_prices(root)
+    groups = _read_groups(root)
+    channels = _read_channels(root, prices)
+    return Settings(
+        path=resolved,
+        server=server,
+        channels=channels,
+        prices=MappingProxyType(prices),
+        groups=MappingProxyType(groups),
+        routes=MappingProxyType(_routes(channels)),
+    )
+
+
+def _syntax_error(message: str, text: str) -> str:
+    """tomllib's message with its position moved to the front: "line 7: Invalid value (column 5)"."""
+    position = _TOML_POSITION.search(message)
+    if position is not None:
+        return f"line {position['line']}: {message[: position.start()]} (column {position['column']})"
+    # tomllib's only other form: "... (at end of document)", e.g. for a table header cut short.
+    return f"line {max(len(text.splitlines()), 1)}: {message.removesuffix(_AT_END)} (at the end of the file)"
+
+
+def _toml_type(value: object) -> str:
+    names = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}
+    return names.get(type(value), type(value).__name__)  # datetime, date, time
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class _Table:
+    """One TOML table being read: typed getters that know their key path, for messages."""
+
+    __slots__ = ("data", "environ", "file", "where")
+
+    def __init__(self, file: str, environ: Mapping[str, str], where: str, data: Mapping[str, object]) -> None:
+        self.file, self.environ, self.where, self.data = file, environ, where, data
+
+    def child(self, where: str, data: Mapping[str, object]) -> _Table:
+        return _Table(self.file, self.environ, where, data)
+
+    def path(self, key: str) -> str:
+        return ".".join(part for part in (self.where, key) if part)
+
+    def error(self, key: str, reason: str) -> ConfigError:
+        where = self.path(key)
+        return ConfigError(f"{self.file}: {where}: {reason}" if where else f"{self.file}: {reason}")
+
+    def expand(self, text: str, key: str) -> str:
+        """Replace ${VAR} / ${VAR:-default} (default also when VAR is empty, as in the shell)."""
+
+        def replace(match: re.Match[str]) -> str:
+            name, default = match["name"], match["default"]
+            if name is None:
+                raise self.error(key, "malformed ${...}: write ${NAME} or ${NAME:-default}")
+            value = self.environ.get(name)
+            if default is not None:
+                return value or default
+            if value is None:
+                hint = f"${{{name}:-fallback}} gives one"
+                raise self.error(key, f"environment variable {name} is not set and has no default ({hint})")
+            return value
+
+        return _VAR_REF.sub(replace, text)
+
+    def refuse_unknown(self, known: tuple[str, ...]) -> None:
+        for key in self.data:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f', did you mean "{close[0]}"?' if close else ""
+                raise self.error(key, f"unknown key{hint} (known: {', '.join(known)})")
+
+    def _typed(self, key: str, kind: type[_T], expected: str) -> _T | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        # bool is an int subclass in Python, but `true` is no integer in TOML.
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise self.error(key, f"expected {expected}, got {_toml_type(value)}")
+        return value
+
+    def string(
+        self, key: str, default: str | None = None, *, nonempty: bool = False, choices: tuple[str, ...] = ()
+    ) -> str:
+        value = self._typed(key, str, "a string")
+        if value is None:
+            if default is None:
+                raise self.error(key, "required")
+            value = default
+        value = self.expand(value, key)
+        if nonempty and not value:
+            raise self.error(key, "must not be empty")
+        if choices and value not in choices:
+            raise self.error(key, f"must be one of {', '.join(map(_quoted, choices))}, got {_quoted(value)}")
+        return value
+
+    def integer(self, key: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+        value = self._typed(key, int, "an integer")
+        if value is None:
+            return default
+        if minimum is not None and value < minimum:
+            raise self.error(key, f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise self.error(key, f"must be <= {maximum}, got {value}")
+        return value
+
+    def number(self, key: str, default: float | None = None, *, positive: bool = False) -> int | float:
+        value = self.data.get(key)
+        if value is None:
+            if default is None:
+                raise self.error(key, "required")
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(key, f"expected a number, got {_toml_type(value)}")
+        if not math.isfinite(value):
+            raise self.error(key, f"must be a finite number, got {value}")
+        if positive and value <= 0:
+            raise self.error(key, f"must be > 0, got {value}")
+        return value
+
+    def nano_usd(self, key: str, default: float | None = None) -> int:
+        """A USD amount (>= 0, at most 9 decimals) as exact nano-USD."""
+        value = self.number(key, default)
+        if value < 0:
+            raise self.error(key, f"must be >= 0, got {value}")
+        try:
+            return to_nano(value)
+        except ValueError as exc:
+            raise self.error(key, "more than 9 decimal places (amounts are exact to 0.000000001 USD)") from exc
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self._typed(key, bool, "a boolean (true or false)")
+        return default if value is None else value
+
+    def table(self, key: str) -> _Table | None:
+        value = self._typed(key, dict, "a table")
+        return None if value is None else self.child(self.path(key), value)
+
+    def tables(self, key: str, *, quote: bool = False) -> dict[str, _Table]:
+        """A table of named sub-tables, like [models."name"] (quote=True) or [groups.name]."""
+        parent = self.table(key)
+        if parent is None:
+            return {}
+        named = {}
+        for name, value in parent.data.items():
+            part = _quoted(name) if quote or not _BARE_KEY.fullmatch(name) else name
+            if not isinstance(value, dict):
+                raise parent.error(part, f"expected a table, got {_toml_type(value)}")
+            named[name] = self.child(parent.path(part), value)
+        return named
+
+
+def _read_server(table: _Table, config_dir: Path) -> ServerSettings:
+    table.refuse_unknown(_SERVER_KEYS)
+    defaults = ServerSettings()
+    return ServerSettings(
+        host=table.string("host", defaults.host, nonempty=True),
+        port=table.integer("port", defaults.port, minimum=0, maximum=65535),
+        # An absolute database path replaces config_dir.
+        database=config_dir / table.string("database", str(defaults.database), nonempty=True),
+        admin_token=table.string("admin_token", defaults.admin_token),
+        max_body_bytes=table.integer("max_body_bytes", defaults.max_body_bytes, minimum=1),
+        default_max_tokens=table.integer("default_max_tokens", defaults.default_max_tokens, minimum=1),
+        demo_credit=table.nano_usd("demo_credit_usd", 1.0),
+        max_attempts=table.integer("max_attempts", defaults.max_attempts, minimum=1),
+    )
+
+
+def _read_prices(root: _Table) -> dict[str, Price]:
+    prices = {}
+    for model, table in root.tables("models", quote=True).items():
+        table.refuse_unknown(_PRICE_KEYS)
+        input_nano = table.nano_usd("input")
+        output_nano = table.nano_usd("output")
+        cached = table.nano_usd("cached_input") if "cached_input" in table.data else input_nano
+        prices[model] = Price(input=input_nano, output=output_nano, cached_input=cached)
+    return prices
+
+
+def _read_groups(root: _Table) -> dict[str, Group]:
+    groups = {}
+    for name, table in root.tables("groups").items():
+        table.refuse_unknown(_GROUP_KEYS)
+        groups[name] = Group(multiplier=to_fraction(table.number("multiplier", 1, positive=True)))
+    groups.setdefault("default", Group(multiplier=Fraction(1)))
+    return groups
+
+
+def _read_channels(root: _Table, prices: Mapping[str, Price]) -> tuple[Channel, ...]:
+    entries = root.data.get("channels")
+    if entries is None or entries == []:
+        raise root.error("", "no [[channels]]: add at least one (see the shipped config.toml)")
+    if not isinstance(entries, list):
+        raise root.error("channels", f"expected an array of tables ([[channels]]), got {_toml_type(entries)}")
+    channels: list[Channel] = []
+    seen: dict[str, str] = {}  # name -> where it was first defined
+    for index, entry in enumerate(entries):
+        where = f"channels[{index}]"
+        if not isinstance(entry, dict):
+            raise root.error(where, f"expected a table, got {_toml_type(entry)}")
+        name = root.child(where, entry).string("name", nonempty=True)
+        label = f"{where} ({name})"
+        if name in seen:
+            raise root.error(f"{label}.name", f"duplicate channel name {_quoted(name)} (also {seen[name]})")
+        seen[name] = where
+        channels.append(_read_channel(root.child(label, entry), name, prices))
+    return tuple(channels)
+
+
+def _read_channel(table: _Table, name: str, prices: Mapping[str, Price]) -> Channel:
+    table.refuse_unknown(_CHANNEL_KEYS)
+    kind = table.string("kind", "openai", choices=KINDS)
+    base_url = ""
+    if kind == "echo":
+        for key in ("base_url", "api_key"):
+            if key in table.data:
+                raise table.error(key, 'not allowed for kind "echo" (answered inside the process): remove it')
+    else:
+        if "base_url" not in table.data:
+            raise table.error("base_url", 'required for kind "openai" (e.g. "https://api.openai.com/v1")')
+        # Never echo the URL: it may carry credentials (https://user:secret@host).
+        base_url = table.string("base_url", "").rstrip("/")
+        try:
+            parts = urlsplit(base_url)
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            parts = urlsplit("")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise table.error("base_url", "must start with http:// or https:// and name a host")
+    models = _read_models(table, prices)
+    return Channel(
+        name=name,
+        kind=kind,
+        base_url=base_url,
+        api_key=table.string("api_key", ""),
+        models=models,
+        model_map=MappingProxyType(_read_model_map(table, models)),
+        priority=table.integer("priority", 0),
+        weight=table.integer("weight", 1, minimum=1),
+        completions=table.string("completions", "chat", choices=COMPLETIONS),
+        enabled=table.boolean("enabled", True),
+        connect_timeout_s=float(table.number("connect_timeout", 5.0, positive=True)),
+        first_byte_timeout_s=float(table.number("first_byte_timeout", 60.0, positive=True)),
+        idle_timeout_s=float(table.number("idle_timeout", 60.0, positive=True)),
+    )
+
+
+def _read_models(table: _Table, prices: Mapping[str, Price]) -> tuple[str, ...]:
+    raw = table.data.get("models")
+    if raw is None or raw == []:
+        raise table.error("models", "must list at least one model")
+    if not isinstance(raw, list):
+        raise table.error("models", f"expected an array of strings, got {_toml_type(raw)}")
+    items = table.child(table.where, {f"models[{i}]": item for i, item in enumerate(raw)})
+    models: list[str] = []
+    for key in items.data:
+        model = items.string(key, nonempty=True)
+        if model in models:
+            raise table.error("models", f"{_quoted(model)} is listed twice")
+        if model not in prices:
+            raise table.error("models", f"{_quoted(model)} is served but not priced: add [models.{_quoted(model)}]")
+        models.append(model)
+    return tuple(models)
+
+
+def _read_model_map(table: _Table, models: tuple[str, ...]) -> dict[str, str]:
+    mapping = table.table("model_map")
+    if mapping is None:
+        return {}
+    for public in mapping.data:
+        if public not in models:
+            listed = ", ".join(map(_quoted, models))
+            raise table.error("model_map", f"{_quoted(public)} is not in models ({listed})")
+    quoted = table.child(mapping.where, {_quoted(k): v for k, v in mapping.data.items()})
+    return {public: quoted.string(_quoted(public), nonempty=True) for public in mapping.data}
+
+
+def _routes(channels: tuple[Channel, ...]) -> dict[str, tuple[Channel, ...]]:
+    serving: dict[str, list[Channel]] = {}
+    for channel in channels:
+        if channel.enabled:
+            for model in channel.models:
+                serving.setdefault(model, []).append(channel)
+    # sorted() is stable: config order is kept among channels of equal priority.
+    return {model: tuple(sorted(chs, key=lambda c: -c.priority)) for model, chs in serving.items()}
