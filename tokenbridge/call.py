@@ -1,0 +1,67 @@
+"""Call: one request as it flows through the stages, stored once at `scope["tokenbridge.call"]`.
+
+Each field has exactly one writer, named in its comment (mitmproxy's Flow style). A stage reads what
+outer stages wrote and writes only its own fields; nobody re-reads `receive` for the body.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tokenbridge.asgi import Scope
+    from tokenbridge.money import Usage
+    from tokenbridge.settings import Channel, Settings
+    from tokenbridge.store.keys import KeyRecord
+
+SCOPE_KEY = "tokenbridge.call"
+
+
+@dataclass(slots=True)
+class Call:
+    """The request as it flows. Fields are grouped by the stage that writes them."""
+
+    # intake: set once when the request arrives
+    request_id: str
+    settings: Settings  # the config this request runs on to its end, even if a reload swaps it
+    started: float = field(default_factory=time.perf_counter)
+    created_at: float = field(default_factory=time.time)
+    # body: the parsed request
+    route: str = ""  # "chat" | "completions"
+    body: dict[str, Any] = field(default_factory=dict)
+    raw_body: bytes = b""
+    model: str = ""
+    stream: bool = False
+    # auth
+    key: KeyRecord | None = None
+    # quota: nano-USD held for the worst case; 0 when nothing is held
+    hold: int = 0
+    # mapping: channels to try, in order
+    candidates: tuple[Channel, ...] = ()
+    # shape: what goes upstream (the caller's body itself when no translation is needed)
+    upstream_path: str = "/chat/completions"
+    upstream_body: dict[str, Any] = field(default_factory=dict)
+    # proxy: the channel that answered (or failed last), the model name it was sent, attempts made
+    channel: Channel | None = None
+    upstream_model: str = ""
+    attempts: int = 0
+    # meter: what came back
+    status: int = 0
+    ttfb: float | None = None  # seconds from arrival to the first response byte
+    usage: Usage | None = None
+    end_reason: str = ""  # done | client_gone | upstream_error | timeout | rejected
+    error: str = ""  # why the request failed, for the usage row (never a secret)
+
+
+def caller_wants_usage(body: dict[str, Any]) -> bool:
+    """Did the caller ask for the usage chunk of a stream?"""
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def get_call(scope: Scope) -> Call:
+    """The Call intake stored; a stage mounted outside intake is a wiring bug."""
+    call: Call = scope[SCOPE_KEY]
+    return call

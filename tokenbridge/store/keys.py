@@ -1,0 +1,151 @@
+"""API keys: made here, stored as SHA-256 only, looked up by hash."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sqlite3
+import string
+import time
+from dataclasses import dataclass
+
+import aiosqlite
+import orjson
+
+from tokenbridge.store.db import Database
+
+KEY_PREFIX = "sk-tb-"
+KEY_RANDOM_CHARS = 40
+DISPLAY_PREFIX_CHARS = len(KEY_PREFIX) + 6  # "sk-tb-AbC123": enough to tell keys apart, useless to an attacker
+_BASE62 = string.ascii_letters + string.digits
+
+
+class KeyExists(Exception):
+    """A key with that name already exists."""
+
+
+class KeyNotFound(Exception):
+    """No key has that name."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """A key as the gateway sees it; never holds the secret."""
+
+    id: int
+    name: str
+    prefix: str
+    group: str
+    balance: int  # nano-USD
+    models: frozenset[str]  # allowlist; empty = every model
+    expires_at: float | None
+    rpm: int | None
+    tpm: int | None
+    status: str
+    created_at: float
+
+    def usable_at(self, now: float) -> bool:
+        return self.status == "active" and (self.expires_at is None or now < self.expires_at)
+
+    def allows(self, model: str) -> bool:
+        return not self.models or model in self.models
+
+
+def new_secret() -> str:
+    """`sk-tb-` + 40 base62 characters from the OS CSPRNG (~238 bits)."""
+    return KEY_PREFIX + "".join(secrets.choice(_BASE62) for _ in range(KEY_RANDOM_CHARS))
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+_SELECT = """
+    SELECT k.id, k.name, k.prefix, k.group_name, k.balance, k.expires_at, k.rpm, k.tpm, k.status, k.created_at,
+           (SELECT json_group_array(model) FROM api_key_models WHERE key_id = k.id) AS models
+    FROM api_keys k
+"""
+
+
+def _record(row: aiosqlite.Row) -> KeyRecord:
+    return KeyRecord(
+        id=row["id"],
+        name=row["name"],
+        prefix=row["prefix"],
+        group=row["group_name"],
+        balance=row["balance"],
+        models=frozenset(orjson.loads(row["models"])),
+        expires_at=row["expires_at"],
+        rpm=row["rpm"],
+        tpm=row["tpm"],
+        status=row["status"],
+        created_at=row["created_at"],
+    )
+
+
+async def insert_key(
+    db: Database,
+    *,
+    name: str,
+    credit: int = 0,
+    group: str = "default",
+    models: tuple[str, ...] = (),
+    expires_at: float | None = None,
+    rpm: int | None = None,
+    tpm: int | None = None,
+) -> tuple[KeyRecord, str]:
+    """Create a key (and its opening credit as a ledger row); returns the record and the secret, shown once."""
+    secret = new_secret()
+    now = time.time()
+    try:
+        async with db.write() as conn:
+            cur = await conn.execute(
+                "INSERT INTO api_keys (name, key_hash, prefix, group_name, balance, expires_at, rpm, tpm, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, hash_secret(secret), secret[:DISPLAY_PREFIX_CHARS], group, credit, expires_at, rpm, tpm, now),
+            )
+            key_id = cur.lastrowid
+            await conn.executemany(
+                "INSERT INTO api_key_models (key_id, model) VALUES (?, ?)", [(key_id, m) for m in models]
+            )
+            if credit:
+                await conn.execute(
+                    "INSERT INTO ledger (key_id, kind, amount, note, created_at) VALUES (?, 'credit', ?, ?, ?)",
+                    (key_id, credit, "opening credit", now),
+                )
+    except sqlite3.IntegrityError as exc:
+        raise KeyExists(f"a key named {name!r} already exists") from exc
+    record = await get_key_by_name(db, name)
+    assert record is not None
+    return record, secret
+
+
+async def get_key_by_hash(db: Database, key_hash: str) -> KeyRecord | None:
+    async with db.reader.execute(_SELECT + " WHERE k.key_hash = ?", (key_hash,)) as cur:
+        row = await cur.fetchone()
+    return None if row is None else _record(row)
+
+
+async def get_key_by_name(db: Database, name: str) -> KeyRecord | None:
+    async with db.reader.execute(_SELECT + " WHERE k.name = ?", (name,)) as cur:
+        row = await cur.fetchone()
+    return None if row is None else _record(row)
+
+
+async def list_keys(db: Database) -> list[KeyRecord]:
+    async with db.reader.execute(_SELECT + " ORDER BY k.id") as cur:
+        return [_record(row) for row in await cur.fetchall()]
+
+
+async def count_keys(db: Database) -> int:
+    async with db.reader.execute("SELECT COUNT(*) FROM api_keys") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def update_key_revoked(db: Database, name: str) -> None:
+    """Revoke by name; the next request with the key is refused (auth reads the row per request)."""
+    async with db.write() as conn:
+        cur = await conn.execute("UPDATE api_keys SET status = 'revoked' WHERE name = ?", (name,))
+        if cur.rowcount == 0:
+            raise KeyNotFound(f"no key named {name!r}")

@@ -1,0 +1,116 @@
+"""Schema changes, numbered and recorded in `schema_migrations` (llm's migrations.py idea).
+
+Append a new `mNNN_*` function to MIGRATIONS; never edit one that has shipped.
+Money columns are INTEGER nano-USD (see money.py).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+
+import aiosqlite
+
+Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
+
+
+async def run_script(conn: aiosqlite.Connection, script: str) -> None:
+    """Statement by statement: `executescript` would commit the migration's open transaction first."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            await conn.execute(statement)
+            statement = ""
+
+
+async def m001_initial(conn: aiosqlite.Connection) -> None:
+    await run_script(
+        conn,
+        """
+        CREATE TABLE api_keys (
+            id          INTEGER PRIMARY KEY,
+            name        TEXT NOT NULL UNIQUE,
+            key_hash    TEXT NOT NULL UNIQUE,          -- hex SHA-256 of the secret; the secret itself is never stored
+            prefix      TEXT NOT NULL,                 -- first characters, to tell keys apart
+            group_name  TEXT NOT NULL DEFAULT 'default',
+            balance     INTEGER NOT NULL DEFAULT 0,    -- nano-USD; always equals SUM(ledger.amount) of the key
+            expires_at  REAL,                          -- unix seconds; NULL = never
+            rpm         INTEGER,
+            tpm         INTEGER,
+            status      TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'revoked')),
+            created_at  REAL NOT NULL
+        );
+        CREATE TABLE api_key_models (                  -- a key's model allowlist; no rows = every model
+            key_id  INTEGER NOT NULL REFERENCES api_keys(id),
+            model   TEXT NOT NULL,
+            PRIMARY KEY (key_id, model)
+        );
+        CREATE TABLE ledger (                          -- every balance change, one row each
+            id          INTEGER PRIMARY KEY,
+            key_id      INTEGER NOT NULL REFERENCES api_keys(id),
+            kind        TEXT NOT NULL CHECK (kind IN ('credit', 'charge', 'correction')),
+            amount      INTEGER NOT NULL,              -- nano-USD, signed: charges are negative
+            request_id  TEXT UNIQUE,                   -- set on charges: the usage row it pays for
+            note        TEXT,
+            created_at  REAL NOT NULL
+        );
+        CREATE INDEX ledger_key ON ledger(key_id);
+        CREATE TABLE holds (                           -- worst-case cost of requests in flight
+            request_id  TEXT PRIMARY KEY,
+            key_id      INTEGER NOT NULL REFERENCES api_keys(id),
+            amount      INTEGER NOT NULL,
+            created_at  REAL NOT NULL
+        );
+        CREATE INDEX holds_key ON holds(key_id);
+        CREATE TABLE usage_events (                    -- one row per authenticated request
+            request_id         TEXT PRIMARY KEY,
+            created_at         REAL NOT NULL,
+            key_id             INTEGER NOT NULL REFERENCES api_keys(id),
+            route              TEXT NOT NULL,
+            model              TEXT NOT NULL,
+            channel            TEXT,
+            upstream_model     TEXT,
+            status             INTEGER NOT NULL,
+            stream             INTEGER NOT NULL,
+            prompt_tokens      INTEGER NOT NULL,
+            completion_tokens  INTEGER NOT NULL,
+            cached_tokens      INTEGER NOT NULL,
+            cost               INTEGER NOT NULL,       -- nano-USD, equals -ledger.amount of its charge
+            usage_source       TEXT,                   -- upstream | estimated | NULL (no usage: nothing billed)
+            end_reason         TEXT NOT NULL,
+            attempts           INTEGER NOT NULL,
+            latency_ms         REAL NOT NULL,
+            ttfb_ms            REAL,
+            error              TEXT
+        );
+        CREATE INDEX usage_key_time ON usage_events(key_id, created_at);
+        CREATE INDEX usage_time ON usage_events(created_at);
+        """
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (m001_initial,)
+
+
+async def apply_migrations(conn: aiosqlite.Connection) -> None:
+    """Apply what is missing, each in its own transaction, recording its name."""
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+    )
+    for migration in MIGRATIONS:
+        # Checked inside the write lock: two workers starting at once apply each migration once.
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            async with conn.execute("SELECT 1 FROM schema_migrations WHERE name = ?", (migration.__name__,)) as cur:
+                if await cur.fetchone() is None:
+                    await migration(conn)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
+                        (migration.__name__, time.time()),
+                    )
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
