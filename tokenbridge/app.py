@@ -1,0 +1,82 @@
+"""create_app(settings) -> the Starlette app: lifespan, the route table, and the stage list, in order.
+
+Every OpenAI route runs the same chain of pure ASGI stages, outermost first; reading
+`OPENAI_STAGES` top to bottom is reading what happens to a request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from tokenbridge.asgi import ASGIApp
+from tokenbridge.endpoints import ModelsEndpoint, healthz, http_exception, readyz
+from tokenbridge.runtime import Runtime
+from tokenbridge.settings import Settings, load_settings
+from tokenbridge.stages.auth import AuthMiddleware
+from tokenbridge.stages.body import BodyMiddleware
+from tokenbridge.stages.intake import IntakeMiddleware
+from tokenbridge.stages.mapping import MappingMiddleware
+from tokenbridge.stages.meter import MeterMiddleware
+from tokenbridge.stages.quota import QuotaMiddleware
+from tokenbridge.stages.shape import ShapeMiddleware
+from tokenbridge.upstream.proxy import UpstreamProxy
+
+Stage = Callable[[ASGIApp, Runtime, str], ASGIApp]
+
+# The pipeline of an OpenAI completion route, outermost first (intake wraps the whole app, below).
+OPENAI_STAGES: tuple[Stage, ...] = (
+    lambda app, rt, kind: BodyMiddleware(app, kind=kind),  # read + parse the body once into the Call
+    lambda app, rt, kind: AuthMiddleware(app, runtime=rt),  # bearer key -> call.key
+    lambda app, rt, kind: QuotaMiddleware(app, runtime=rt),  # hold before, settle after
+    lambda app, rt, kind: MappingMiddleware(app),  # model -> candidate channels
+    lambda app, rt, kind: ShapeMiddleware(app),  # caller's shape <-> upstream's shape
+    lambda app, rt, kind: MeterMiddleware(app),  # status, TTFB, usage, end reason
+)
+
+
+def pipeline(runtime: Runtime, kind: str) -> ASGIApp:
+    """The stages wrapped around the upstream proxy, built once at start-up."""
+    app: ASGIApp = UpstreamProxy(client=runtime.upstream)
+    for stage in reversed(OPENAI_STAGES):
+        app = stage(app, runtime, kind)
+    return app
+
+
+def create_app(settings: Settings) -> Starlette:
+    runtime = Runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    routes = [
+        Route("/v1/chat/completions", pipeline(runtime, "chat"), methods=["POST"]),
+        Route("/v1/models", AuthMiddleware(ModelsEndpoint(), runtime=runtime), methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz(runtime), methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(IntakeMiddleware, settings=runtime.current_settings)],
+        exception_handlers={HTTPException: http_exception},
+    )
+    app.state.runtime = runtime
+    return app
+
+
+def app_from_env() -> Any:
+    """Factory for `uvicorn --factory` and `serve --workers N`: the config path comes from the environment."""
+    return create_app(load_settings(os.environ.get("TOKENBRIDGE_CONFIG", "config.toml")))

@@ -1,0 +1,310 @@
+"""`tokenbridge serve|keys|credit|usage|config`: parse arguments, call into the package, print.
+
+Every command takes `--config PATH` (default `$TOKENBRIDGE_CONFIG` or `./config.toml`) and most
+take `--json`. Errors go to stderr with what to do next, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tokenbridge.money import format_usd, to_nano
+from tokenbridge.settings import ConfigError, Settings, load_settings
+from tokenbridge.store.db import Database, StoreError
+from tokenbridge.store.keys import KeyExists, KeyNotFound, KeyRecord, count_keys, insert_key, list_keys, update_key_revoked
+from tokenbridge.store.ledger import insert_credit, release_all_holds
+from tokenbridge.store.usage import list_usage, sum_usage
+
+_DURATION = re.compile(r"(\d+)([smhd])")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class CliError(Exception):
+    """A usage problem; the message says what to do next."""
+
+
+def parse_duration(text: str) -> float:
+    match = _DURATION.fullmatch(text.strip())
+    if not match:
+        raise CliError(f"{text!r} is not a duration: use a number and a unit, like 90s, 15m, 24h or 30d")
+    return int(match[1]) * _SECONDS[match[2]]
+
+
+def parse_usd(text: str) -> int:
+    try:
+        return to_nano(text)
+    except ValueError as exc:
+        raise CliError(f"{text!r} is not an amount in USD ({exc}); write it like 5 or 0.25") from exc
+
+
+def key_json(key: KeyRecord) -> dict[str, Any]:
+    return {
+        "name": key.name,
+        "prefix": key.prefix,
+        "group": key.group,
+        "balance_usd": format_usd(key.balance),
+        "balance_nano_usd": key.balance,
+        "status": key.status if key.usable_at(time.time()) or key.status != "active" else "expired",
+        "expires_at": key.expires_at,
+        "models": sorted(key.models),
+        "rpm": key.rpm,
+        "tpm": key.tpm,
+    }
+
+
+def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def emit(data: Any, as_json: bool, columns: Sequence[str] | None = None) -> None:
+    if as_json:
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif columns is not None:
+        print_table(data, columns)
+    else:
+        print(data)
+
+
+async def with_db(settings: Settings, work: Callable[[Database], Awaitable[Any]]) -> Any:
+    db = await Database.open(settings.server.database)
+    try:
+        return await work(db)
+    finally:
+        await db.close()
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> None:
+    if args.group not in settings.groups:
+        raise CliError(f"group {args.group!r} is not in {settings.path.name}; known: {', '.join(settings.groups)}")
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip()) if args.models else ()
+    unknown = [m for m in models if m not in settings.routes]
+    if unknown:
+        raise CliError(f"no channel serves {', '.join(unknown)}; see `tokenbridge config check` for the models")
+    expires = time.time() + parse_duration(args.expires_in) if args.expires_in else None
+    credit = parse_usd(args.credit)
+
+    async def work(db: Database) -> tuple[KeyRecord, str]:
+        return await insert_key(
+            db, name=args.name, credit=credit, group=args.group, models=models, expires_at=expires,
+            rpm=args.rpm, tpm=args.tpm,
+        )
+
+    key, secret = asyncio.run(with_db(settings, work))
+    if args.json:
+        emit({**key_json(key), "key": secret}, True)
+        return
+    print(f"Created key {key.name!r} in group {key.group!r} with ${format_usd(key.balance)} credit.")
+    print("Copy the secret now: only its hash is stored, it cannot be shown again.")
+    print(secret)
+
+
+def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> None:
+    keys = asyncio.run(with_db(settings, list_keys))
+    rows = [key_json(k) for k in keys]
+    for row in rows:
+        row["models"] = ",".join(row["models"]) or "*"
+    columns = ["name", "prefix", "group", "balance_usd", "status", "expires_at", "models", "rpm", "tpm"]
+    emit([key_json(k) for k in keys] if args.json else rows, args.json, columns)
+
+
+def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> None:
+    asyncio.run(with_db(settings, lambda db: update_key_revoked(db, args.name)))
+    emit({"name": args.name, "status": "revoked"} if args.json else f"Revoked key {args.name!r}.", args.json)
+
+
+def cmd_credit(settings: Settings, args: argparse.Namespace) -> None:
+    amount = parse_usd(args.usd)
+    balance = asyncio.run(with_db(settings, lambda db: insert_credit(db, args.name, amount, note=args.note)))
+    if args.json:
+        emit({"name": args.name, "amount_usd": format_usd(amount), "balance_usd": format_usd(balance),
+              "balance_nano_usd": balance}, True)
+    else:
+        print(f"Key {args.name!r}: {'+' if amount >= 0 else ''}{format_usd(amount)} USD, balance {format_usd(balance)} USD.")
+
+
+USAGE_COLUMNS = ["request_id", "time", "key", "model", "channel", "status", "stream", "prompt_tokens",
+                 "completion_tokens", "cached_tokens", "cost_usd", "usage_source", "end_reason", "latency_ms",
+                 "ttfb_ms", "error"]
+
+
+def cmd_usage(settings: Settings, args: argparse.Namespace) -> None:
+    since = time.time() - parse_duration(args.since) if args.since else None
+    filters = {"key": args.key, "model": args.model, "since": since}
+    if args.by:
+        rows = asyncio.run(with_db(settings, lambda db: sum_usage(db, by=args.by, **filters)))
+        columns = [args.by, "requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd"]
+    else:
+        rows = asyncio.run(with_db(settings, lambda db: list_usage(db, **filters)))
+        columns = USAGE_COLUMNS
+    for row in rows:
+        row["cost_usd"] = format_usd(row["cost"])
+        row["cost_nano_usd"] = row.pop("cost")
+        if "created_at" in row:
+            row["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["created_at"]))
+            row["stream"] = bool(row["stream"])
+    if args.csv:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=[*columns, "cost_nano_usd"], extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        sys.stdout.write(out.getvalue())
+        return
+    emit(rows, args.json, columns)
+
+
+def cmd_config_check(settings: Settings, args: argparse.Namespace) -> None:
+    channels = [
+        {"name": c.name, "kind": c.kind, "base_url": c.base_url or "(built in)", "models": ",".join(c.models),
+         "priority": c.priority, "weight": c.weight, "enabled": c.enabled}
+        for c in settings.channels
+    ]
+    prices = {m: {"input": format_usd(p.input), "output": format_usd(p.output), "cached_input": format_usd(p.cached_input)}
+              for m, p in settings.prices.items()}
+    if args.json:
+        emit({"config": str(settings.path), "database": str(settings.server.database), "channels": channels,
+              "models": sorted(settings.routes), "prices_usd_per_1m_tokens": prices}, True)
+        return
+    print(f"{settings.path}: OK")
+    print(f"database: {settings.server.database}")
+    print(f"listen:   http://{settings.server.host}:{settings.server.port}/v1")
+    print_table(channels, ["name", "kind", "base_url", "models", "priority", "weight", "enabled"])
+    print(f"models served: {', '.join(sorted(settings.routes)) or '(none)'}")
+
+
+def first_run(settings: Settings, host: str, port: int) -> None:
+    """Before serving: migrate, release holds a crash left, and on an empty database make the `default` key."""
+
+    async def work(db: Database) -> tuple[KeyRecord, str] | None:
+        released = await release_all_holds(db)
+        if released:
+            logging.getLogger("tokenbridge").warning("released %d holds left by an earlier run", released)
+        if await count_keys(db):
+            return None
+        return await insert_key(db, name="default", credit=settings.server.demo_credit)
+
+    created = asyncio.run(with_db(settings, work))
+    if created is None:
+        return
+    key, secret = created
+    model = next(iter(sorted(settings.routes)), "MODEL")
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    print(f"First run: created key 'default' with ${format_usd(key.balance)} demo credit. Its secret is shown only now:")
+    print(f"\n    {secret}\n")
+    print("Try it:")
+    print(f"    curl http://{shown_host}:{port}/v1/chat/completions -H 'Authorization: Bearer {secret}'"
+          f" -H 'Content-Type: application/json' -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\","
+          f" \"content\": \"Hello, gateway!\"}}]}}'")
+    print(flush=True)
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from tokenbridge.app import create_app
+
+    host = args.host or settings.server.host
+    port = settings.server.port if args.port is None else args.port
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    first_run(settings, host, port)
+    if args.workers > 1:
+        os.environ["TOKENBRIDGE_CONFIG"] = str(settings.path)
+        uvicorn.run("tokenbridge.app:app_from_env", factory=True, host=host, port=port, workers=args.workers,
+                    log_level="info")
+    else:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+# --- argument parsing ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="config file (default: $TOKENBRIDGE_CONFIG or ./config.toml)")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    parser = argparse.ArgumentParser(prog="tokenbridge", description="A small, exact, fast OpenAI-compatible gateway.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", parents=[common], help="run the gateway")
+    serve.add_argument("--host", help="address to bind (default: server.host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: server.port, 8080)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.set_defaults(run=cmd_serve)
+
+    keys = sub.add_parser("keys", help="create, list and revoke API keys").add_subparsers(dest="keys", required=True)
+    create = keys.add_parser("create", parents=[common], help="create a key and print its secret once")
+    create.add_argument("name")
+    create.add_argument("--credit", default="0", help="opening credit in USD (default 0)")
+    create.add_argument("--group", default="default", help="pricing group (default: default)")
+    create.add_argument("--models", help="comma-separated allowlist (default: every model)")
+    create.add_argument("--expires-in", help="lifetime, like 30d or 12h (default: never)")
+    create.add_argument("--rpm", type=int, help="requests per minute limit")
+    create.add_argument("--tpm", type=int, help="tokens per minute limit")
+    create.set_defaults(run=cmd_keys_create)
+    keys.add_parser("list", parents=[common], help="list keys").set_defaults(run=cmd_keys_list)
+    revoke = keys.add_parser("revoke", parents=[common], help="revoke a key at once")
+    revoke.add_argument("name")
+    revoke.set_defaults(run=cmd_keys_revoke)
+
+    credit = sub.add_parser("credit", parents=[common], help="top up a key (negative: correction)")
+    credit.add_argument("name")
+    credit.add_argument("usd", help="amount in USD, like 5 or -0.25")
+    credit.add_argument("--note", help="why, kept in the ledger")
+    credit.set_defaults(run=cmd_credit)
+
+    usage = sub.add_parser("usage", parents=[common], help="usage rows or sums")
+    usage.add_argument("--key", help="only this key (by name)")
+    usage.add_argument("--model", help="only this model")
+    usage.add_argument("--since", help="only the last DURATION, like 24h")
+    usage.add_argument("--by", choices=["model", "key", "day"], help="sum by model, key or day")
+    usage.add_argument("--csv", action="store_true", help="CSV output")
+    usage.set_defaults(run=cmd_usage)
+
+    config = sub.add_parser("config", help="check config.toml").add_subparsers(dest="config_command", required=True)
+    config.add_parser("check", parents=[common], help="validate and show what would be served").set_defaults(
+        run=cmd_config_check
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    path = Path(args.config or os.environ.get("TOKENBRIDGE_CONFIG") or "config.toml")
+    try:
+        settings = load_settings(path)
+        args.run(settings, args)
+    except ConfigError as exc:
+        print(f"tokenbridge: bad config: {exc}", file=sys.stderr)
+        return 2
+    except (CliError, StoreError) as exc:
+        print(f"tokenbridge: {exc}", file=sys.stderr)
+        return 2
+    except KeyExists as exc:
+        print(f"tokenbridge: {exc}; pick another name (see `tokenbridge keys list`)", file=sys.stderr)
+        return 2
+    except KeyNotFound as exc:
+        print(f"tokenbridge: {exc}; see `tokenbridge keys list` for the names", file=sys.stderr)
+        return 2
+    return 0

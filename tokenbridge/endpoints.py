@@ -1,0 +1,60 @@
+"""The small endpoints: model list, liveness, readiness, and OpenAI-shaped 404/405."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tokenbridge.asgi import Receive, Scope, Send
+from tokenbridge.call import get_call
+from tokenbridge.errors import GatewayError, MethodNotAllowed, RouteNotFound
+from tokenbridge.runtime import Runtime
+
+JSON = "application/json"
+
+
+class ModelsEndpoint:
+    """GET /v1/models: the models this key may use, in OpenAI's list shape (runs after auth)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        call = get_call(scope)
+        assert call.key is not None
+        models = [m for m in call.settings.routes if call.key.allows(m)]
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "tokenbridge"} for m in sorted(models)]
+        body = orjson.dumps({"object": "list", "data": data})
+        await Response(body, media_type=JSON)(scope, receive, send)
+
+
+async def healthz(request: Request) -> Response:
+    return Response(b'{"status":"ok"}', media_type=JSON)
+
+
+def readyz(runtime: Runtime) -> object:
+    async def endpoint(request: Request) -> Response:
+        """Ready when the config is loaded and the database takes a write."""
+        try:
+            async with runtime.db.write() as conn:
+                await conn.execute("SELECT 1")
+        except (sqlite3.Error, AssertionError) as exc:
+            body = {"status": "unavailable", "database": f"not writable: {exc}"}
+            return Response(orjson.dumps(body), status_code=503, media_type=JSON)
+        body = {"status": "ready", "channels": len(runtime.settings.channels)}
+        return Response(orjson.dumps(body), media_type=JSON)
+
+    return endpoint
+
+
+async def http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 (unknown route, wrong method) in OpenAI's error shape."""
+    assert isinstance(exc, HTTPException)
+    method, path = request.method, request.url.path
+    error: GatewayError
+    if exc.status_code == 405:
+        error = MethodNotAllowed(f"{method} is not allowed on {path}.")
+    else:
+        error = RouteNotFound(f"Unknown request URL: {method} {path}.")
+    return Response(error.body(), status_code=error.status, media_type=JSON, headers=exc.headers)

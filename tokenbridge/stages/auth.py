@@ -1,0 +1,52 @@
+"""Auth: `Authorization: Bearer sk-tb-…` -> SHA-256 -> the key's row -> call.key.
+
+The row is read per request, so a revoke or a top-up from the CLI counts from the next request.
+Error messages never echo what the caller sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from tokenbridge.asgi import ASGIApp, Receive, Scope, Send
+from tokenbridge.call import get_call
+from tokenbridge.errors import InvalidApiKey
+from tokenbridge.runtime import Runtime
+from tokenbridge.store.keys import get_key_by_hash
+
+_BEARER = b"bearer "
+
+
+def bearer_token(scope: Scope) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            if value[:7].lower() == _BEARER:
+                return value[7:].strip()
+            return None
+    return None
+
+
+class AuthMiddleware:
+    """Writes call.key; refuses with 401 invalid_api_key."""
+
+    def __init__(self, app: ASGIApp, *, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = bearer_token(scope)
+        if not token:
+            raise InvalidApiKey(
+                "You didn't provide an API key. Send it as 'Authorization: Bearer sk-tb-...'"
+                " (create one with `tokenbridge keys create NAME`)."
+            )
+        key = await get_key_by_hash(self.runtime.db, hashlib.sha256(token).hexdigest())
+        if key is None:
+            raise InvalidApiKey("Incorrect API key provided.")
+        if key.status != "active":
+            raise InvalidApiKey("This API key has been revoked.")
+        if not key.usable_at(time.time()):
+            raise InvalidApiKey("This API key has expired.")
+        get_call(scope).key = key
+        await self.app(scope, receive, send)

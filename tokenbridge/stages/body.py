@@ -1,0 +1,103 @@
+"""Body: read the request once (size-limited), parse it once, check its shape, fill the Call.
+
+The route table says which shape a route takes (`kind`); no stage looks at the path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from tokenbridge.asgi import ASGIApp, Receive, Scope, Send
+from tokenbridge.call import get_call
+from tokenbridge.errors import InvalidRequest, RequestTooLarge
+
+# The field that carries the input, per route kind.
+INPUT_FIELD = {"chat": "messages", "completions": "prompt"}
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole body, refusing more than `limit` bytes before reading them where the length is announced."""
+    declared = _content_length(scope)
+    if declared is not None and declared > limit:
+        raise RequestTooLarge(f"The request body is {declared} bytes; the limit is {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(f"The request body is over the limit of {limit} bytes.")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def check_shape(kind: str, body: Any) -> dict[str, Any]:
+    """The body as a dict, or an InvalidRequest naming the field that is wrong."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    model = body.get("model")
+    if model is None:
+        raise InvalidRequest("You must provide a model parameter.", param="model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("'model' must be a non-empty string.", param="model")
+    field = INPUT_FIELD[kind]
+    value = body.get(field)
+    if value is None:
+        raise InvalidRequest(f"Missing required parameter: '{field}'.", param=field)
+    if kind == "chat":
+        if not isinstance(value, list) or not value:
+            raise InvalidRequest("'messages' must be a non-empty array.", param="messages")
+        for i, message in enumerate(value):
+            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+                raise InvalidRequest(f"'messages[{i}]' must be an object with a 'role'.", param=f"messages[{i}]")
+    stream = body.get("stream", False)
+    if stream is not None and not isinstance(stream, bool):
+        raise InvalidRequest("'stream' must be a boolean.", param="stream")
+    for name in ("max_tokens", "max_completion_tokens"):
+        limit = body.get(name)
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+            raise InvalidRequest(f"'{name}' must be a positive integer.", param=name)
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise InvalidRequest("'stream_options' must be an object.", param="stream_options")
+    return body
+
+
+class BodyMiddleware:
+    """Fills call.route, raw_body, body, model, stream."""
+
+    def __init__(self, app: ASGIApp, *, kind: str) -> None:
+        if kind not in INPUT_FIELD:
+            raise ValueError(f"unknown route kind {kind!r}")
+        self.app = app
+        self.kind = kind
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        call = get_call(scope)
+        raw = await read_body(scope, receive, call.settings.server.max_body_bytes)
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequest(
+                "We could not parse the JSON body of your request. The body must be a JSON object."
+            ) from exc
+        call.route = self.kind
+        call.raw_body = raw
+        call.body = check_shape(self.kind, parsed)
+        call.model = call.body["model"]
+        call.stream = call.body.get("stream") is True
+        await self.app(scope, receive, send)

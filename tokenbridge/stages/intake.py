@@ -1,0 +1,76 @@
+"""Intake, the outermost stage: request id, the Call, and the one place errors are rendered.
+
+Every response leaves with `X-Request-ID` (the caller's when it sent a usable one). A GatewayError
+raised by any inner stage becomes an OpenAI-shaped JSON error if nothing was sent yet; once the
+response has started it can only become a final SSE error event, after which the stream ends
+without `[DONE]`, so no client mistakes a broken stream for a complete one. Anything else is a bug:
+logged with its traceback, answered with a bare 500 that carries no detail.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable
+
+from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send
+from tokenbridge.call import SCOPE_KEY, Call
+from tokenbridge.errors import ClientGone, GatewayError, InternalError, render, sse_error_event
+from tokenbridge.settings import Settings
+
+log = logging.getLogger("tokenbridge")
+
+REQUEST_ID_HEADER = b"x-request-id"
+_USABLE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+
+
+def request_id_from(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == REQUEST_ID_HEADER and _USABLE_REQUEST_ID.fullmatch(value):
+            return value.decode("ascii")
+    return "req_" + uuid.uuid4().hex
+
+
+class IntakeMiddleware:
+    """Outermost: builds the Call, stamps the request id, renders errors."""
+
+    def __init__(self, app: ASGIApp, *, settings: Callable[[], Settings]) -> None:
+        self.app = app
+        self.settings = settings  # the live config; each request keeps the one it started with
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        call = Call(request_id=request_id_from(scope), settings=self.settings())
+        scope[SCOPE_KEY] = call
+        request_id = call.request_id.encode("ascii")
+        started = sse = False
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal started, sse
+            if message["type"] == "http.response.start":
+                started = True
+                headers = message.get("headers", ())
+                sse = any(k == b"content-type" and v.startswith(b"text/event-stream") for k, v in headers)
+                message["headers"] = [*headers, (REQUEST_ID_HEADER, request_id)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        except ClientGone:
+            return  # nobody is listening; the meter recorded it
+        except Exception as exc:
+            error = exc if isinstance(exc, GatewayError) else None
+            if error is None:
+                log.exception("request %s failed inside the gateway", call.request_id)
+                error = InternalError("The gateway failed to handle this request; see its log for the request id.")
+            if not started:
+                await render(error, send, request_id=call.request_id)
+            elif sse:
+                await send({"type": "http.response.body", "body": sse_error_event(error), "more_body": False})
+            else:
+                # A JSON body cut short cannot carry an error: let the server abort the connection, so
+                # the client sees a failed read instead of a body that merely looks short.
+                raise

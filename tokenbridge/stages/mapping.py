@@ -1,0 +1,55 @@
+"""Mapping: the public model name -> the channels to try, in order.
+
+Candidates are the enabled channels that list the model (precomputed per config in
+`Settings.routes`, highest priority first); among channels of equal priority the order is a
+weighted random draw by `weight`, so load spreads as configured.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from tokenbridge.asgi import ASGIApp, Receive, Scope, Send
+from tokenbridge.call import get_call
+from tokenbridge.errors import ModelNotFound
+from tokenbridge.settings import Channel
+
+
+def unknown_model(model: str) -> ModelNotFound:
+    return ModelNotFound(
+        f"The model '{model}' does not exist or you do not have access to it.", param="model"
+    )
+
+
+def weighted_order(channels: Sequence[Channel], rng: random.Random) -> tuple[Channel, ...]:
+    """Order channels by priority (desc); among equals, a weighted draw without replacement."""
+    ordered: list[Channel] = []
+    i = 0
+    while i < len(channels):
+        j = i
+        while j < len(channels) and channels[j].priority == channels[i].priority:
+            j += 1
+        tier = list(channels[i:j])
+        while len(tier) > 1:
+            pick = rng.choices(range(len(tier)), weights=[c.weight for c in tier])[0]
+            ordered.append(tier.pop(pick))
+        ordered.extend(tier)
+        i = j
+    return tuple(ordered)
+
+
+class MappingMiddleware:
+    """Writes call.candidates; refuses with 404 model_not_found."""
+
+    def __init__(self, app: ASGIApp, *, rng: random.Random | None = None) -> None:
+        self.app = app
+        self.rng = rng or random.Random()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        call = get_call(scope)
+        channels = call.settings.routes.get(call.model)
+        if not channels or (call.key is not None and not call.key.allows(call.model)):
+            raise unknown_model(call.model)
+        call.candidates = channels if len(channels) == 1 else weighted_order(channels, self.rng)
+        await self.app(scope, receive, send)

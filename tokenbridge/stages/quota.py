@@ -1,0 +1,115 @@
+"""Quota: hold the worst case before forwarding; settle it to the real cost afterwards, always.
+
+The hold is the cost of (an upper bound of the prompt's tokens + the most completion tokens the
+request allows), taken in one conditional INSERT that succeeds only if balance − open holds covers
+it, so concurrent requests cannot spend the same money twice. The upper bound for the prompt is the
+body's byte length: a byte-level BPE token is at least one byte, and the JSON framing outweighs the
+few tokens of chat framing. Settling writes the usage row, the charge and the hold's release in one
+transaction, in `finally`, so every request that got a hold ends with exactly one usage row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from tokenbridge.asgi import ASGIApp, Receive, Scope, Send
+from tokenbridge.call import Call, get_call
+from tokenbridge.errors import GatewayError, InvalidRequest, QuotaExceeded
+from tokenbridge.money import Price, Usage, cost, format_usd
+from tokenbridge.runtime import Runtime
+from tokenbridge.stages.mapping import unknown_model
+from tokenbridge.store.ledger import DuplicateRequestId, reserve_hold, settle_hold
+from tokenbridge.store.usage import UsageRow
+
+log = logging.getLogger("tokenbridge")
+
+
+def completion_allowance(call: Call) -> int:
+    """Most completion tokens this request can produce (× n choices)."""
+    body = call.body
+    limit = body.get("max_completion_tokens") or body.get("max_tokens") or call.settings.server.default_max_tokens
+    n = body.get("n")
+    choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
+    return int(limit) * choices
+
+
+def hold_amount(call: Call, price: Price) -> int:
+    assert call.key is not None
+    worst = Price(input=max(price.input, price.cached_input), output=price.output, cached_input=0)
+    usage = Usage(prompt_tokens=len(call.raw_body), completion_tokens=completion_allowance(call))
+    return cost(usage, worst, call.settings.group(call.key.group).multiplier)
+
+
+def usage_row(call: Call, price: Price, failure: BaseException | None) -> UsageRow:
+    assert call.key is not None
+    usage = call.usage
+    status, error = call.status, call.error
+    if isinstance(failure, GatewayError) and not status:
+        status, error = failure.status, failure.message
+    elif failure is not None and not status:
+        status, error = 500, f"{type(failure).__name__} in the gateway"
+    charged = cost(usage, price, call.settings.group(call.key.group).multiplier) if usage else 0
+    return UsageRow(
+        request_id=call.request_id,
+        created_at=call.created_at,
+        key_id=call.key.id,
+        route=call.route,
+        model=call.model,
+        channel=call.channel.name if call.channel else None,
+        upstream_model=call.upstream_model or None,
+        status=status or 500,
+        stream=call.stream,
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        completion_tokens=usage.completion_tokens if usage else 0,
+        cached_tokens=usage.cached_tokens if usage else 0,
+        cost=charged,
+        usage_source="upstream" if usage else None,
+        end_reason=call.end_reason or ("rejected" if failure is not None else "done"),
+        attempts=call.attempts,
+        latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
+        ttfb_ms=round(call.ttfb * 1000, 3) if call.ttfb is not None else None,
+        error=error or None,
+    )
+
+
+class QuotaMiddleware:
+    """Writes call.hold; settles in finally."""
+
+    def __init__(self, app: ASGIApp, *, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        call = get_call(scope)
+        assert call.key is not None, "quota runs after auth"
+        price = call.settings.prices.get(call.model)
+        if price is None:  # every served model is priced (config check), so this one is not served
+            raise unknown_model(call.model)
+        amount = hold_amount(call, price)
+        try:
+            held = await reserve_hold(self.runtime.db, key_id=call.key.id, request_id=call.request_id, amount=amount)
+        except DuplicateRequestId as exc:
+            raise InvalidRequest(
+                f"X-Request-ID {call.request_id!r} was used before; send a unique id or none."
+            ) from exc
+        if not held:
+            raise QuotaExceeded(
+                f"This key's balance cannot cover this request (up to ${format_usd(amount)} for"
+                f" {completion_allowance(call)} completion tokens). Top it up with `tokenbridge credit"
+                f" {call.key.name} USD`, or lower max_tokens."
+            )
+        call.hold = amount
+        failure: BaseException | None = None
+        try:
+            await self.app(scope, receive, send)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            row = usage_row(call, price, failure)
+            try:
+                await asyncio.shield(settle_hold(self.runtime.db, row))
+            except Exception:
+                log.exception("request %s: could not settle its hold; it is released at the next start", row.request_id)

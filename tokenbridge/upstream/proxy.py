@@ -1,0 +1,122 @@
+"""The upstream proxy, innermost: send the request to the first channel that answers, stream its bytes back.
+
+A raw ASGI app that sends `http.response.*` messages itself (no StreamingResponse). Before the
+first byte reaches the caller, a channel that cannot be reached, times out, or answers 5xx, 429 or
+408 is logged and the next candidate is tried, up to `server.max_attempts`. Any other status is the
+answer, 4xx included, passed through unchanged. A stream is pumped while the caller's side is
+watched: if the caller goes away, the upstream connection is closed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import orjson
+
+from tokenbridge.asgi import Receive, Scope, Send
+from tokenbridge.call import Call, caller_wants_usage, get_call
+from tokenbridge.errors import ClientGone, GatewayError, UpstreamError, UpstreamTimeout
+from tokenbridge.settings import Channel
+from tokenbridge.upstream.client import HttpResponse, UpstreamClient, UpstreamResponse
+
+log = logging.getLogger("tokenbridge")
+
+RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
+
+
+def upstream_payload(call: Call, channel: Channel) -> bytes | dict[str, object]:
+    """The request body for one channel: the caller's bytes unless something must change.
+
+    Changes: the model name (`model_map`), and asking a stream for its usage so it can be billed
+    (the meter cuts that chunk out again if the caller did not ask for it).
+    """
+    body = call.upstream_body
+    model = channel.upstream_model(call.model)
+    ask_usage = call.stream and not caller_wants_usage(body)
+    if channel.kind == "echo":
+        changes: dict[str, object] = {"model": model}
+        if ask_usage:
+            changes["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        return {**body, **changes}
+    if body is call.body and model == call.model and not ask_usage:
+        return call.raw_body
+    payload = {**body, "model": model}
+    if ask_usage:
+        payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    return orjson.dumps(payload)
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class UpstreamProxy:
+    """Writes call.channel, call.upstream_model, call.attempts."""
+
+    def __init__(self, *, client: UpstreamClient) -> None:
+        self.client = client
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        call = get_call(scope)
+        response = await self._open(call)
+        try:
+            headers = [(b"content-type", response.content_type)]
+            if response.content_length is not None:
+                headers.append((b"content-length", str(response.content_length).encode()))
+            await send({"type": "http.response.start", "status": response.status, "headers": headers})
+            if call.stream:
+                await self._pump_watching(response, receive, send)
+            else:
+                await self._pump(response, send)
+        finally:
+            response.close()
+
+    async def _open(self, call: Call) -> UpstreamResponse:
+        """The first candidate's response that is an answer, not a failure to retry."""
+        last: GatewayError | None = None
+        for channel in call.candidates[: call.settings.server.max_attempts]:
+            call.attempts += 1
+            call.channel = channel
+            call.upstream_model = channel.upstream_model(call.model)
+            try:
+                response = await self.client.open(channel, call.upstream_path, upstream_payload(call, channel))
+            except GatewayError as exc:
+                log.warning("request %s: channel %r failed for model %r (attempt %d): %s",
+                            call.request_id, channel.name, call.model, call.attempts, exc.message)
+                last = exc
+                continue
+            if response.status not in RETRY_STATUSES:
+                return response
+            detail = await response.peek() if isinstance(response, HttpResponse) else ""
+            response.close()
+            log.warning("request %s: channel %r answered %d for model %r (attempt %d): %s",
+                        call.request_id, channel.name, response.status, call.model, call.attempts, detail[:300])
+            last = UpstreamError(f"channel {channel.name!r} answered HTTP {response.status}")
+        if isinstance(last, UpstreamTimeout):
+            raise last
+        tried = call.attempts
+        raise UpstreamError(
+            f"Every channel for model '{call.model}' failed ({tried} tried); the last: {last.message if last else '?'}"
+        )
+
+    @staticmethod
+    async def _pump(response: UpstreamResponse, send: Send) -> None:
+        async for chunk in response.chunks():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _pump_watching(self, response: UpstreamResponse, receive: Receive, send: Send) -> None:
+        """Pump, but stop the moment the caller disconnects (uvicorn's send() goes quiet then, it does not raise)."""
+        pump = asyncio.ensure_future(self._pump(response, send))
+        watch = asyncio.ensure_future(_wait_for_disconnect(receive))
+        try:
+            await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pump, watch):
+                task.cancel()
+        if pump.done() and not pump.cancelled():
+            pump.result()  # re-raises an upstream failure
+            return
+        raise ClientGone()
