@@ -1,0 +1,134 @@
+"""Shared fixtures: a fake upstream (real uvicorn), and the real gateway on loopback with a temp SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openai import OpenAI
+
+from tests.fakes.server import serve_in_thread
+from tests.fakes.upstream import FakeUpstream
+from tokenbridge.app import create_app
+from tokenbridge.money import to_nano
+from tokenbridge.settings import load_settings
+from tokenbridge.store.db import Database
+from tokenbridge.store.keys import get_key_by_name, insert_key
+from tokenbridge.store.ledger import get_ledger_sum
+from tokenbridge.store.usage import list_usage
+
+UPSTREAM_SECRET = "sk-upstream-SECRET-do-not-leak-0123456789"
+FAKE_MODELS = ["fake-ok", "fake-hold", "fake-400", "fake-500", "fake-cached", "fake-nousage", "public-mapped"]
+
+CONFIG = """
+[server]
+database = "gateway.db"
+max_body_bytes = 65536
+
+[[channels]]
+name = "fake"
+base_url = "{upstream}/v1"
+api_key = "{secret}"
+models = {models}
+model_map = {{ "public-mapped" = "fake-ok" }}
+
+[[channels]]
+name = "demo"
+kind = "echo"
+models = ["echo-1"]
+
+[models."echo-1"]
+input = 1.0
+output = 2.0
+
+{prices}
+
+[groups.default]
+multiplier = 1.0
+
+[groups.gold]
+multiplier = 0.8
+"""
+
+# USD per 1M tokens; distinct values so each term of the formula shows in a cost.
+PRICE = {"input": "1.5", "output": "4.0", "cached_input": "0.5"}
+
+
+def config_text(upstream: str) -> str:
+    prices = "\n".join(
+        f'[models."{m}"]\ninput = {PRICE["input"]}\noutput = {PRICE["output"]}\ncached_input = {PRICE["cached_input"]}\n'
+        for m in FAKE_MODELS
+    )
+    models = "[" + ", ".join(f'"{m}"' for m in FAKE_MODELS) + "]"
+    return CONFIG.format(upstream=upstream, secret=UPSTREAM_SECRET, models=models, prices=prices)
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[tuple[FakeUpstream, str]]:
+    fake = FakeUpstream()
+    with serve_in_thread(fake) as url:
+        yield fake, url
+
+
+@dataclass
+class Gateway:
+    """The real gateway serving on loopback, plus ways to look into its store as the CLI would."""
+
+    url: str
+    config: Path
+    fake: FakeUpstream
+
+    def db_run(self, work: Any) -> Any:
+        async def run() -> Any:
+            db = await Database.open(load_settings(self.config).server.database)
+            try:
+                return await work(db)
+            finally:
+                await db.close()
+
+        return asyncio.run(run())
+
+    def create_key(self, name: str, credit_usd: str = "1", **kwargs: Any) -> str:
+        _, secret = self.db_run(lambda db: insert_key(db, name=name, credit=to_nano(credit_usd), **kwargs))
+        return str(secret)
+
+    def client(self, key: str, **kwargs: Any) -> OpenAI:
+        return OpenAI(api_key=key, base_url=self.url + "/v1", max_retries=0, timeout=20, **kwargs)
+
+    def balance(self, name: str) -> int:
+        key = self.db_run(lambda db: get_key_by_name(db, name))
+        return int(key.balance)
+
+    def ledger_sum(self, name: str) -> int:
+        async def work(db: Database) -> int:
+            key = await get_key_by_name(db, name)
+            assert key is not None
+            return await get_ledger_sum(db, key.id)
+
+        return int(self.db_run(work))
+
+    def usage(self, key: str) -> list[dict[str, Any]]:
+        return list(self.db_run(lambda db: list_usage(db, key=key)))
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run the real CLI against this gateway's config, as a user would."""
+        return subprocess.run(
+            [sys.executable, "-m", "tokenbridge", *args, "--config", str(self.config)],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONWARNINGS": "error"},
+        )
+
+
+@pytest.fixture(scope="module")
+def gateway(upstream: tuple[FakeUpstream, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    fake, url = upstream
+    config = tmp_path_factory.mktemp("gateway") / "config.toml"
+    config.write_text(config_text(url))
+    with serve_in_thread(create_app(load_settings(config))) as gateway_url:
+        yield Gateway(gateway_url, config, fake)

@@ -1,0 +1,135 @@
+"""A fake OpenAI upstream: a raw ASGI app, served by real uvicorn on loopback, switched by model name.
+
+| model            | behaviour                                                               |
+| ---------------- | ----------------------------------------------------------------------- |
+| (any other)      | answers "Hello from fake" (3 tokens), usage 12 prompt / 3 completion   |
+| fake-cached      | as above, with 8 of the 12 prompt tokens cached                         |
+| fake-nousage     | as above, without any usage                                             |
+| fake-hold        | streams the role and first content chunk, then waits for `release()`   |
+| fake-400         | 400 with an OpenAI error body                                            |
+| fake-500         | 500                                                                      |
+
+Every request is recorded (path, headers, body) for the tests to inspect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+PIECES = ["Hello", " from", " fake"]
+TEXT = "".join(PIECES)
+USAGE = {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
+CACHED_USAGE = {**USAGE, "prompt_tokens_details": {"cached_tokens": 8}}
+ERROR_400 = {"error": {"message": "fake says no", "type": "invalid_request_error", "param": "messages", "code": "fake_no"}}
+
+
+@dataclass(frozen=True)
+class Seen:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+class FakeUpstream:
+    def __init__(self) -> None:
+        self.seen: list[Seen] = []
+        self._lock = threading.Lock()
+        self._gate: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def release(self) -> None:
+        """Let a held `fake-hold` stream go on (called from the test thread)."""
+        assert self._loop is not None and self._gate is not None
+        self._loop.call_soon_threadsafe(self._gate.set)
+
+    def requests_for(self, model: str) -> list[Seen]:
+        with self._lock:
+            return [s for s in self.seen if s.body.get("model") == model]
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                self._loop = asyncio.get_running_loop()
+                self._gate = asyncio.Event()
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        raw = b""
+        while True:
+            message = await receive()
+            raw += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        body = orjson.loads(raw)
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        with self._lock:
+            self.seen.append(Seen(scope["path"], headers, body))
+        model = body.get("model", "")
+        if model == "fake-400":
+            await _json(send, 400, ERROR_400)
+        elif model == "fake-500":
+            await _json(send, 500, {"error": {"message": "fake is down", "type": "server_error"}})
+        elif body.get("stream"):
+            await self._stream(send, body)
+        else:
+            await _json(send, 200, _completion(body))
+
+    async def _stream(self, send: Any, body: dict[str, Any]) -> None:
+        model = body["model"]
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream; charset=utf-8")]})
+        include_usage = (body.get("stream_options") or {}).get("include_usage") is True
+        usage = _usage_for(model)
+
+        async def event(choices: list[dict[str, Any]], usage: Any = None) -> None:
+            chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1700000000,
+                     "model": model, "choices": choices}
+            if include_usage:
+                chunk["usage"] = usage
+            await send({"type": "http.response.body", "body": b"data: " + orjson.dumps(chunk) + b"\n\n",
+                        "more_body": True})
+
+        await event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+        for i, piece in enumerate(PIECES):
+            await event([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
+            if i == 0 and model == "fake-hold":
+                assert self._gate is not None
+                await self._gate.wait()
+                self._gate.clear()
+        await event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+        if include_usage and usage is not None:
+            await event([], usage)
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+
+def _usage_for(model: str) -> dict[str, Any] | None:
+    if model == "fake-nousage":
+        return None
+    return CACHED_USAGE if model == "fake-cached" else USAGE
+
+
+def _completion(body: dict[str, Any]) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": body["model"],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": TEXT, "refusal": None},
+                     "logprobs": None, "finish_reason": "stop"}],
+    }
+    usage = _usage_for(body["model"])
+    if usage is not None:
+        answer["usage"] = usage
+    return answer
+
+
+async def _json(send: Any, status: int, payload: Any) -> None:
+    data = orjson.dumps(payload)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
