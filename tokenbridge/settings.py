@@ -8,20 +8,19 @@ never a value read from the environment, and never echo secrets (api_key, admin_
 
 from __future__ import annotations
 
-import difflib
-import math
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from types import MappingProxyType
-from typing import TypeVar
 from urllib.parse import urlsplit
 
-from tokenbridge.money import Price, to_fraction, to_nano
+from tokenbridge.money import Price, to_fraction
+from tokenbridge.tomlread import ConfigError, Table, quoted, syntax_error, toml_type
+
+__all__ = ["Channel", "ConfigError", "Group", "ServerSettings", "Settings", "load_settings", "parse_settings"]
 
 KINDS = ("openai", "echo")
 COMPLETIONS = ("chat", "native")
@@ -37,16 +36,6 @@ _CHANNEL_KEYS = (
 )  # fmt: skip
 _PRICE_KEYS = ("input", "output", "cached_input")
 _GROUP_KEYS = ("multiplier",)
-# A valid reference is ${NAME} or ${NAME:-default}; a bare "${" that is neither is refused, not kept.
-_VAR_REF = re.compile(r"\$\{(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\})?")
-_TOML_POSITION = re.compile(r"\s*\(at line (?P<line>\d+), column (?P<column>\d+)\)$")
-_AT_END = " (at end of document)"
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_T = TypeVar("_T")
-
-
-class ConfigError(Exception):
-    """config.toml is unusable; str() names the file, the key (or line for TOML syntax errors) and what is wrong."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +121,8 @@ def parse_settings(text: str, path: Path, *, environ: Mapping[str, str]) -> Sett
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {_syntax_error(str(exc), text)}") from exc
-    root = _Table(str(path), environ, "", data)
+        raise ConfigError(f"{path}: {syntax_error(str(exc), text)}") from exc
+    root = Table(str(path), environ, "", data)
     root.refuse_unknown(_TOP_KEYS)
     resolved = path.resolve()
     server = _read_server(root.table("server") or root.child("server", {}), resolved.parent)
@@ -150,147 +139,7 @@ def parse_settings(text: str, path: Path, *, environ: Mapping[str, str]) -> Sett
     )
 
 
-def _syntax_error(message: str, text: str) -> str:
-    """tomllib's message with its position moved to the front: "line 7: Invalid value (column 5)"."""
-    position = _TOML_POSITION.search(message)
-    if position is not None:
-        return f"line {position['line']}: {message[: position.start()]} (column {position['column']})"
-    # tomllib's only other form: "... (at end of document)", e.g. for a table header cut short.
-    return f"line {max(len(text.splitlines()), 1)}: {message.removesuffix(_AT_END)} (at the end of the file)"
-
-
-def _toml_type(value: object) -> str:
-    names = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}
-    return names.get(type(value), type(value).__name__)  # datetime, date, time
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-class _Table:
-    """One TOML table being read: typed getters that know their key path, for messages."""
-
-    __slots__ = ("data", "environ", "file", "where")
-
-    def __init__(self, file: str, environ: Mapping[str, str], where: str, data: Mapping[str, object]) -> None:
-        self.file, self.environ, self.where, self.data = file, environ, where, data
-
-    def child(self, where: str, data: Mapping[str, object]) -> _Table:
-        return _Table(self.file, self.environ, where, data)
-
-    def path(self, key: str) -> str:
-        return ".".join(part for part in (self.where, key) if part)
-
-    def error(self, key: str, reason: str) -> ConfigError:
-        where = self.path(key)
-        return ConfigError(f"{self.file}: {where}: {reason}" if where else f"{self.file}: {reason}")
-
-    def expand(self, text: str, key: str) -> str:
-        """Replace ${VAR} / ${VAR:-default} (default also when VAR is empty, as in the shell)."""
-
-        def replace(match: re.Match[str]) -> str:
-            name, default = match["name"], match["default"]
-            if name is None:
-                raise self.error(key, "malformed ${...}: write ${NAME} or ${NAME:-default}")
-            value = self.environ.get(name)
-            if default is not None:
-                return value or default
-            if value is None:
-                hint = f"${{{name}:-fallback}} gives one"
-                raise self.error(key, f"environment variable {name} is not set and has no default ({hint})")
-            return value
-
-        return _VAR_REF.sub(replace, text)
-
-    def refuse_unknown(self, known: tuple[str, ...]) -> None:
-        for key in self.data:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f', did you mean "{close[0]}"?' if close else ""
-                raise self.error(key, f"unknown key{hint} (known: {', '.join(known)})")
-
-    def _typed(self, key: str, kind: type[_T], expected: str) -> _T | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        # bool is an int subclass in Python, but `true` is no integer in TOML.
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-            raise self.error(key, f"expected {expected}, got {_toml_type(value)}")
-        return value
-
-    def string(
-        self, key: str, default: str | None = None, *, nonempty: bool = False, choices: tuple[str, ...] = ()
-    ) -> str:
-        value = self._typed(key, str, "a string")
-        if value is None:
-            if default is None:
-                raise self.error(key, "required")
-            value = default
-        value = self.expand(value, key)
-        if nonempty and not value:
-            raise self.error(key, "must not be empty")
-        if choices and value not in choices:
-            raise self.error(key, f"must be one of {', '.join(map(_quoted, choices))}, got {_quoted(value)}")
-        return value
-
-    def integer(self, key: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
-        value = self._typed(key, int, "an integer")
-        if value is None:
-            return default
-        if minimum is not None and value < minimum:
-            raise self.error(key, f"must be >= {minimum}, got {value}")
-        if maximum is not None and value > maximum:
-            raise self.error(key, f"must be <= {maximum}, got {value}")
-        return value
-
-    def number(self, key: str, default: float | None = None, *, positive: bool = False) -> int | float:
-        value = self.data.get(key)
-        if value is None:
-            if default is None:
-                raise self.error(key, "required")
-            return default
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.error(key, f"expected a number, got {_toml_type(value)}")
-        if not math.isfinite(value):
-            raise self.error(key, f"must be a finite number, got {value}")
-        if positive and value <= 0:
-            raise self.error(key, f"must be > 0, got {value}")
-        return value
-
-    def nano_usd(self, key: str, default: float | None = None) -> int:
-        """A USD amount (>= 0, at most 9 decimals) as exact nano-USD."""
-        value = self.number(key, default)
-        if value < 0:
-            raise self.error(key, f"must be >= 0, got {value}")
-        try:
-            return to_nano(value)
-        except ValueError as exc:
-            raise self.error(key, "more than 9 decimal places (amounts are exact to 0.000000001 USD)") from exc
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self._typed(key, bool, "a boolean (true or false)")
-        return default if value is None else value
-
-    def table(self, key: str) -> _Table | None:
-        value = self._typed(key, dict, "a table")
-        return None if value is None else self.child(self.path(key), value)
-
-    def tables(self, key: str, *, quote: bool = False) -> dict[str, _Table]:
-        """A table of named sub-tables, like [models."name"] (quote=True) or [groups.name]."""
-        parent = self.table(key)
-        if parent is None:
-            return {}
-        named = {}
-        for name, value in parent.data.items():
-            part = _quoted(name) if quote or not _BARE_KEY.fullmatch(name) else name
-            if not isinstance(value, dict):
-                raise parent.error(part, f"expected a table, got {_toml_type(value)}")
-            named[name] = self.child(parent.path(part), value)
-        return named
-
-
-def _read_server(table: _Table, config_dir: Path) -> ServerSettings:
+def _read_server(table: Table, config_dir: Path) -> ServerSettings:
     table.refuse_unknown(_SERVER_KEYS)
     defaults = ServerSettings()
     return ServerSettings(
@@ -306,7 +155,7 @@ def _read_server(table: _Table, config_dir: Path) -> ServerSettings:
     )
 
 
-def _read_prices(root: _Table) -> dict[str, Price]:
+def _read_prices(root: Table) -> dict[str, Price]:
     prices = {}
     for model, table in root.tables("models", quote=True).items():
         table.refuse_unknown(_PRICE_KEYS)
@@ -317,7 +166,7 @@ def _read_prices(root: _Table) -> dict[str, Price]:
     return prices
 
 
-def _read_groups(root: _Table) -> dict[str, Group]:
+def _read_groups(root: Table) -> dict[str, Group]:
     groups = {}
     for name, table in root.tables("groups").items():
         table.refuse_unknown(_GROUP_KEYS)
@@ -326,28 +175,28 @@ def _read_groups(root: _Table) -> dict[str, Group]:
     return groups
 
 
-def _read_channels(root: _Table, prices: Mapping[str, Price]) -> tuple[Channel, ...]:
+def _read_channels(root: Table, prices: Mapping[str, Price]) -> tuple[Channel, ...]:
     entries = root.data.get("channels")
     if entries is None or entries == []:
         raise root.error("", "no [[channels]]: add at least one (see the shipped config.toml)")
     if not isinstance(entries, list):
-        raise root.error("channels", f"expected an array of tables ([[channels]]), got {_toml_type(entries)}")
+        raise root.error("channels", f"expected an array of tables ([[channels]]), got {toml_type(entries)}")
     channels: list[Channel] = []
     seen: dict[str, str] = {}  # name -> where it was first defined
     for index, entry in enumerate(entries):
         where = f"channels[{index}]"
         if not isinstance(entry, dict):
-            raise root.error(where, f"expected a table, got {_toml_type(entry)}")
+            raise root.error(where, f"expected a table, got {toml_type(entry)}")
         name = root.child(where, entry).string("name", nonempty=True)
         label = f"{where} ({name})"
         if name in seen:
-            raise root.error(f"{label}.name", f"duplicate channel name {_quoted(name)} (also {seen[name]})")
+            raise root.error(f"{label}.name", f"duplicate channel name {quoted(name)} (also {seen[name]})")
         seen[name] = where
         channels.append(_read_channel(root.child(label, entry), name, prices))
     return tuple(channels)
 
 
-def _read_channel(table: _Table, name: str, prices: Mapping[str, Price]) -> Channel:
+def _read_channel(table: Table, name: str, prices: Mapping[str, Price]) -> Channel:
     table.refuse_unknown(_CHANNEL_KEYS)
     kind = table.string("kind", "openai", choices=KINDS)
     base_url = ""
@@ -384,34 +233,34 @@ def _read_channel(table: _Table, name: str, prices: Mapping[str, Price]) -> Chan
     )
 
 
-def _read_models(table: _Table, prices: Mapping[str, Price]) -> tuple[str, ...]:
+def _read_models(table: Table, prices: Mapping[str, Price]) -> tuple[str, ...]:
     raw = table.data.get("models")
     if raw is None or raw == []:
         raise table.error("models", "must list at least one model")
     if not isinstance(raw, list):
-        raise table.error("models", f"expected an array of strings, got {_toml_type(raw)}")
+        raise table.error("models", f"expected an array of strings, got {toml_type(raw)}")
     items = table.child(table.where, {f"models[{i}]": item for i, item in enumerate(raw)})
     models: list[str] = []
     for key in items.data:
         model = items.string(key, nonempty=True)
         if model in models:
-            raise table.error("models", f"{_quoted(model)} is listed twice")
+            raise table.error("models", f"{quoted(model)} is listed twice")
         if model not in prices:
-            raise table.error("models", f"{_quoted(model)} is served but not priced: add [models.{_quoted(model)}]")
+            raise table.error("models", f"{quoted(model)} is served but not priced: add [models.{quoted(model)}]")
         models.append(model)
     return tuple(models)
 
 
-def _read_model_map(table: _Table, models: tuple[str, ...]) -> dict[str, str]:
+def _read_model_map(table: Table, models: tuple[str, ...]) -> dict[str, str]:
     mapping = table.table("model_map")
     if mapping is None:
         return {}
     for public in mapping.data:
         if public not in models:
-            listed = ", ".join(map(_quoted, models))
-            raise table.error("model_map", f"{_quoted(public)} is not in models ({listed})")
-    quoted = table.child(mapping.where, {_quoted(k): v for k, v in mapping.data.items()})
-    return {public: quoted.string(_quoted(public), nonempty=True) for public in mapping.data}
+            listed = ", ".join(map(quoted, models))
+            raise table.error("model_map", f"{quoted(public)} is not in models ({listed})")
+    keyed = table.child(mapping.where, {quoted(k): v for k, v in mapping.data.items()})
+    return {public: keyed.string(quoted(public), nonempty=True) for public in mapping.data}
 
 
 def _routes(channels: tuple[Channel, ...]) -> dict[str, tuple[Channel, ...]]:
