@@ -63,7 +63,7 @@ PRICE = {"input": "1.5", "output": "4.0", "cached_input": "0.5"}
 
 def config_text(upstream: str) -> str:
     prices = "\n".join(
-        f'[models."{m}"]\ninput = {PRICE["input"]}\noutput = {PRICE["output"]}\ncached_input = {PRICE["cached_input"]}\n'
+        f'[models."{m}"]\n' + "".join(f"{term} = {value}\n" for term, value in PRICE.items())
         for m in FAKE_MODELS
     )
     models = "[" + ", ".join(f'"{m}"' for m in FAKE_MODELS) + "]"
@@ -121,7 +121,10 @@ class Gateway:
         """Run the real CLI against this gateway's config, as a user would."""
         return subprocess.run(
             [sys.executable, "-m", "tokenbridge", *args, "--config", str(self.config)],
-            capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONWARNINGS": "error"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONWARNINGS": "error"},
         )
 
 

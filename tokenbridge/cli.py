@@ -24,7 +24,15 @@ import orjson
 from tokenbridge.money import format_usd, to_nano
 from tokenbridge.settings import ConfigError, Settings, load_settings
 from tokenbridge.store.db import Database, StoreError
-from tokenbridge.store.keys import KeyExists, KeyNotFound, KeyRecord, count_keys, insert_key, list_keys, update_key_revoked
+from tokenbridge.store.keys import (
+    KeyExists,
+    KeyNotFound,
+    KeyRecord,
+    count_keys,
+    insert_key,
+    list_keys,
+    update_key_revoked,
+)
 from tokenbridge.store.ledger import insert_credit, release_all_holds
 from tokenbridge.store.usage import list_usage, sum_usage
 
@@ -108,8 +116,14 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> None:
 
     async def work(db: Database) -> tuple[KeyRecord, str]:
         return await insert_key(
-            db, name=args.name, credit=credit, group=args.group, models=models, expires_at=expires,
-            rpm=args.rpm, tpm=args.tpm,
+            db,
+            name=args.name,
+            credit=credit,
+            group=args.group,
+            models=models,
+            expires_at=expires,
+            rpm=args.rpm,
+            tpm=args.tpm,
         )
 
     key, secret = asyncio.run(with_db(settings, work))
@@ -139,15 +153,40 @@ def cmd_credit(settings: Settings, args: argparse.Namespace) -> None:
     amount = parse_usd(args.usd)
     balance = asyncio.run(with_db(settings, lambda db: insert_credit(db, args.name, amount, note=args.note)))
     if args.json:
-        emit({"name": args.name, "amount_usd": format_usd(amount), "balance_usd": format_usd(balance),
-              "balance_nano_usd": balance}, True)
+        emit(
+            {
+                "name": args.name,
+                "amount_usd": format_usd(amount),
+                "balance_usd": format_usd(balance),
+                "balance_nano_usd": balance,
+            },
+            True,
+        )
     else:
-        print(f"Key {args.name!r}: {'+' if amount >= 0 else ''}{format_usd(amount)} USD, balance {format_usd(balance)} USD.")
+        print(
+            f"Key {args.name!r}: {'+' if amount >= 0 else ''}{format_usd(amount)} USD,"
+            f" balance {format_usd(balance)} USD."
+        )
 
 
-USAGE_COLUMNS = ["request_id", "time", "key", "model", "channel", "status", "stream", "prompt_tokens",
-                 "completion_tokens", "cached_tokens", "cost_usd", "usage_source", "end_reason", "latency_ms",
-                 "ttfb_ms", "error"]
+USAGE_COLUMNS = [
+    "request_id",
+    "time",
+    "key",
+    "model",
+    "channel",
+    "status",
+    "stream",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost_usd",
+    "usage_source",
+    "end_reason",
+    "latency_ms",
+    "ttfb_ms",
+    "error",
+]
 
 
 def cmd_usage(settings: Settings, args: argparse.Namespace) -> None:
@@ -177,15 +216,32 @@ def cmd_usage(settings: Settings, args: argparse.Namespace) -> None:
 
 def cmd_config_check(settings: Settings, args: argparse.Namespace) -> None:
     channels = [
-        {"name": c.name, "kind": c.kind, "base_url": c.base_url or "(built in)", "models": ",".join(c.models),
-         "priority": c.priority, "weight": c.weight, "enabled": c.enabled}
+        {
+            "name": c.name,
+            "kind": c.kind,
+            "base_url": c.base_url or "(built in)",
+            "models": ",".join(c.models),
+            "priority": c.priority,
+            "weight": c.weight,
+            "enabled": c.enabled,
+        }
         for c in settings.channels
     ]
-    prices = {m: {"input": format_usd(p.input), "output": format_usd(p.output), "cached_input": format_usd(p.cached_input)}
-              for m, p in settings.prices.items()}
+    prices = {
+        m: {"input": format_usd(p.input), "output": format_usd(p.output), "cached_input": format_usd(p.cached_input)}
+        for m, p in settings.prices.items()
+    }
     if args.json:
-        emit({"config": str(settings.path), "database": str(settings.server.database), "channels": channels,
-              "models": sorted(settings.routes), "prices_usd_per_1m_tokens": prices}, True)
+        emit(
+            {
+                "config": str(settings.path),
+                "database": str(settings.server.database),
+                "channels": channels,
+                "models": sorted(settings.routes),
+                "prices_usd_per_1m_tokens": prices,
+            },
+            True,
+        )
         return
     print(f"{settings.path}: OK")
     print(f"database: {settings.server.database}")
@@ -211,12 +267,16 @@ def first_run(settings: Settings, host: str, port: int) -> None:
     key, secret = created
     model = next(iter(sorted(settings.routes)), "MODEL")
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    print(f"First run: created key 'default' with ${format_usd(key.balance)} demo credit. Its secret is shown only now:")
+    print(
+        f"First run: created key 'default' with ${format_usd(key.balance)} demo credit. Its secret is shown only now:"
+    )
     print(f"\n    {secret}\n")
     print("Try it:")
-    print(f"    curl http://{shown_host}:{port}/v1/chat/completions -H 'Authorization: Bearer {secret}'"
-          f" -H 'Content-Type: application/json' -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\","
-          f" \"content\": \"Hello, gateway!\"}}]}}'")
+    print(
+        f"    curl http://{shown_host}:{port}/v1/chat/completions -H 'Authorization: Bearer {secret}'"
+        f' -H \'Content-Type: application/json\' -d \'{{"model": "{model}", "messages": [{{"role": "user",'
+        f' "content": "Hello, gateway!"}}]}}\''
+    )
     print(flush=True)
 
 
@@ -231,8 +291,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     first_run(settings, host, port)
     if args.workers > 1:
         os.environ["TOKENBRIDGE_CONFIG"] = str(settings.path)
-        uvicorn.run("tokenbridge.app:app_from_env", factory=True, host=host, port=port, workers=args.workers,
-                    log_level="info")
+        uvicorn.run(
+            "tokenbridge.app:app_from_env", factory=True, host=host, port=port, workers=args.workers, log_level="info"
+        )
     else:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 

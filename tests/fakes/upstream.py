@@ -6,6 +6,7 @@
 | fake-cached      | as above, with 8 of the 12 prompt tokens cached                         |
 | fake-nousage     | as above, without any usage                                             |
 | fake-hold        | streams the role and first content chunk, then waits for `release()`   |
+|                  | (re-armed by `arm()`)                                                   |
 | fake-400         | 400 with an OpenAI error body                                            |
 | fake-500         | 500                                                                      |
 
@@ -25,7 +26,9 @@ PIECES = ["Hello", " from", " fake"]
 TEXT = "".join(PIECES)
 USAGE = {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
 CACHED_USAGE = {**USAGE, "prompt_tokens_details": {"cached_tokens": 8}}
-ERROR_400 = {"error": {"message": "fake says no", "type": "invalid_request_error", "param": "messages", "code": "fake_no"}}
+ERROR_400 = {
+    "error": {"message": "fake says no", "type": "invalid_request_error", "param": "messages", "code": "fake_no"}
+}
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,22 @@ class FakeUpstream:
         self._gate: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    def arm(self) -> None:
+        """Make `fake-hold` streams wait again (from the test thread; done when it returns)."""
+        self._in_loop(lambda gate: gate.clear())
+
     def release(self) -> None:
-        """Let a held `fake-hold` stream go on (called from the test thread)."""
+        """Let every held `fake-hold` stream go on, and any that reach the hold later pass it."""
+        self._in_loop(lambda gate: gate.set())
+
+    def _in_loop(self, change: Any) -> None:
         assert self._loop is not None and self._gate is not None
-        self._loop.call_soon_threadsafe(self._gate.set)
+        gate = self._gate
+
+        async def apply() -> None:
+            change(gate)
+
+        asyncio.run_coroutine_threadsafe(apply(), self._loop).result(10)
 
     def requests_for(self, model: str) -> list[Seen]:
         with self._lock:
@@ -81,18 +96,29 @@ class FakeUpstream:
 
     async def _stream(self, send: Any, body: dict[str, Any]) -> None:
         model = body["model"]
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream; charset=utf-8")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream; charset=utf-8")],
+            }
+        )
         include_usage = (body.get("stream_options") or {}).get("include_usage") is True
         usage = _usage_for(model)
 
         async def event(choices: list[dict[str, Any]], usage: Any = None) -> None:
-            chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1700000000,
-                     "model": model, "choices": choices}
+            chunk = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": 1700000000,
+                "model": model,
+                "choices": choices,
+            }
             if include_usage:
                 chunk["usage"] = usage
-            await send({"type": "http.response.body", "body": b"data: " + orjson.dumps(chunk) + b"\n\n",
-                        "more_body": True})
+            await send(
+                {"type": "http.response.body", "body": b"data: " + orjson.dumps(chunk) + b"\n\n", "more_body": True}
+            )
 
         await event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
         for i, piece in enumerate(PIECES):
@@ -100,7 +126,6 @@ class FakeUpstream:
             if i == 0 and model == "fake-hold":
                 assert self._gate is not None
                 await self._gate.wait()
-                self._gate.clear()
         await event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
         if include_usage and usage is not None:
             await event([], usage)
@@ -119,8 +144,14 @@ def _completion(body: dict[str, Any]) -> dict[str, Any]:
         "object": "chat.completion",
         "created": 1700000000,
         "model": body["model"],
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": TEXT, "refusal": None},
-                     "logprobs": None, "finish_reason": "stop"}],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": TEXT, "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
     }
     usage = _usage_for(body["model"])
     if usage is not None:
@@ -130,6 +161,11 @@ def _completion(body: dict[str, Any]) -> dict[str, Any]:
 
 async def _json(send: Any, status: int, payload: Any) -> None:
     data = orjson.dumps(payload)
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": data})

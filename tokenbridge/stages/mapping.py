@@ -17,9 +17,7 @@ from tokenbridge.settings import Channel
 
 
 def unknown_model(model: str) -> ModelNotFound:
-    return ModelNotFound(
-        f"The model '{model}' does not exist or you do not have access to it.", param="model"
-    )
+    return ModelNotFound(f"The model '{model}' does not exist or you do not have access to it.", param="model")
 
 
 def weighted_order(channels: Sequence[Channel], rng: random.Random) -> tuple[Channel, ...]:

@@ -52,7 +52,9 @@ class Database:
         writer = await _connect(path)
         try:
             await writer.execute("PRAGMA journal_mode = WAL")
-            await writer.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable at checkpoints, no fsync per commit
+            await writer.execute(
+                "PRAGMA synchronous = NORMAL"
+            )  # WAL + NORMAL: durable at checkpoints, no fsync per commit
             await apply_migrations(writer)
             reader = await _connect(path)
         except BaseException:

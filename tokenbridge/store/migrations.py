@@ -87,7 +87,7 @@ async def m001_initial(conn: aiosqlite.Connection) -> None:
         );
         CREATE INDEX usage_key_time ON usage_events(key_id, created_at);
         CREATE INDEX usage_time ON usage_events(created_at);
-        """
+        """,
     )
 
 
@@ -96,9 +96,7 @@ MIGRATIONS: tuple[Migration, ...] = (m001_initial,)
 
 async def apply_migrations(conn: aiosqlite.Connection) -> None:
     """Apply what is missing, each in its own transaction, recording its name."""
-    await conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
-    )
+    await conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
     for migration in MIGRATIONS:
         # Checked inside the write lock: two workers starting at once apply each migration once.
         await conn.execute("BEGIN IMMEDIATE")

@@ -83,16 +83,29 @@ class UpstreamProxy:
             try:
                 response = await self.client.open(channel, call.upstream_path, upstream_payload(call, channel))
             except GatewayError as exc:
-                log.warning("request %s: channel %r failed for model %r (attempt %d): %s",
-                            call.request_id, channel.name, call.model, call.attempts, exc.message)
+                log.warning(
+                    "request %s: channel %r failed for model %r (attempt %d): %s",
+                    call.request_id,
+                    channel.name,
+                    call.model,
+                    call.attempts,
+                    exc.message,
+                )
                 last = exc
                 continue
             if response.status not in RETRY_STATUSES:
                 return response
             detail = await response.peek() if isinstance(response, HttpResponse) else ""
             response.close()
-            log.warning("request %s: channel %r answered %d for model %r (attempt %d): %s",
-                        call.request_id, channel.name, response.status, call.model, call.attempts, detail[:300])
+            log.warning(
+                "request %s: channel %r answered %d for model %r (attempt %d): %s",
+                call.request_id,
+                channel.name,
+                response.status,
+                call.model,
+                call.attempts,
+                detail[:300],
+            )
             last = UpstreamError(f"channel {channel.name!r} answered HTTP {response.status}")
         if isinstance(last, UpstreamTimeout):
             raise last
