@@ -1,0 +1,138 @@
+"""README command 1's path: `tokenbridge serve` on the shipped config.toml, first start on an empty database."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.conftest import Gateway
+from tests.fakes.server import bound_socket
+from tests.schemas import validate
+
+SHIPPED_CONFIG = Path(__file__).parents[2] / "config.toml"
+STARTUP_LINES = 200
+
+
+class Served:
+    """A `tokenbridge serve` process whose output lines are read as they come."""
+
+    def __init__(self, config: Path, port: int) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tokenbridge", "serve", "--config", str(config), "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def until(self, pattern: str) -> re.Match[str]:
+        """Read lines until one matches (an event, with a generous cap in case the server dies)."""
+        for _ in range(STARTUP_LINES):
+            line = self.lines.get(timeout=60)
+            self.seen.append(line)
+            if match := re.search(pattern, line):
+                return match
+        raise AssertionError(f"never printed {pattern!r}:\n{''.join(self.seen)}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+        self.reader.join(30)  # EOF once the process is gone
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+
+@pytest.fixture
+def shipped(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    config = tmp_path / "config.toml"
+    shutil.copy(SHIPPED_CONFIG, config)
+    sock = bound_socket()
+    port = sock.getsockname()[1]
+    sock.close()  # the gateway binds it itself, as a user's would
+    yield config, port
+
+
+def test_first_run_prints_a_working_key_and_curl_line(shipped: tuple[Path, int]) -> None:
+    config, port = shipped
+    served = Served(config, port)
+    try:
+        secret = served.until(r"^\s+(sk-tb-[A-Za-z0-9]{40})\s*$")[1]
+        curl = served.until(r"^\s+(curl .*)$")[1]
+        served.until(r"Application startup complete")
+        assert secret in curl and f"127.0.0.1:{port}" in curl
+
+        if shutil.which("curl"):
+            answer = subprocess.run(shlex.split(curl) + ["-sS", "--fail-with-body"], capture_output=True, timeout=30)
+            assert answer.returncode == 0, answer.stderr
+            body = orjson.loads(answer.stdout)
+        else:  # replay the printed line's request without curl
+            import httpx
+
+            args = shlex.split(curl)
+            body = httpx.post(
+                args[1],
+                content=args[args.index("-d") + 1],
+                headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
+            ).json()
+        validate("CreateChatCompletionResponse", body)
+        assert body["choices"][0]["message"]["content"] == "Hello, gateway!"
+
+        from openai import OpenAI
+
+        client = OpenAI(api_key=secret, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0, timeout=20)
+        said = client.chat.completions.create(model="echo-1", messages=[{"role": "user", "content": "one two"}])
+        assert said.choices[0].message.content == "one two"
+        streamed = "".join(
+            c.choices[0].delta.content or ""
+            for c in client.chat.completions.create(
+                model="echo-1", messages=[{"role": "user", "content": "one two three"}], stream=True
+            )
+            if c.choices
+        )
+        assert streamed == "one two three"
+    finally:
+        served.stop()
+
+    database = config.parent / "tokenbridge.db"
+    for path in config.parent.glob("tokenbridge.db*"):
+        assert secret.encode() not in path.read_bytes(), f"plaintext key in {path.name}"
+    assert database.exists()
+
+    again = Served(config, port)
+    try:
+        again.until(r"Application startup complete")
+        assert not any("sk-tb-" in line for line in again.seen), "the key is printed on the first start only"
+    finally:
+        again.stop()
+
+
+def test_store_never_holds_a_plaintext_key(gateway: Gateway) -> None:
+    secrets = [gateway.create_key(f"grep-{i}") for i in range(3)]
+    for secret in secrets:
+        gateway.client(secret).chat.completions.create(model="echo-1", messages=[{"role": "user", "content": "x"}])
+    files = list(gateway.config.parent.glob("gateway.db*"))
+    assert files
+    for path in files:
+        data = path.read_bytes()
+        for secret in secrets:
+            assert secret.encode() not in data and secret[6:].encode() not in data
