@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Awaitable, Callable
 
 import orjson
 from starlette.exceptions import HTTPException
@@ -33,17 +34,16 @@ async def healthz(request: Request) -> Response:
     return Response(b'{"status":"ok"}', media_type=JSON)
 
 
-def readyz(runtime: Runtime) -> object:
+def readyz(runtime: Runtime) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         """Ready when the config is loaded and the database takes a write."""
         try:
             async with runtime.db.write() as conn:
                 await conn.execute("SELECT 1")
         except (sqlite3.Error, AssertionError) as exc:
-            body = {"status": "unavailable", "database": f"not writable: {exc}"}
+            body: dict[str, object] = {"status": "unavailable", "database": f"not writable: {exc}"}
             return Response(orjson.dumps(body), status_code=503, media_type=JSON)
-        body = {"status": "ready", "channels": len(runtime.settings.channels)}
-        return Response(orjson.dumps(body), media_type=JSON)
+        return Response(orjson.dumps({"status": "ready", "channels": len(runtime.settings.channels)}), media_type=JSON)
 
     return endpoint
 

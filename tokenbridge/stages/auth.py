@@ -19,6 +19,7 @@ _BEARER = b"bearer "
 
 
 def bearer_token(scope: Scope) -> bytes | None:
+    value: bytes
     for name, value in scope["headers"]:
         if name == b"authorization":
             if value[:7].lower() == _BEARER:

@@ -26,6 +26,7 @@ _USABLE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 
 
 def request_id_from(scope: Scope) -> str:
+    value: bytes
     for name, value in scope["headers"]:
         if name == REQUEST_ID_HEADER and _USABLE_REQUEST_ID.fullmatch(value):
             return value.decode("ascii")

@@ -43,7 +43,8 @@ async def insert_usage(conn: aiosqlite.Connection, row: UsageRow) -> None:
 
 
 def _filters(key: str | None, model: str | None, since: float | None) -> tuple[str, list[Any]]:
-    where, params = [], []
+    where: list[str] = []
+    params: list[Any] = []
     if key is not None:
         where.append("k.name = ?")
         params.append(key)

@@ -39,7 +39,7 @@ class EchoResponse:
     """Quacks like an upstream response (status, content_type, chunks(), close())."""
 
     status = 200
-    content_length = None
+    content_length: int | None = None  # streamed or not, the echo's length is not announced
 
     def __init__(self, body: dict[str, Any]) -> None:
         messages = body.get("messages") or []
