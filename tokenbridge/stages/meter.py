@@ -1,10 +1,14 @@
 """Meter: tap the response on its way out for status, time to first byte, usage and how it ended.
 
-Bytes pass through untouched and unbuffered, with one exception: when the gateway asked a stream
-for its usage chunk on the caller's behalf (`stream_options.include_usage`), that chunk is cut out
-of the stream. Only then are events released whole: a partial event waits for its blank line,
-which costs the caller nothing (a client cannot use half an event). Bodies are scanned, never
-re-serialised: only an event that mentions `"usage"` is parsed.
+Bytes pass through untouched, never re-serialised. A stream is released in whole events: bytes of
+an event whose blank line has not arrived yet wait for it (at most one event, MAX_EVENT_BYTES).
+That costs the caller nothing, since a client cannot use half an event, and it buys two things:
+the usage chunk the gateway asked for on the caller's behalf can be cut out cleanly, and an error
+event after a break never lands inside a half-sent event. Upstreams write whole events, so in
+practice every chunk goes out as it came. Only an event that carries a non-null `"usage"` is parsed.
+
+A stream that ends without `data: [DONE]` is an upstream failure, not a complete answer: the meter
+raises, so the caller gets a final SSE error event instead of a clean end.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ import orjson
 
 from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send
 from tokenbridge.call import Call, caller_wants_usage, get_call
-from tokenbridge.errors import ClientGone, GatewayError, UpstreamTimeout
+from tokenbridge.errors import ClientGone, GatewayError, UpstreamError, UpstreamTimeout
 from tokenbridge.money import Usage
 from tokenbridge.upstream.sse import MAX_EVENT_BYTES, EventSplitter, event_data
 
 MAX_JSON_BYTES = 8 << 20  # a JSON answer larger than this is passed on but not read for usage
 
 _USAGE = b'"usage"'
+_NO_USAGE = b'"usage":null'  # OpenAI's form in every chunk of a stream that asked for usage
 _DONE = b"[DONE]"
 
 
@@ -51,26 +56,27 @@ class SseTap:
         self.done = False
 
     def feed(self, data: bytes) -> bytes:
+        """The whole events completed by `data`, less a cut-out usage chunk."""
+        held = bool(self.splitter.tail)
         events = self.splitter.feed(data)
-        if not self.strip:
-            for event in events:
-                self._read(event)
-            if len(self.splitter.tail) > MAX_EVENT_BYTES:
-                self.splitter.tail = b""  # an outsized event: give up reading it, bytes already went out
-            return data
-        out = b"".join(event for event in events if not self._read(event))
-        if len(self.splitter.tail) > MAX_EVENT_BYTES:
-            out, self.splitter.tail = out + self.splitter.tail, b""
-        return out
+        kept = [event for event in events if not self._read(event)]
+        if len(self.splitter.tail) > MAX_EVENT_BYTES:  # not SSE as we know it: stop holding, pass it on
+            kept.append(self.splitter.tail)
+            self.splitter.tail = b""
+        if not held and not self.splitter.tail and len(kept) == len(events):
+            return data  # the common case: whole events in, the same bytes out, no copy
+        return b"".join(kept)
 
-    def flush(self) -> bytes:
-        """What is still held when the stream ends (an unterminated last event)."""
+    def finish(self) -> bytes:
+        """At the end of the stream: a last event left without its blank line (lenient on `data: [DONE]`)."""
         tail, self.splitter.tail = self.splitter.tail, b""
+        if tail and event_data(tail).strip() == _DONE:
+            self.done = True
         return tail
 
     def _read(self, event: bytes) -> bool:
         """Take what billing needs from one event; True if it is to be cut out."""
-        if _USAGE not in event:
+        if _USAGE not in event or _NO_USAGE in event:
             if _DONE in event and event_data(event) == _DONE:
                 self.done = True
             return False
@@ -137,14 +143,20 @@ class MeterMiddleware:
                 if sse is not None:
                     out = sse.feed(body)
                     if not more:
-                        out += sse.flush()
+                        out += sse.finish()
                         call.usage = sse.usage
+                        if not sse.done:  # see the module docstring
+                            if out:
+                                await send({"type": "http.response.body", "body": out, "more_body": True})
+                            raise UpstreamError("The upstream ended the stream without [DONE]; the answer may be cut.")
                     if out is not body:
                         message["body"] = out
                 elif json is not None:
                     json.feed(body)
                     if not more:
                         call.usage = json.usage()
+                if not more:
+                    call.end_reason = "done"  # before the last byte goes out, so the settle records it
             await send(message)
 
         try:
@@ -152,10 +164,6 @@ class MeterMiddleware:
         except BaseException as exc:
             self._ended_badly(call, exc, sse)
             raise
-        if sse is not None and not sse.done:
-            call.end_reason, call.error = "upstream_error", "the stream ended without [DONE]"
-        else:
-            call.end_reason = "done"
 
     @staticmethod
     def _ended_badly(call: Call, exc: BaseException, sse: SseTap | None) -> None:

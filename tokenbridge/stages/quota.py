@@ -5,7 +5,14 @@ request allows), taken in one conditional INSERT that succeeds only if balance â
 it, so concurrent requests cannot spend the same money twice. The upper bound for the prompt is the
 body's byte length: a byte-level BPE token is at least one byte, and the JSON framing outweighs the
 few tokens of chat framing. Settling writes the usage row, the charge and the hold's release in one
-transaction, in `finally`, so every request that got a hold ends with exactly one usage row.
+transaction: just before the last byte of the response goes out (so a caller holding the whole
+answer can already see its charge), or in `finally` when the request failed; either way every
+request that got a hold ends with exactly one usage row.
+
+A charge never exceeds its hold: the key cannot go below what it had. When the real cost is higher
+(a caller without max_tokens whose answer ran past `default_max_tokens`, or an image prompt with
+more tokens than bytes), the hold is charged, the row keeps the real token counts, and the
+difference is logged.
 """
 
 from __future__ import annotations
@@ -14,12 +21,11 @@ import asyncio
 import logging
 import time
 
-from tokenbridge.asgi import ASGIApp, Receive, Scope, Send
+from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send
 from tokenbridge.call import Call, get_call
-from tokenbridge.errors import GatewayError, InvalidRequest, QuotaExceeded
+from tokenbridge.errors import GatewayError, InvalidRequest, QuotaExceeded, unknown_model
 from tokenbridge.money import Price, Usage, cost, format_usd
 from tokenbridge.runtime import Runtime
-from tokenbridge.stages.mapping import unknown_model
 from tokenbridge.store.ledger import DuplicateRequestId, reserve_hold, settle_hold
 from tokenbridge.store.usage import UsageRow
 
@@ -51,6 +57,11 @@ def usage_row(call: Call, price: Price, failure: BaseException | None) -> UsageR
     elif failure is not None and not status:
         status, error = 500, f"{type(failure).__name__} in the gateway"
     charged = cost(usage, price, call.settings.group(call.key.group).multiplier) if usage else 0
+    if charged > call.hold:
+        log.warning(
+            "request %s: cost %d nano-USD exceeds its hold %d; charging the hold", call.request_id, charged, call.hold
+        )
+        charged = call.hold
     return UsageRow(
         request_id=call.request_id,
         created_at=call.created_at,
@@ -101,15 +112,28 @@ class QuotaMiddleware:
                 f" {call.key.name} USD`, or lower max_tokens."
             )
         call.hold = amount
-        failure: BaseException | None = None
-        try:
-            await self.app(scope, receive, send)
-        except BaseException as exc:
-            failure = exc
-            raise
-        finally:
+        settled = False
+
+        async def settle(failure: BaseException | None) -> None:
+            nonlocal settled
+            settled = True
             row = usage_row(call, price, failure)
             try:
                 await asyncio.shield(settle_hold(self.runtime.db, row))
             except Exception:
                 log.exception("request %s: could not settle its hold; it is released at the next start", row.request_id)
+
+        async def send_settled(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                await settle(None)
+            await send(message)
+
+        failure: BaseException | None = None
+        try:
+            await self.app(scope, receive, send_settled)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            if not settled:
+                await settle(failure)
