@@ -73,7 +73,6 @@ def create_app(settings: Settings) -> Starlette:
         middleware=[Middleware(IntakeMiddleware, settings=runtime.current_settings)],
         exception_handlers={HTTPException: http_exception},
     )
-    app.state.runtime = runtime
     return app
 
 

@@ -219,7 +219,7 @@ def cmd_config_check(settings: Settings, args: argparse.Namespace) -> None:
         {
             "name": c.name,
             "kind": c.kind,
-            "base_url": c.base_url or "(built in)",
+            "base_url": c.display_url or "(built in)",
             "models": ",".join(c.models),
             "priority": c.priority,
             "weight": c.weight,

@@ -79,6 +79,11 @@ class ModelNotFound(GatewayError):
     code = "model_not_found"
 
 
+def unknown_model(model: str) -> ModelNotFound:
+    """The same answer for a model nobody serves and one this key may not use: no catalogue probing."""
+    return ModelNotFound(f"The model '{model}' does not exist or you do not have access to it.", param="model")
+
+
 class RouteNotFound(GatewayError):
     """No such route."""
 

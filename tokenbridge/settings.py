@@ -58,7 +58,7 @@ class Channel:
 
     name: str
     kind: str
-    base_url: str
+    base_url: str = field(repr=False)  # may carry user:password@ or a ?key=: see display_url
     api_key: str = field(repr=False)
     models: tuple[str, ...]
     # Excluded from the hash only (a mapping proxy is unhashable), so channels can key dicts and sets.
@@ -70,6 +70,14 @@ class Channel:
     connect_timeout_s: float = 5.0
     first_byte_timeout_s: float = 60.0
     idle_timeout_s: float = 60.0
+
+    @property
+    def display_url(self) -> str:
+        """base_url safe to print: no user:password@, no query."""
+        if not self.base_url:
+            return ""
+        parts = urlsplit(self.base_url)
+        return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
 
     def upstream_model(self, model: str) -> str:
         """The name the upstream knows `model` by."""

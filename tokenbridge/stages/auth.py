@@ -1,7 +1,8 @@
 """Auth: `Authorization: Bearer sk-tb-…` -> SHA-256 -> the key's row -> call.key.
 
 The row is read per request, so a revoke or a top-up from the CLI counts from the next request.
-Error messages never echo what the caller sent.
+What a key may do is checked here too: a model outside its allowlist is refused before any money
+is held for it. Error messages never echo what the caller sent.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 
 from tokenbridge.asgi import ASGIApp, Receive, Scope, Send
 from tokenbridge.call import get_call
-from tokenbridge.errors import InvalidApiKey
+from tokenbridge.errors import InvalidApiKey, unknown_model
 from tokenbridge.runtime import Runtime
 from tokenbridge.store.keys import get_key_by_hash
 
@@ -49,5 +50,8 @@ class AuthMiddleware:
             raise InvalidApiKey("This API key has been revoked.")
         if not key.usable_at(time.time()):
             raise InvalidApiKey("This API key has expired.")
-        get_call(scope).key = key
+        call = get_call(scope)
+        if call.model and not key.allows(call.model):
+            raise unknown_model(call.model)
+        call.key = key
         await self.app(scope, receive, send)

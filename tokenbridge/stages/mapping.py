@@ -12,12 +12,8 @@ from collections.abc import Sequence
 
 from tokenbridge.asgi import ASGIApp, Receive, Scope, Send
 from tokenbridge.call import get_call
-from tokenbridge.errors import ModelNotFound
+from tokenbridge.errors import unknown_model
 from tokenbridge.settings import Channel
-
-
-def unknown_model(model: str) -> ModelNotFound:
-    return ModelNotFound(f"The model '{model}' does not exist or you do not have access to it.", param="model")
 
 
 def weighted_order(channels: Sequence[Channel], rng: random.Random) -> tuple[Channel, ...]:
@@ -47,7 +43,7 @@ class MappingMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         call = get_call(scope)
         channels = call.settings.routes.get(call.model)
-        if not channels or (call.key is not None and not call.key.allows(call.model)):
+        if not channels:
             raise unknown_model(call.model)
         call.candidates = channels if len(channels) == 1 else weighted_order(channels, self.rng)
         await self.app(scope, receive, send)

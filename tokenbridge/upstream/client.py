@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
@@ -23,7 +24,8 @@ from tokenbridge.upstream.echo import EchoResponse
 
 POOL_LIMIT = 1000  # open upstream connections at once, all channels
 POOL_LIMIT_PER_HOST = 0  # 0 = no per-host cap beyond POOL_LIMIT
-ERROR_BODY_PEEK_BYTES = 2048  # how much of a failed upstream's body goes into the log
+ERROR_BODY_PEEK_BYTES = 300  # how much of a failed upstream's body goes into the log
+PEEK_TIMEOUT_S = 1.0  # reading it must not delay the failover to the next channel
 
 
 class UpstreamResponse(Protocol):
@@ -59,14 +61,34 @@ class HttpResponse:
             raise UpstreamError(f"channel {name!r} broke off the response ({type(exc).__name__})") from exc
 
     async def peek(self) -> str:
-        """The start of a failed response's body, for the log."""
+        """The start of a failed response's body, for the log: briefly, and with the channel's secret masked."""
         try:
-            return (await self._response.content.read(ERROR_BODY_PEEK_BYTES)).decode("utf-8", "replace")
+            async with asyncio.timeout(PEEK_TIMEOUT_S):
+                data = await self._response.content.read(ERROR_BODY_PEEK_BYTES)
         except (aiohttp.ClientError, TimeoutError):
             return ""
+        text = data.decode("utf-8", "replace")
+        return text.replace(self._channel.api_key, "***") if self._channel.api_key else text
 
     def close(self) -> None:
         self._response.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """What a request to one channel needs that does not change between requests."""
+
+    headers: dict[str, str]
+    timeout: aiohttp.ClientTimeout
+
+
+def _prepare(channel: Channel) -> _Prepared:
+    headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+    if channel.api_key:
+        headers["Authorization"] = f"Bearer {channel.api_key}"
+    connect = channel.connect_timeout_s
+    timeout = aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect, sock_read=channel.idle_timeout_s)
+    return _Prepared(headers, timeout)
 
 
 class UpstreamClient:
@@ -74,7 +96,7 @@ class UpstreamClient:
 
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
-        self._timeouts: dict[tuple[float, float], aiohttp.ClientTimeout] = {}
+        self._prepared: dict[Channel, _Prepared] = {}  # per channel of any config version; a few entries
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=POOL_LIMIT, limit_per_host=POOL_LIMIT_PER_HOST, ttl_dns_cache=300)
@@ -88,14 +110,6 @@ class UpstreamClient:
         if self._session is not None:
             await self._session.close()
 
-    def _timeout(self, channel: Channel) -> aiohttp.ClientTimeout:
-        key = (channel.connect_timeout_s, channel.idle_timeout_s)
-        timeout = self._timeouts.get(key)
-        if timeout is None:
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=key[0], connect=key[0], sock_read=key[1])
-            self._timeouts[key] = timeout
-        return timeout
-
     async def open(self, channel: Channel, path: str, body: bytes | dict[str, object]) -> UpstreamResponse:
         """POST `body` to the channel. `body` is bytes for the network; echo takes the parsed dict."""
         if channel.kind == "echo":
@@ -103,19 +117,16 @@ class UpstreamClient:
             return EchoResponse(body)
         assert self._session is not None, "UpstreamClient.start() was not awaited"
         assert isinstance(body, bytes)
-        headers = {
-            "Content-Type": "application/json",
-            "Accept-Encoding": "identity",
-        }
-        if channel.api_key:
-            headers["Authorization"] = f"Bearer {channel.api_key}"
+        prepared = self._prepared.get(channel)
+        if prepared is None:
+            prepared = self._prepared[channel] = _prepare(channel)
         try:
             async with asyncio.timeout(channel.first_byte_timeout_s):
                 response = await self._session.post(
-                    channel.base_url + path, data=body, headers=headers, timeout=self._timeout(channel)
+                    channel.base_url + path, data=body, headers=prepared.headers, timeout=prepared.timeout
                 )
         except TimeoutError as exc:
             raise UpstreamTimeout(f"channel {channel.name!r} did not answer in time") from exc
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, ValueError) as exc:  # ValueError: a URL or header aiohttp refuses
             raise UpstreamError(f"channel {channel.name!r} could not be reached ({type(exc).__name__})") from exc
         return HttpResponse(response, channel)

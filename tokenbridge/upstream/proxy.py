@@ -3,8 +3,9 @@
 A raw ASGI app that sends `http.response.*` messages itself (no StreamingResponse). Before the
 first byte reaches the caller, a channel that cannot be reached, times out, or answers 5xx, 429 or
 408 is logged and the next candidate is tried, up to `server.max_attempts`. Any other status is the
-answer, 4xx included, passed through unchanged. A stream is pumped while the caller's side is
-watched: if the caller goes away, the upstream connection is closed at once.
+answer, 4xx included, passed through unchanged. The caller's side is watched the whole time,
+waiting included: if the caller goes away, the upstream request is closed at once (uvicorn's
+send() goes quiet after a disconnect, it does not raise, so only receive() tells).
 """
 
 from __future__ import annotations
@@ -60,16 +61,29 @@ class UpstreamProxy:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         call = get_call(scope)
+        work = asyncio.ensure_future(self._forward(call, send))
+        watch = asyncio.ensure_future(_wait_for_disconnect(receive))
+        try:
+            await asyncio.wait((work, watch), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (work, watch):
+                task.cancel()  # cancelling `work` closes the upstream response in its finally
+        if work.done() and not work.cancelled():
+            work.result()  # the answer went out, or re-raise why it did not
+            return
+        await asyncio.gather(work, return_exceptions=True)  # let its cleanup finish before we report
+        raise ClientGone()
+
+    async def _forward(self, call: Call, send: Send) -> None:
         response = await self._open(call)
         try:
             headers = [(b"content-type", response.content_type)]
             if response.content_length is not None:
                 headers.append((b"content-length", str(response.content_length).encode()))
             await send({"type": "http.response.start", "status": response.status, "headers": headers})
-            if call.stream:
-                await self._pump_watching(response, receive, send)
-            else:
-                await self._pump(response, send)
+            async for chunk in response.chunks():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             response.close()
 
@@ -104,7 +118,7 @@ class UpstreamProxy:
                 response.status,
                 call.model,
                 call.attempts,
-                detail[:300],
+                detail,
             )
             last = UpstreamError(f"channel {channel.name!r} answered HTTP {response.status}")
         if isinstance(last, UpstreamTimeout):
@@ -113,23 +127,3 @@ class UpstreamProxy:
         raise UpstreamError(
             f"Every channel for model '{call.model}' failed ({tried} tried); the last: {last.message if last else '?'}"
         )
-
-    @staticmethod
-    async def _pump(response: UpstreamResponse, send: Send) -> None:
-        async for chunk in response.chunks():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    async def _pump_watching(self, response: UpstreamResponse, receive: Receive, send: Send) -> None:
-        """Pump, but stop the moment the caller disconnects (uvicorn's send() goes quiet then, it does not raise)."""
-        pump = asyncio.ensure_future(self._pump(response, send))
-        watch = asyncio.ensure_future(_wait_for_disconnect(receive))
-        try:
-            await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (pump, watch):
-                task.cancel()
-        if pump.done() and not pump.cancelled():
-            pump.result()  # re-raises an upstream failure
-            return
-        raise ClientGone()
