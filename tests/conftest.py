@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,10 @@ from tokenbridge.store.ledger import get_ledger_sum
 from tokenbridge.store.usage import list_usage
 
 UPSTREAM_SECRET = "sk-upstream-SECRET-do-not-leak-0123456789"
-FAKE_MODELS = ["fake-ok", "fake-hold", "fake-400", "fake-500", "fake-cached", "fake-nousage", "public-mapped"]
+FAKE_MODELS = [
+    "fake-ok", "fake-hold", "fake-400", "fake-500", "fake-cached", "fake-nousage", "fake-nodone", "fake-break",
+    "fake-huge", "public-mapped",
+]  # fmt: skip
 
 CONFIG = """
 [server]
@@ -63,8 +66,7 @@ PRICE = {"input": "1.5", "output": "4.0", "cached_input": "0.5"}
 
 def config_text(upstream: str) -> str:
     prices = "\n".join(
-        f'[models."{m}"]\n' + "".join(f"{term} = {value}\n" for term, value in PRICE.items())
-        for m in FAKE_MODELS
+        f'[models."{m}"]\n' + "".join(f"{term} = {value}\n" for term, value in PRICE.items()) for m in FAKE_MODELS
     )
     models = "[" + ", ".join(f'"{m}"' for m in FAKE_MODELS) + "]"
     return CONFIG.format(upstream=upstream, secret=UPSTREAM_SECRET, models=models, prices=prices)
@@ -84,6 +86,7 @@ class Gateway:
     url: str
     config: Path
     fake: FakeUpstream
+    clients: list[OpenAI] = field(default_factory=list)  # closed at teardown: no socket left to the GC
 
     def db_run(self, work: Any) -> Any:
         async def run() -> Any:
@@ -100,7 +103,9 @@ class Gateway:
         return str(secret)
 
     def client(self, key: str, **kwargs: Any) -> OpenAI:
-        return OpenAI(api_key=key, base_url=self.url + "/v1", max_retries=0, timeout=20, **kwargs)
+        client = OpenAI(api_key=key, base_url=self.url + "/v1", max_retries=0, timeout=20, **kwargs)
+        self.clients.append(client)
+        return client
 
     def balance(self, name: str) -> int:
         key = self.db_run(lambda db: get_key_by_name(db, name))
@@ -134,4 +139,7 @@ def gateway(upstream: tuple[FakeUpstream, str], tmp_path_factory: pytest.TempPat
     config = tmp_path_factory.mktemp("gateway") / "config.toml"
     config.write_text(config_text(url))
     with serve_in_thread(create_app(load_settings(config))) as gateway_url:
-        yield Gateway(gateway_url, config, fake)
+        gateway = Gateway(gateway_url, config, fake)
+        yield gateway
+        for client in gateway.clients:
+            client.close()

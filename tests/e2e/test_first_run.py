@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -37,6 +37,7 @@ class Served:
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
+        self.closing: list[Callable[[], None]] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -55,6 +56,8 @@ class Served:
         raise AssertionError(f"never printed {pattern!r}:\n{''.join(self.seen)}")
 
     def stop(self) -> None:
+        for close in self.closing:
+            close()
         self.process.terminate()
         self.process.wait(30)
         self.reader.join(30)  # EOF once the process is gone
@@ -100,6 +103,7 @@ def test_first_run_prints_a_working_key_and_curl_line(shipped: tuple[Path, int])
         from openai import OpenAI
 
         client = OpenAI(api_key=secret, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0, timeout=20)
+        served.closing.append(client.close)
         said = client.chat.completions.create(model="echo-1", messages=[{"role": "user", "content": "one two"}])
         assert said.choices[0].message.content == "one two"
         streamed = "".join(

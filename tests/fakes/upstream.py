@@ -6,11 +6,15 @@
 | fake-cached      | as above, with 8 of the 12 prompt tokens cached                         |
 | fake-nousage     | as above, without any usage                                             |
 | fake-hold        | streams the role and first content chunk, then waits for `release()`   |
-|                  | (re-armed by `arm()`)                                                   |
+|                  | (re-armed by `arm()`); without stream: waits, then answers JSON         |
+| fake-nodone      | streams the answer but never sends `data: [DONE]`                       |
+| fake-break       | streams the first chunk, then drops the connection mid-response        |
+| fake-huge        | answers JSON with usage of 10M completion tokens                        |
 | fake-400         | 400 with an OpenAI error body                                            |
 | fake-500         | 500                                                                      |
 
-Every request is recorded (path, headers, body) for the tests to inspect.
+Every request is recorded (path, headers, body) for the tests to inspect. A held request whose
+client (the gateway) hangs up is counted in `hung_up`, a semaphore the test can wait on.
 """
 
 from __future__ import annotations
@@ -44,10 +48,15 @@ class FakeUpstream:
         self._lock = threading.Lock()
         self._gate: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.holding = threading.Semaphore(0)  # released as each held request starts waiting
+        self.hung_up = threading.Semaphore(0)  # released as each held request sees its client leave
 
     def arm(self) -> None:
-        """Make `fake-hold` streams wait again (from the test thread; done when it returns)."""
+        """Make `fake-hold` requests wait again and forget earlier signals (from the test thread)."""
         self._in_loop(lambda gate: gate.clear())
+        for signal in (self.holding, self.hung_up):
+            while signal.acquire(blocking=False):
+                pass
 
     def release(self) -> None:
         """Let every held `fake-hold` stream go on, and any that reach the hold later pass it."""
@@ -85,16 +94,33 @@ class FakeUpstream:
         with self._lock:
             self.seen.append(Seen(scope["path"], headers, body))
         model = body.get("model", "")
-        if model == "fake-400":
+        if model == "fake-hold" and not body.get("stream"):
+            if await self._held(receive):
+                await _json(send, 200, _completion(body))
+        elif model == "fake-400":
             await _json(send, 400, ERROR_400)
         elif model == "fake-500":
             await _json(send, 500, {"error": {"message": "fake is down", "type": "server_error"}})
         elif body.get("stream"):
-            await self._stream(send, body)
+            await self._stream(send, receive, body)
         else:
             await _json(send, 200, _completion(body))
 
-    async def _stream(self, send: Any, body: dict[str, Any]) -> None:
+    async def _held(self, receive: Any) -> bool:
+        """Wait for `release()`; False (and a count in `hung_up`) if the client hangs up first."""
+        assert self._gate is not None
+        self.holding.release()
+        released = asyncio.ensure_future(self._gate.wait())
+        hang_up = asyncio.ensure_future(_disconnect(receive))
+        await asyncio.wait((released, hang_up), return_when=asyncio.FIRST_COMPLETED)
+        released.cancel()
+        hang_up.cancel()
+        if released.done() and not released.cancelled():
+            return True
+        self.hung_up.release()
+        return False
+
+    async def _stream(self, send: Any, receive: Any, body: dict[str, Any]) -> None:
         model = body["model"]
         await send(
             {
@@ -123,18 +149,22 @@ class FakeUpstream:
         await event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
         for i, piece in enumerate(PIECES):
             await event([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
-            if i == 0 and model == "fake-hold":
-                assert self._gate is not None
-                await self._gate.wait()
+            if i == 0 and model == "fake-hold" and not await self._held(receive):
+                return
+            if i == 0 and model == "fake-break":
+                raise ConnectionAbortedError("fake-break drops the connection mid-stream")
         await event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
         if include_usage and usage is not None:
             await event([], usage)
-        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+        end = b"" if model == "fake-nodone" else b"data: [DONE]\n\n"
+        await send({"type": "http.response.body", "body": end, "more_body": False})
 
 
 def _usage_for(model: str) -> dict[str, Any] | None:
     if model == "fake-nousage":
         return None
+    if model == "fake-huge":
+        return {"prompt_tokens": 12, "completion_tokens": 10_000_000, "total_tokens": 10_000_012}
     return CACHED_USAGE if model == "fake-cached" else USAGE
 
 
@@ -169,3 +199,8 @@ async def _json(send: Any, status: int, payload: Any) -> None:
         }
     )
     await send({"type": "http.response.body", "body": data})
+
+
+async def _disconnect(receive: Any) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

@@ -1,0 +1,105 @@
+"""Streams that end badly, callers that leave, and answers that cost more than their hold."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import openai
+import orjson
+import pytest
+
+from tests.conftest import Gateway
+from tests.e2e.test_chat import MESSAGES
+from tests.fakes.upstream import PIECES
+from tests.schemas import validate
+from tokenbridge.upstream.sse import EventSplitter, event_data
+
+
+def settled_row(gateway: Gateway, key: str, ready: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The key's last usage row once it is written. A caller that hung up gets no answer to wait on,
+    so this polls the store (bounded), the one place where the outcome shows."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        rows = gateway.usage(key)
+        if rows and ready(rows[-1]):
+            return rows[-1]
+        time.sleep(0.02)
+    raise AssertionError(f"no settled row for {key}: {gateway.usage(key)}")
+
+
+def test_stream_without_done_raises_in_the_sdk(gateway: Gateway) -> None:
+    key = gateway.create_key("streams-nodone")
+    stream = gateway.client(key).chat.completions.create(model="fake-nodone", messages=MESSAGES, stream=True)
+    with pytest.raises(openai.APIError, match="without \\[DONE\\]"):
+        for _ in stream:
+            pass
+    [row] = gateway.usage("streams-nodone")
+    assert row["end_reason"] == "upstream_error" and "[DONE]" in row["error"]
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_stream_broken_mid_response_ends_with_a_whole_error_event(gateway: Gateway, include_usage: bool) -> None:
+    key = gateway.create_key(f"streams-break-{include_usage}")
+    body = {"model": "fake-break", "messages": MESSAGES, "stream": True}
+    if include_usage:
+        body["stream_options"] = {"include_usage": True}
+    response = httpx.post(gateway.url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"})
+    splitter = EventSplitter()
+    events = [orjson.loads(event_data(e)) for e in splitter.feed(response.content)]
+    assert splitter.tail == b"" and b"[DONE]" not in response.content
+    assert events[1]["choices"][0]["delta"]["content"] == PIECES[0]
+    error = validate("ErrorResponse", events[-1])["error"]
+    assert error["code"] == "upstream_error"
+    with pytest.raises(openai.APIError):
+        for _ in gateway.client(key).chat.completions.create(model="fake-break", messages=MESSAGES, stream=True):
+            pass
+    assert {r["end_reason"] for r in gateway.usage(f"streams-break-{include_usage}")} == {"upstream_error"}
+
+
+def test_caller_closing_a_stream_closes_the_upstream(gateway: Gateway) -> None:
+    key = gateway.create_key("streams-gone")
+    gateway.fake.arm()
+    stream = gateway.client(key).chat.completions.create(model="fake-hold", messages=MESSAGES, stream=True)
+    next(stream)
+    assert next(stream).choices[0].delta.content == PIECES[0]
+    stream.close()
+    assert gateway.fake.hung_up.acquire(timeout=10), "the upstream never saw the gateway hang up"
+    row = settled_row(gateway, "streams-gone", lambda r: r["end_reason"] == "client_gone")
+    assert row["status"] == 200
+
+
+def test_caller_leaving_a_json_request_closes_the_upstream(gateway: Gateway) -> None:
+    key = gateway.create_key("streams-gone-json")
+    gateway.fake.arm()
+    body = orjson.dumps({"model": "fake-hold", "messages": MESSAGES})
+    host, port = gateway.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        # Hang up only once the upstream holds the request: the gateway must then close it.
+        assert gateway.fake.holding.acquire(timeout=10)
+    assert gateway.fake.hung_up.acquire(timeout=10), "the upstream never saw the gateway hang up"
+    row = settled_row(gateway, "streams-gone-json", lambda r: r["end_reason"] == "client_gone")
+    assert row["cost"] == 0
+
+
+def test_charge_never_exceeds_the_hold(gateway: Gateway) -> None:
+    key = gateway.create_key("streams-huge", credit_usd="1")
+    body = orjson.dumps({"model": "fake-huge", "messages": MESSAGES})
+    response = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        content=body,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    assert response.json()["usage"]["completion_tokens"] == 10_000_000
+    hold = len(body) * 1500 + 4096 * 4000  # bytes at $1.5/1M + default_max_tokens at $4/1M, in nano-USD
+    [row] = gateway.usage("streams-huge")
+    assert row["completion_tokens"] == 10_000_000 and row["cost"] == hold
+    assert gateway.balance("streams-huge") == gateway.ledger_sum("streams-huge") == 1_000_000_000 - hold
