@@ -63,6 +63,7 @@ def create_app(settings: Settings) -> Starlette:
 
     routes = [
         Route("/v1/chat/completions", pipeline(runtime, "chat"), methods=["POST"]),
+        Route("/v1/completions", pipeline(runtime, "completions"), methods=["POST"]),
         Route("/v1/models", AuthMiddleware(ModelsEndpoint(), runtime=runtime), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz(runtime), methods=["GET"]),

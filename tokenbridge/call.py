@@ -40,8 +40,7 @@ class Call:
     hold: int = 0
     # mapping: channels to try, in order
     candidates: tuple[Channel, ...] = ()
-    # shape: what goes upstream (the caller's body itself when no translation is needed)
-    upstream_path: str = "/chat/completions"
+    # shape: the chat request that answers this call (the caller's body itself on the chat route)
     upstream_body: dict[str, Any] = field(default_factory=dict)
     # proxy: the channel that answered (or failed last), the model name it was sent, attempts made
     channel: Channel | None = None

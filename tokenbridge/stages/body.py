@@ -58,6 +58,8 @@ def check_shape(kind: str, body: Any) -> dict[str, Any]:
     value = body.get(field)
     if value is None:
         raise InvalidRequest(f"Missing required parameter: '{field}'.", param=field)
+    if kind == "completions" and (not isinstance(value, str | list) or value == []):
+        raise InvalidRequest("'prompt' must be a string or a non-empty array.", param="prompt")
     if kind == "chat":
         if not isinstance(value, list) or not value:
             raise InvalidRequest("'messages' must be a non-empty array.", param="messages")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import orjson
 
@@ -19,6 +20,7 @@ from tokenbridge.asgi import Receive, Scope, Send
 from tokenbridge.call import Call, caller_wants_usage, get_call
 from tokenbridge.errors import ClientGone, GatewayError, UpstreamError, UpstreamTimeout
 from tokenbridge.settings import Channel
+from tokenbridge.stages.shape import upstream_target
 from tokenbridge.upstream.client import HttpResponse, UpstreamClient, UpstreamResponse
 
 log = logging.getLogger("tokenbridge")
@@ -26,13 +28,12 @@ log = logging.getLogger("tokenbridge")
 RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 
 
-def upstream_payload(call: Call, channel: Channel) -> bytes | dict[str, object]:
+def upstream_payload(call: Call, channel: Channel, body: dict[str, Any]) -> bytes | dict[str, object]:
     """The request body for one channel: the caller's bytes unless something must change.
 
     Changes: the model name (`model_map`), and asking a stream for its usage so it can be billed
     (the meter cuts that chunk out again if the caller did not ask for it).
     """
-    body = call.upstream_body
     model = channel.upstream_model(call.model)
     ask_usage = call.stream and not caller_wants_usage(body)
     if channel.kind == "echo":
@@ -94,8 +95,9 @@ class UpstreamProxy:
             call.attempts += 1
             call.channel = channel
             call.upstream_model = channel.upstream_model(call.model)
+            path, body = upstream_target(call, channel)
             try:
-                response = await self.client.open(channel, call.upstream_path, upstream_payload(call, channel))
+                response = await self.client.open(channel, path, upstream_payload(call, channel, body))
             except GatewayError as exc:
                 log.warning(
                     "request %s: channel %r failed for model %r (attempt %d): %s",
