@@ -43,6 +43,12 @@ models = {models}
 model_map = {{ "public-mapped" = "fake-ok" }}
 
 [[channels]]
+name = "native"
+base_url = "{upstream}/v1"
+models = ["fake-native"]
+completions = "native"
+
+[[channels]]
 name = "demo"
 kind = "echo"
 models = ["echo-1"]
@@ -66,7 +72,8 @@ PRICE = {"input": "1.5", "output": "4.0", "cached_input": "0.5"}
 
 def config_text(upstream: str) -> str:
     prices = "\n".join(
-        f'[models."{m}"]\n' + "".join(f"{term} = {value}\n" for term, value in PRICE.items()) for m in FAKE_MODELS
+        f'[models."{m}"]\n' + "".join(f"{term} = {value}\n" for term, value in PRICE.items())
+        for m in [*FAKE_MODELS, "fake-native"]
     )
     models = "[" + ", ".join(f'"{m}"' for m in FAKE_MODELS) + "]"
     return CONFIG.format(upstream=upstream, secret=UPSTREAM_SECRET, models=models, prices=prices)

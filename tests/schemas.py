@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from functools import cache
 from pathlib import Path
@@ -23,6 +24,19 @@ def _registry() -> Registry:  # type: ignore[type-arg]
 @cache
 def validator(name: str) -> Draft202012Validator:
     return Draft202012Validator({"$ref": f"urn:openai#/components/schemas/{name}"}, registry=_registry())
+
+
+@cache
+def completion_chunk_validator() -> Draft202012Validator:
+    """CreateCompletionResponse, which OpenAI documents as the shape of streamed chunks too, with
+    the one thing OpenAI's own completion streams do differently: `finish_reason` is null on every
+    chunk before the last. Nothing else is relaxed."""
+    doc = json.loads(SCHEMAS.read_text())
+    schema = copy.deepcopy(doc["components"]["schemas"]["CreateCompletionResponse"])
+    choice = schema["properties"]["choices"]["items"]["properties"]
+    choice["finish_reason"] = {"anyOf": [choice["finish_reason"], {"type": "null"}]}
+    schema["properties"]["usage"] = {"$ref": "urn:openai#/components/schemas/CompletionUsage"}  # was relative
+    return Draft202012Validator(schema, registry=_registry())
 
 
 def validate(name: str, body: Any) -> Any:

@@ -13,6 +13,9 @@
 | fake-400         | 400 with an OpenAI error body                                            |
 | fake-500         | 500                                                                      |
 
+On `/v1/completions` (a native completions upstream) any model answers "Hello from fake" in the
+`text_completion` shape, JSON or SSE, as bytes the tests can rebuild with `native_json` / `native_sse`.
+
 Every request is recorded (path, headers, body) for the tests to inspect. A held request whose
 client (the gateway) hangs up is counted in `hung_up`, a semaphore the test can wait on.
 """
@@ -94,7 +97,17 @@ class FakeUpstream:
         with self._lock:
             self.seen.append(Seen(scope["path"], headers, body))
         model = body.get("model", "")
-        if model == "fake-hold" and not body.get("stream"):
+        if scope["path"] == "/v1/completions":
+            include_usage = (body.get("stream_options") or {}).get("include_usage") is True
+            if body.get("stream"):
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [(b"content-type", b"text/event-stream")]})
+                for event in native_sse(model, include_usage=include_usage):
+                    await send({"type": "http.response.body", "body": event, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            else:
+                await _send_bytes(send, 200, native_json(model))
+        elif model == "fake-hold" and not body.get("stream"):
             if await self._held(receive):
                 await _json(send, 200, _completion(body))
         elif model == "fake-400":
@@ -189,8 +202,33 @@ def _completion(body: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
+def native_json(model: str) -> bytes:
+    choice = {"text": TEXT, "index": 0, "logprobs": None, "finish_reason": "stop"}
+    body = {"id": "cmpl-native", "object": "text_completion", "created": 1700000000, "model": model,
+            "choices": [choice], "usage": USAGE}
+    return orjson.dumps(body)
+
+
+def native_sse(model: str, *, include_usage: bool) -> list[bytes]:
+    def event(choices: list[dict[str, Any]], usage: Any = None) -> bytes:
+        chunk = {"id": "cmpl-native", "object": "text_completion", "created": 1700000000, "model": model,
+                 "choices": choices}
+        if include_usage:
+            chunk["usage"] = usage
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    events = [event([{"text": p, "index": 0, "logprobs": None, "finish_reason": None}]) for p in PIECES]
+    events.append(event([{"text": "", "index": 0, "logprobs": None, "finish_reason": "stop"}]))
+    if include_usage:
+        events.append(event([], USAGE))
+    return [*events, b"data: [DONE]\n\n"]
+
+
 async def _json(send: Any, status: int, payload: Any) -> None:
-    data = orjson.dumps(payload)
+    await _send_bytes(send, status, orjson.dumps(payload))
+
+
+async def _send_bytes(send: Any, status: int, data: bytes) -> None:
     await send(
         {
             "type": "http.response.start",
