@@ -7,6 +7,7 @@
     ├── ModelNotFound             404 model_not_found
     ├── RouteNotFound             404 not_found / 405 method_not_allowed
     ├── QuotaExceeded             429 insufficient_quota (x-should-retry: false)
+    ├── RateLimited               429 rate_limit_exceeded (Retry-After)
     ├── UpstreamError             502 upstream_error
     ├── NoAvailableChannel        503 no_available_channel
     ├── UpstreamTimeout           504 upstream_timeout
@@ -110,6 +111,21 @@ class QuotaExceeded(GatewayError):
     def __init__(self, message: str) -> None:
         # OpenAI SDKs honour x-should-retry: retrying cannot help until the key is topped up.
         super().__init__(message, headers={"x-should-retry": "false"})
+
+
+class RateLimited(GatewayError):
+    """The key's RPM or TPM limit is reached; `Retry-After` says when the minute frees up."""
+
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: int, kind: str) -> None:
+        super().__init__(message, headers={"retry-after": str(retry_after_s)})
+        self.limit = kind  # OpenAI's error type says which limit: "requests" or "tokens"
+
+    def body(self) -> bytes:
+        return orjson.dumps({"error": {"message": self.message, "type": self.limit, "param": None, "code": self.code}})
 
 
 class UpstreamError(GatewayError):

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from tests.conftest import Gateway
-from tests.fakes.server import bound_socket
+from tests.fakes.server import free_port
 from tests.schemas import validate
 
 SHIPPED_CONFIG = Path(__file__).parents[2] / "config.toml"
@@ -69,10 +69,7 @@ class Served:
 def shipped(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     config = tmp_path / "config.toml"
     shutil.copy(SHIPPED_CONFIG, config)
-    sock = bound_socket()
-    port = sock.getsockname()[1]
-    sock.close()  # the gateway binds it itself, as a user's would
-    yield config, port
+    yield config, free_port()
 
 
 def test_first_run_prints_a_working_key_and_curl_line(shipped: tuple[Path, int]) -> None:

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from tests.conftest import Gateway
-from tests.e2e.test_chat import MESSAGES
+from tests.e2e.test_chat import MESSAGES, expected_cost
 from tests.fakes.upstream import PIECES
 from tests.schemas import validate
 from tokenbridge.upstream.sse import EventSplitter, event_data
@@ -87,7 +87,9 @@ def test_caller_leaving_a_json_request_closes_the_upstream(gateway: Gateway) -> 
         assert gateway.fake.holding.acquire(timeout=10)
     assert gateway.fake.hung_up.acquire(timeout=10), "the upstream never saw the gateway hang up"
     row = settled_row(gateway, "streams-gone-json", lambda r: r["end_reason"] == "client_gone")
-    assert row["cost"] == 0
+    # The upstream had the prompt: it is billed, counted offline; nothing of the answer was delivered.
+    assert (row["usage_source"], row["prompt_tokens"], row["completion_tokens"]) == ("estimated", 9, 0)
+    assert row["cost"] == expected_cost(9, 0)
 
 
 def test_charge_never_exceeds_the_hold(gateway: Gateway) -> None:

@@ -20,6 +20,12 @@ def bound_socket() -> socket.socket:
     return sock
 
 
+def free_port() -> int:
+    """A port free right now, for a server process that binds it itself (as a user's would)."""
+    with bound_socket() as sock:
+        return int(sock.getsockname()[1])
+
+
 @contextmanager
 def serve_in_thread(app: Any) -> Iterator[str]:
     """Yield the base URL while `app` is served; stop and join on exit."""

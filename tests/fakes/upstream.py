@@ -5,7 +5,7 @@
 | (any other)      | answers "Hello from fake" (3 tokens), usage 12 prompt / 3 completion   |
 | fake-cached      | as above, with 8 of the 12 prompt tokens cached                         |
 | fake-nousage     | as above, without any usage                                             |
-| fake-hold        | streams the role and first content chunk, then waits for `release()`   |
+| fake-hold        | streams the role and the three content chunks, then waits for `release()`|
 |                  | (re-armed by `arm()`); without stream: waits, then answers JSON         |
 | fake-nodone      | streams the answer but never sends `data: [DONE]`                       |
 | fake-break       | streams the first chunk, then drops the connection mid-response        |
@@ -162,7 +162,7 @@ class FakeUpstream:
         await event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
         for i, piece in enumerate(PIECES):
             await event([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
-            if i == 0 and model == "fake-hold" and not await self._held(receive):
+            if i == len(PIECES) - 1 and model == "fake-hold" and not await self._held(receive):
                 return
             if i == 0 and model == "fake-break":
                 raise ConnectionAbortedError("fake-break drops the connection mid-stream")

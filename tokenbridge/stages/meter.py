@@ -9,11 +9,19 @@ practice every chunk goes out as it came. Only an event that carries a non-null 
 
 A stream that ends without `data: [DONE]` is an upstream failure, not a complete answer: the meter
 raises, so the caller gets a final SSE error event instead of a clean end.
+
+Usage comes from the upstream's `usage`, from whichever chunk carries it. When there is none (the
+upstream sends none, the caller left before it came, the stream broke), the tokens are counted
+offline (tokens.py): the prompt, plus the completion text actually delivered to the caller, and
+the row says `usage_source = estimated`. A request that failed before any byte reached the caller
+is not estimated: it costs nothing.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -22,13 +30,36 @@ from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send
 from tokenbridge.call import Call, caller_wants_usage, get_call
 from tokenbridge.errors import ClientGone, GatewayError, UpstreamError, UpstreamTimeout
 from tokenbridge.money import Usage
+from tokenbridge.tokens import estimate
 from tokenbridge.upstream.sse import MAX_EVENT_BYTES, EventSplitter, event_data
 
+log = logging.getLogger("tokenbridge")
+
 MAX_JSON_BYTES = 8 << 20  # a JSON answer larger than this is passed on but not read for usage
+MAX_DELIVERED_BYTES = 8 << 20  # text events kept per stream for an estimate; beyond, the count stops growing
+_TEXT = (b'"content"', b'"text"')
 
 _USAGE = b'"usage"'
 _NO_USAGE = b'"usage":null'  # OpenAI's form in every chunk of a stream that asked for usage
+# What the gateway's own include_usage adds to each chunk, cut out again for a caller that did not
+# ask: a byte edit, not a re-serialisation. It cannot match inside a JSON string (quotes are escaped).
+_ADDED_NULL_USAGE = (b',"usage":null', b', "usage": null')
 _DONE = b"[DONE]"
+
+
+def answer_texts(payload: Any) -> list[str]:
+    """The answer text in a chat completion, a chat chunk, or a (native) text completion."""
+    texts: list[str] = []
+    choices = payload.get("choices") if isinstance(payload, dict) else None
+    for choice in choices if isinstance(choices, list) else ():
+        if not isinstance(choice, dict):
+            continue
+        part = choice.get("delta") or choice.get("message") or {}
+        text = part.get("content") if isinstance(part, dict) else None
+        text = text if isinstance(text, str) else choice.get("text")
+        if isinstance(text, str):
+            texts.append(text)
+    return texts
 
 
 def usage_from(payload: Any) -> Usage | None:
@@ -47,25 +78,43 @@ def usage_from(payload: Any) -> Usage | None:
 class SseTap:
     """Reads a chat SSE stream for usage and `[DONE]`; in strip mode cuts out the usage-only chunk."""
 
-    __slots__ = ("splitter", "strip", "usage", "done")
+    __slots__ = ("splitter", "strip", "usage", "done", "delivered", "delivered_bytes")
 
     def __init__(self, *, strip: bool) -> None:
         self.splitter = EventSplitter()
         self.strip = strip
         self.usage: Usage | None = None
         self.done = False
+        self.delivered: list[bytes] = []  # events with answer text that went out, read only for an estimate
+        self.delivered_bytes = 0
 
     def feed(self, data: bytes) -> bytes:
         """The whole events completed by `data`, less a cut-out usage chunk."""
         held = bool(self.splitter.tail)
         events = self.splitter.feed(data)
         kept = [event for event in events if not self._read(event)]
+        edited = len(kept) != len(events)
+        if self.strip and any(_NO_USAGE in e or _ADDED_NULL_USAGE[1] in e for e in kept):
+            kept, edited = [_without_null_usage(e) for e in kept], True
+        for event in kept:
+            if self.delivered_bytes < MAX_DELIVERED_BYTES and (_TEXT[0] in event or _TEXT[1] in event):
+                self.delivered.append(event)
+                self.delivered_bytes += len(event)
         if len(self.splitter.tail) > MAX_EVENT_BYTES:  # not SSE as we know it: stop holding, pass it on
             kept.append(self.splitter.tail)
             self.splitter.tail = b""
-        if not held and not self.splitter.tail and len(kept) == len(events):
+        if not held and not self.splitter.tail and not edited:
             return data  # the common case: whole events in, the same bytes out, no copy
         return b"".join(kept)
+
+    def texts(self) -> list[str]:
+        texts: list[str] = []
+        for event in self.delivered:
+            try:
+                texts += answer_texts(orjson.loads(event_data(event)))
+            except orjson.JSONDecodeError:
+                continue
+        return texts
 
     def finish(self) -> bytes:
         """At the end of the stream: a last event left without its blank line (lenient on `data: [DONE]`)."""
@@ -76,7 +125,7 @@ class SseTap:
 
     def _read(self, event: bytes) -> bool:
         """Take what billing needs from one event; True if it is to be cut out."""
-        if _USAGE not in event or _NO_USAGE in event:
+        if _USAGE not in event or _NO_USAGE in event or _ADDED_NULL_USAGE[1] in event:
             if _DONE in event and event_data(event) == _DONE:
                 self.done = True
             return False
@@ -91,14 +140,25 @@ class SseTap:
         return self.strip and payload.get("choices") == []
 
 
+def _without_null_usage(event: bytes) -> bytes:
+    for added in _ADDED_NULL_USAGE:
+        event = event.replace(added, b"")
+    return event
+
+
 class JsonTap:
     """Keeps a bounded copy of a JSON answer to read its usage at the end."""
 
-    __slots__ = ("chunks", "size")
+    __slots__ = ("chunks", "size", "expected")
 
-    def __init__(self) -> None:
+    def __init__(self, expected: int | None = None) -> None:
         self.chunks: list[bytes] = []
         self.size = 0
+        self.expected = expected  # Content-Length, when the upstream announced one
+
+    def complete(self) -> bool:
+        """All announced bytes are in: a client reading by Content-Length has the whole answer now."""
+        return self.expected is not None and self.size >= self.expected
 
     def feed(self, data: bytes) -> bytes:
         self.size += len(data)
@@ -106,17 +166,25 @@ class JsonTap:
             self.chunks.append(data)
         return data
 
-    def usage(self) -> Usage | None:
+    def payload(self) -> Any:
         if self.size > MAX_JSON_BYTES:
             return None
         try:
-            return usage_from(orjson.loads(b"".join(self.chunks)))
+            return orjson.loads(b"".join(self.chunks))
         except orjson.JSONDecodeError:
             return None
 
+    def usage(self) -> Usage | None:
+        return usage_from(self.payload())
+
 
 class MeterMiddleware:
-    """Writes call.status, ttfb, usage, end_reason, error."""
+    """Writes call.status, ttfb, usage, usage_source, end_reason, error.
+
+    `end_reason = "done"` is written the moment the answer is whole, before the message that
+    completes it goes out (`data: [DONE]`, or the last byte of a JSON body's Content-Length): a
+    client stops reading there, so that is when quota must have settled.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -134,7 +202,8 @@ class MeterMiddleware:
                 if is_sse:
                     sse = SseTap(strip=call.stream and not caller_wants_usage(call.upstream_body))
                 else:
-                    json = JsonTap()
+                    length = next((v for k, v in message["headers"] if k == b"content-length"), b"")
+                    json = JsonTap(int(length) if length.isdigit() else None)
             elif message["type"] == "http.response.body":
                 body = message.get("body", b"")
                 if call.ttfb is None and body:
@@ -144,31 +213,53 @@ class MeterMiddleware:
                     out = sse.feed(body)
                     if not more:
                         out += sse.finish()
-                        call.usage = sse.usage
                         if not sse.done:  # see the module docstring
                             if out:
                                 await send({"type": "http.response.body", "body": out, "more_body": True})
                             raise UpstreamError("The upstream ended the stream without [DONE]; the answer may be cut.")
+                    if sse.done and not call.end_reason:
+                        await self._account(call, sse.usage, sse.texts)
+                        call.end_reason = "done"
                     if out is not body:
                         message["body"] = out
                 elif json is not None:
                     json.feed(body)
-                    if not more:
-                        call.usage = json.usage()
-                if not more:
-                    call.end_reason = "done"  # before the last byte goes out, so the settle records it
+                    if not call.end_reason and (not more or json.complete()):
+                        payload = json.payload()
+                        await self._account(call, usage_from(payload), lambda: answer_texts(payload))
+                        call.end_reason = "done"
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_usage)
+        except (GatewayError, ClientGone) as exc:
+            self._ended_badly(call, exc)
+            delivered = call.ttfb is not None or (isinstance(exc, ClientGone) and call.attempts > 0)
+            if delivered:  # see the module docstring: a failure before any byte costs nothing
+                await self._account(call, sse.usage if sse else None, sse.texts if sse else list)
+            raise
         except BaseException as exc:
-            self._ended_badly(call, exc, sse)
+            self._ended_badly(call, exc)
             raise
 
     @staticmethod
-    def _ended_badly(call: Call, exc: BaseException, sse: SseTap | None) -> None:
-        if sse is not None:
-            call.usage = sse.usage  # whatever had arrived before the end
+    async def _account(call: Call, usage: Usage | None, texts: Callable[[], list[str]]) -> None:
+        """call.usage from the upstream, or counted offline from what was delivered."""
+        if usage is not None:
+            call.usage, call.usage_source = usage, "upstream"
+            return
+        if call.status not in (0, 200):
+            return  # an upstream error answer: nothing was produced, nothing to bill
+        model = call.upstream_model or call.model
+        try:
+            prompt, completion = await estimate(call.upstream_body or call.body, texts(), model)
+        except Exception:  # an estimate must never fail the request; the row then says no usage
+            log.exception("request %s: could not estimate its tokens", call.request_id)
+            return
+        call.usage, call.usage_source = Usage(prompt, completion), "estimated"
+
+    @staticmethod
+    def _ended_badly(call: Call, exc: BaseException) -> None:
         if isinstance(exc, ClientGone):
             call.end_reason = "client_gone"
         elif isinstance(exc, UpstreamTimeout):

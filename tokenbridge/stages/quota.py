@@ -23,10 +23,10 @@ import time
 
 from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send
 from tokenbridge.call import Call, get_call
-from tokenbridge.errors import GatewayError, InvalidRequest, QuotaExceeded, unknown_model
+from tokenbridge.errors import GatewayError, InvalidRequest, QuotaExceeded, RateLimited, unknown_model
 from tokenbridge.money import Price, Usage, cost, format_usd
 from tokenbridge.runtime import Runtime
-from tokenbridge.store.ledger import DuplicateRequestId, reserve_hold, settle_hold
+from tokenbridge.store.ledger import DuplicateRequestId, Refusal, reserve_hold, settle_hold
 from tokenbridge.store.usage import UsageRow
 
 log = logging.getLogger("tokenbridge")
@@ -46,6 +46,29 @@ def hold_amount(call: Call, price: Price) -> int:
     worst = Price(input=max(price.input, price.cached_input), output=price.output, cached_input=0)
     usage = Usage(prompt_tokens=len(call.raw_body), completion_tokens=completion_allowance(call))
     return cost(usage, worst, call.settings.group(call.key.group).multiplier)
+
+
+def refused(call: Call, refusal: Refusal, amount: int) -> GatewayError:
+    assert call.key is not None
+    if refusal.reason == "rpm":
+        return RateLimited(
+            f"Rate limit reached: this key may send {call.key.rpm} requests per minute. Try again in"
+            f" {refusal.retry_after_s}s.",
+            retry_after_s=refusal.retry_after_s,
+            kind="requests",
+        )
+    if refusal.reason == "tpm":
+        return RateLimited(
+            f"Rate limit reached: this key may use {call.key.tpm} tokens per minute. Try again in"
+            f" {refusal.retry_after_s}s.",
+            retry_after_s=refusal.retry_after_s,
+            kind="tokens",
+        )
+    return QuotaExceeded(
+        f"This key's balance cannot cover this request (up to ${format_usd(amount)} for"
+        f" {completion_allowance(call)} completion tokens). Top it up with `tokenbridge credit"
+        f" {call.key.name} USD`, or lower max_tokens."
+    )
 
 
 def usage_row(call: Call, price: Price, failure: BaseException | None) -> UsageRow:
@@ -76,7 +99,7 @@ def usage_row(call: Call, price: Price, failure: BaseException | None) -> UsageR
         completion_tokens=usage.completion_tokens if usage else 0,
         cached_tokens=usage.cached_tokens if usage else 0,
         cost=charged,
-        usage_source="upstream" if usage else None,
+        usage_source=call.usage_source or None,
         end_reason=call.end_reason or ("rejected" if failure is not None else "done"),
         attempts=call.attempts,
         latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
@@ -100,17 +123,13 @@ class QuotaMiddleware:
             raise unknown_model(call.model)
         amount = hold_amount(call, price)
         try:
-            held = await reserve_hold(self.runtime.db, key_id=call.key.id, request_id=call.request_id, amount=amount)
+            refusal = await reserve_hold(self.runtime.db, key_id=call.key.id, request_id=call.request_id, amount=amount)
         except DuplicateRequestId as exc:
             raise InvalidRequest(
                 f"X-Request-ID {call.request_id!r} was used before; send a unique id or none."
             ) from exc
-        if not held:
-            raise QuotaExceeded(
-                f"This key's balance cannot cover this request (up to ${format_usd(amount)} for"
-                f" {completion_allowance(call)} completion tokens). Top it up with `tokenbridge credit"
-                f" {call.key.name} USD`, or lower max_tokens."
-            )
+        if refusal is not None:
+            raise refused(call, refusal, amount)
         call.hold = amount
         settled = False
 
@@ -124,8 +143,11 @@ class QuotaMiddleware:
                 log.exception("request %s: could not settle its hold; it is released at the next start", row.request_id)
 
         async def send_settled(message: Message) -> None:
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
-                await settle(None)
+            # Settle before the message that completes the answer: the end of the body, or the one the
+            # meter marked as completing it (a client stops reading at [DONE] or at Content-Length).
+            if not settled and message["type"] == "http.response.body":
+                if not message.get("more_body", False) or call.end_reason == "done":
+                    await settle(None)
             await send(message)
 
         failure: BaseException | None = None

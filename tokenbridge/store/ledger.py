@@ -6,8 +6,10 @@ Every balance change is a ledger row written in the same transaction as the bala
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
+from dataclasses import dataclass
 
 from tokenbridge.store.db import Database
 from tokenbridge.store.keys import KeyNotFound
@@ -35,26 +37,68 @@ async def insert_credit(db: Database, name: str, amount: int, *, note: str | Non
         return int(row[1])
 
 
-async def reserve_hold(db: Database, *, key_id: int, request_id: str, amount: int) -> bool:
-    """Hold `amount` for a request if balance − open holds covers it; one statement, so atomic.
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a hold was not taken: `insufficient_quota`, `rpm` or `tpm` (then retry after some seconds)."""
 
-    Returns False when it does not fit. Concurrent requests (in this or another process) cannot
-    both fit into the same money: SQLite runs the check and the insert under one write lock.
+    reason: str
+    retry_after_s: int = 0
+
+
+RATE_WINDOW_S = 60.0
+
+# Everything admission needs, in one read inside the write transaction. The rate subqueries only run
+# for keys that have limits (SQLite evaluates CASE branches lazily).
+_ADMISSION = """
+SELECT k.balance,
+       (SELECT COALESCE(SUM(amount), 0) FROM holds WHERE key_id = k.id) AS held,
+       k.rpm, k.tpm,
+       CASE WHEN k.rpm IS NULL THEN 0 ELSE
+         (SELECT COUNT(*) FROM usage_events WHERE key_id = k.id AND created_at > :since)
+         + (SELECT COUNT(*) FROM holds WHERE key_id = k.id) END AS recent_requests,
+       CASE WHEN k.tpm IS NULL THEN 0 ELSE
+         (SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM usage_events
+          WHERE key_id = k.id AND created_at > :since) END AS recent_tokens,
+       CASE WHEN k.rpm IS NULL AND k.tpm IS NULL THEN NULL ELSE
+         MIN(COALESCE((SELECT MIN(created_at) FROM usage_events WHERE key_id = k.id AND created_at > :since), :now),
+             COALESCE((SELECT MIN(created_at) FROM holds WHERE key_id = k.id), :now)) END AS oldest,
+       EXISTS (SELECT 1 FROM usage_events WHERE request_id = :request_id) AS used
+FROM api_keys k WHERE k.id = :key_id
+"""
+
+
+async def reserve_hold(db: Database, *, key_id: int, request_id: str, amount: int) -> Refusal | None:
+    """Hold `amount` for a request, or say why not (None: held).
+
+    Admitted only if the key's rate limits (requests and tokens in the last minute, requests in
+    flight counting as requests) leave room and balance − open holds covers `amount`. The check
+    and the insert run inside one BEGIN IMMEDIATE transaction, which holds SQLite's write lock
+    across processes: concurrent requests cannot both fit into the same money or the same minute.
     """
-    try:
-        async with db.write() as conn:
-            async with conn.execute("SELECT 1 FROM usage_events WHERE request_id = ?", (request_id,)) as used:
-                if await used.fetchone() is not None:
-                    raise DuplicateRequestId(request_id)
-            cur = await conn.execute(
-                "INSERT INTO holds (request_id, key_id, amount, created_at)"
-                " SELECT ?, id, ?, ? FROM api_keys WHERE id = ?"
-                " AND balance - (SELECT COALESCE(SUM(amount), 0) FROM holds WHERE key_id = ?) >= ?",
-                (request_id, amount, time.time(), key_id, key_id, amount),
+    now = time.time()
+    params = {"key_id": key_id, "request_id": request_id, "since": now - RATE_WINDOW_S, "now": now}
+    async with db.write() as conn:
+        async with conn.execute(_ADMISSION, params) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            raise KeyNotFound(f"no key with id {key_id}")
+        if row["used"]:
+            raise DuplicateRequestId(request_id)
+        retry = max(1, math.ceil((row["oldest"] or now) + RATE_WINDOW_S - now))
+        if row["rpm"] is not None and row["recent_requests"] >= row["rpm"]:
+            return Refusal("rpm", retry)
+        if row["tpm"] is not None and row["recent_tokens"] >= row["tpm"]:
+            return Refusal("tpm", retry)
+        if row["balance"] - row["held"] < amount:
+            return Refusal("insufficient_quota")
+        try:
+            await conn.execute(
+                "INSERT INTO holds (request_id, key_id, amount, created_at) VALUES (?, ?, ?, ?)",
+                (request_id, key_id, amount, now),
             )
-            return cur.rowcount == 1
-    except sqlite3.IntegrityError as exc:
-        raise DuplicateRequestId(request_id) from exc
+        except sqlite3.IntegrityError as exc:  # the same id in flight twice
+            raise DuplicateRequestId(request_id) from exc
+    return None
 
 
 async def settle_hold(db: Database, row: UsageRow) -> None:
@@ -78,6 +122,12 @@ async def release_all_holds(db: Database) -> int:
     async with db.write() as conn:
         cur = await conn.execute("DELETE FROM holds")
         return cur.rowcount
+
+
+async def count_holds(db: Database) -> int:
+    async with db.reader.execute("SELECT COUNT(*) FROM holds") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 async def get_ledger_sum(db: Database, key_id: int) -> int:
