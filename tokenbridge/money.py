@@ -16,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
 NANO_PER_USD = 10**9
+MAX_NANO = 2**63 - 1  # SQLite INTEGER: ~9.2 billion USD
 TOKENS_PER_PRICE_UNIT = 10**6  # prices are USD per 1M tokens
 
 
@@ -50,10 +51,20 @@ def to_nano(usd: str | int | float | Decimal) -> int:
         raise ValueError(f"{usd!r} is not a number") from exc
     if not value.is_finite():
         raise ValueError(f"{usd!r} is not a finite number")
-    nano = value * NANO_PER_USD
-    if nano != nano.to_integral_value():
+    # Integer arithmetic on the digits: Decimal multiplication would round past 28 digits.
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    units: int = int("".join(map(str, digits)) or "0")
+    shift: int = exponent + 9  # nano-USD are USD * 10**9
+    if shift >= 0:
+        nano: int = units * 10**shift
+    elif units % 10**-shift:
         raise ValueError(f"{usd!r} has more than 9 decimal places")
-    return int(nano)
+    else:
+        nano = units // 10**-shift
+    if nano > MAX_NANO:
+        raise ValueError(f"{usd!r} is too large (the most is {MAX_NANO // NANO_PER_USD} USD)")
+    return -nano if sign else nano
 
 
 def format_usd(nano: int) -> str:

@@ -62,17 +62,28 @@ def answer_texts(payload: Any) -> list[str]:
     return texts
 
 
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
 def usage_from(payload: Any) -> Usage | None:
-    """OpenAI's `usage` object -> Usage, or None when absent/null/malformed."""
+    """OpenAI's `usage` object -> Usage, or None when absent, null, malformed or impossible.
+
+    Impossible counts (negative, boolean, more cached than prompt tokens) are refused: priced, they
+    would make a negative charge that raises a balance. The request is then estimated instead.
+    """
     usage = payload.get("usage") if isinstance(payload, dict) else None
     if not isinstance(usage, dict):
         return None
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    if not isinstance(prompt, int) or not isinstance(completion, int):
+    prompt, completion = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+    if prompt is None or completion is None:
         return None
     details = usage.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    return Usage(prompt, completion, cached if isinstance(cached, int) else 0)
+    raw_cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    cached = 0 if raw_cached is None else _count(raw_cached)
+    if cached is None or cached > prompt:
+        return None
+    return Usage(prompt, completion, cached)
 
 
 class SseTap:

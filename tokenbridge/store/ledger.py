@@ -103,6 +103,8 @@ async def reserve_hold(db: Database, *, key_id: int, request_id: str, amount: in
 
 async def settle_hold(db: Database, row: UsageRow) -> None:
     """Release the request's hold, write its usage row and charge its cost: one transaction."""
+    if row.cost < 0:  # a "charge" that raises a balance is a bug upstream of here: refuse, never book it
+        raise ValueError(f"request {row.request_id}: negative cost {row.cost}")
     try:
         async with db.write() as conn:
             await conn.execute("DELETE FROM holds WHERE request_id = ?", (row.request_id,))
