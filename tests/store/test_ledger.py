@@ -499,6 +499,12 @@ async def _run_interleaving(path: Path, ops: list[tuple[Any, ...]]) -> None:
             for name, key_id in ids.items():
                 assert await balance(db, name) == await get_ledger_sum(db, key_id) == model.balance[name]
             assert await open_holds(db) == {rid: amount for rid, (_, amount) in model.holds.items()}
+            orphans = await rows(
+                db,
+                "SELECT l.request_id, COUNT(u.request_id) FROM ledger l LEFT JOIN usage_events u"
+                " ON u.request_id = l.request_id WHERE l.kind = 'charge' GROUP BY l.id HAVING COUNT(u.request_id) != 1",
+            )
+            assert orphans == []  # each charge pays for exactly one usage row
     finally:
         await db.close()
 
