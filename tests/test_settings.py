@@ -316,10 +316,9 @@ def test_parse_settings_refuses_with_line_number_when_key_repeated() -> None:
 
 
 def test_parse_settings_refuses_unknown_server_key_with_suggestion() -> None:
-    assert refusal("[server]\nprot = 8080\n" + MINIMAL) == (
-        'config.toml: server.prot: unknown key, did you mean "port"? (known: host, port, database, admin_token, '
-        "max_body_bytes, default_max_tokens, demo_credit_usd, max_attempts)"
-    )
+    message = refusal("[server]\nprot = 8080\n" + MINIMAL)
+    assert message.startswith('config.toml: server.prot: unknown key, did you mean "port"? (known: host, port, ')
+    assert "max_attempts, watch_config, breaker_failures" in message
 
 
 def test_parse_settings_refuses_unknown_top_level_table() -> None:

@@ -7,6 +7,7 @@ Every OpenAI route runs the same chain of pure ASGI stages, outermost first; rea
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -36,7 +37,7 @@ OPENAI_STAGES: tuple[Stage, ...] = (
     lambda app, rt, kind: BodyMiddleware(app, kind=kind),  # read + parse the body once into the Call
     lambda app, rt, kind: AuthMiddleware(app, runtime=rt),  # bearer key -> call.key
     lambda app, rt, kind: QuotaMiddleware(app, runtime=rt),  # hold before, settle after
-    lambda app, rt, kind: MappingMiddleware(app),  # model -> candidate channels
+    lambda app, rt, kind: MappingMiddleware(app, runtime=rt),  # model -> candidate channels
     lambda app, rt, kind: ShapeMiddleware(app),  # caller's shape <-> upstream's shape
     lambda app, rt, kind: MeterMiddleware(app),  # status, TTFB, usage, end reason
 )
@@ -44,14 +45,15 @@ OPENAI_STAGES: tuple[Stage, ...] = (
 
 def pipeline(runtime: Runtime, kind: str) -> ASGIApp:
     """The stages wrapped around the upstream proxy, built once at start-up."""
-    app: ASGIApp = UpstreamProxy(client=runtime.upstream)
+    app: ASGIApp = UpstreamProxy(client=runtime.upstream, breakers=runtime.breakers)
     for stage in reversed(OPENAI_STAGES):
         app = stage(app, runtime, kind)
     return app
 
 
-def create_app(settings: Settings) -> Starlette:
-    runtime = Runtime(settings)
+def create_app(settings: Settings, *, rng: random.Random | None = None) -> Starlette:
+    """The gateway. `rng` orders channels of equal priority (seed it to make the draw repeatable)."""
+    runtime = Runtime(settings, rng=rng)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

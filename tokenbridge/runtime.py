@@ -1,36 +1,126 @@
-"""Runtime: what the stages share for the life of the process (config, store, upstream client).
+"""Runtime: what the stages share for the life of the process (config, store, upstream client,
+breakers), and the config reload.
 
 Created by create_app, filled in by the lifespan (a database and a client session need a running
 event loop), handed to stages through their constructors. No module globals.
+
+Reload (SIGHUP, or a change of the file when `watch_config` is on): the new file is read and
+validated off the event loop and swapped in whole; requests already running keep the settings they
+started with (intake gives each request its own reference), so a stream in flight finishes on the
+old channels. A bad edit is refused with the reason in the log, and the old config keeps serving.
 """
 
 from __future__ import annotations
 
-from tokenbridge.settings import Settings
+import asyncio
+import logging
+import os
+import random
+import signal
+from collections.abc import Coroutine
+from contextlib import suppress
+from typing import Any
+
+from tokenbridge.settings import ConfigError, Settings, load_settings
+from tokenbridge.store.channels import upsert_channel_health
 from tokenbridge.store.db import Database
+from tokenbridge.upstream.breaker import Breakers, Transition
 from tokenbridge.upstream.client import UpstreamClient
+
+log = logging.getLogger("tokenbridge")
+
+WATCH_INTERVAL_S = 1.0  # how often the config file's mtime is looked at
 
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings  # swapped whole on reload; a request keeps the one it started with
+    def __init__(self, settings: Settings, *, rng: random.Random | None = None) -> None:
+        self.settings = settings  # swapped whole on reload
+        self.rng = rng or random.Random()
         self.upstream = UpstreamClient()
+        self.breakers = Breakers(settings.server.breaker, on_change=self._breaker_changed)
         self._db: Database | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._file_stamp = self._stamp()
 
     @property
     def db(self) -> Database:
         assert self._db is not None, "the lifespan has not opened the database"
         return self._db
 
+    def current_settings(self) -> Settings:
+        return self.settings
+
     async def start(self) -> None:
         self._db = await Database.open(self.settings.server.database)
         await self.upstream.start()
+        if self.settings.server.watch_config:
+            self._spawn(self._watch())
+        with suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread, or no SIGHUP here
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload("SIGHUP")))
 
     async def close(self) -> None:
+        with suppress(ValueError, RuntimeError, NotImplementedError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.upstream.close()
         if self._db is not None:
             await self._db.close()
             self._db = None
 
-    def current_settings(self) -> Settings:
-        return self.settings
+    async def reload(self, reason: str) -> bool:
+        """Read the config file again; swap it in if valid, else keep serving the old one."""
+        path = self.settings.path
+        try:
+            new = await asyncio.to_thread(load_settings, path)
+        except ConfigError as exc:
+            log.error("config reload (%s) refused, still serving the previous config: %s", reason, exc)
+            return False
+        if new.server.database != self.settings.server.database:
+            log.warning("config reload (%s): server.database changed; it takes effect at the next restart", reason)
+        self.settings = new
+        self.breakers.settings = new.server.breaker
+        self.upstream.forget_channels()
+        log.info("config reloaded (%s): %d channels, %d models", reason, len(new.channels), len(new.routes))
+        return True
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.settings.path)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            stamp = self._stamp()
+            if stamp is not None and stamp != self._file_stamp:
+                self._file_stamp = stamp
+                await self.reload("file changed")
+
+    def _breaker_changed(self, change: Transition) -> None:
+        if change.state == "open":
+            log.warning(
+                "channel %r model %r: circuit open for %gs (%s)",
+                change.channel,
+                change.model,
+                change.retry_in_s,
+                change.reason,
+            )
+        else:
+            log.info("channel %r model %r: circuit %s (%s)", change.channel, change.model, change.state, change.reason)
+        if self._db is not None:
+            self._spawn(self._store_health(change))
+
+    async def _store_health(self, change: Transition) -> None:
+        try:
+            await upsert_channel_health(self.db, change)
+        except Exception:  # health is a report; losing one must not touch a request
+            log.exception("could not record the health of channel %r", change.channel)
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

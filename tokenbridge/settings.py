@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from tokenbridge.money import Price, to_fraction
 from tokenbridge.tomlread import ConfigError, Table, quoted, syntax_error, toml_type
+from tokenbridge.upstream.breaker import BreakerSettings
 
 __all__ = ["Channel", "ConfigError", "Group", "ServerSettings", "Settings", "load_settings", "parse_settings"]
 
@@ -28,7 +29,8 @@ COMPLETIONS = ("chat", "native")
 _TOP_KEYS = ("server", "channels", "models", "groups")
 _SERVER_KEYS = (
     "host", "port", "database", "admin_token", "max_body_bytes", "default_max_tokens", "demo_credit_usd",
-    "max_attempts",
+    "max_attempts", "watch_config", "breaker_failures", "breaker_error_ratio", "breaker_window", "breaker_cooldown",
+    "breaker_max_cooldown",
 )  # fmt: skip
 _CHANNEL_KEYS = (
     "name", "kind", "base_url", "api_key", "models", "model_map", "priority", "weight", "completions", "enabled",
@@ -50,6 +52,8 @@ class ServerSettings:
     default_max_tokens: int = 4096  # completion tokens held when a request sets no max_tokens
     demo_credit: int = 10**9  # nano-USD; TOML `demo_credit_usd`
     max_attempts: int = 3  # channels tried per request
+    watch_config: bool = True  # reload this file when it changes (SIGHUP always reloads)
+    breaker: BreakerSettings = BreakerSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +164,26 @@ def _read_server(table: Table, config_dir: Path) -> ServerSettings:
         default_max_tokens=table.integer("default_max_tokens", defaults.default_max_tokens, minimum=1),
         demo_credit=table.nano_usd("demo_credit_usd", 1.0),
         max_attempts=table.integer("max_attempts", defaults.max_attempts, minimum=1),
+        watch_config=table.boolean("watch_config", defaults.watch_config),
+        breaker=_read_breaker(table),
+    )
+
+
+def _read_breaker(table: Table) -> BreakerSettings:
+    defaults = BreakerSettings()
+    ratio = float(table.number("breaker_error_ratio", defaults.error_ratio, positive=True))
+    if ratio > 1:
+        raise table.error("breaker_error_ratio", f"must be a share between 0 and 1, got {ratio}")
+    cooldown = float(table.number("breaker_cooldown", defaults.cooldown_s, positive=True))
+    most = float(table.number("breaker_max_cooldown", max(defaults.max_cooldown_s, cooldown), positive=True))
+    if most < cooldown:
+        raise table.error("breaker_max_cooldown", f"must be >= breaker_cooldown ({cooldown:g}), got {most:g}")
+    return BreakerSettings(
+        failures=table.integer("breaker_failures", defaults.failures, minimum=1),
+        error_ratio=ratio,
+        window=table.integer("breaker_window", defaults.window, minimum=1),
+        cooldown_s=cooldown,
+        max_cooldown_s=most,
     )
 
 

@@ -1,8 +1,8 @@
 """Mapping: the public model name -> the channels to try, in order.
 
 Candidates are the enabled channels that list the model (precomputed per config in
-`Settings.routes`, highest priority first); among channels of equal priority the order is a
-weighted random draw by `weight`, so load spreads as configured.
+`Settings.routes`, highest priority first) whose circuit for the model is not open; among channels
+of equal priority the order is a weighted random draw by `weight`, so load spreads as configured.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 from tokenbridge.asgi import ASGIApp, Receive, Scope, Send
 from tokenbridge.call import get_call
-from tokenbridge.errors import unknown_model
+from tokenbridge.errors import NoAvailableChannel, unknown_model
+from tokenbridge.runtime import Runtime
 from tokenbridge.settings import Channel
 
 
@@ -34,16 +35,23 @@ def weighted_order(channels: Sequence[Channel], rng: random.Random) -> tuple[Cha
 
 
 class MappingMiddleware:
-    """Writes call.candidates; refuses with 404 model_not_found."""
+    """Writes call.candidates; refuses with 404 model_not_found, or 503 when every circuit is open."""
 
-    def __init__(self, app: ASGIApp, *, rng: random.Random | None = None) -> None:
+    def __init__(self, app: ASGIApp, *, runtime: Runtime) -> None:
         self.app = app
-        self.rng = rng or random.Random()
+        self.rng = runtime.rng
+        self.breakers = runtime.breakers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         call = get_call(scope)
         channels = call.settings.routes.get(call.model)
         if not channels:
             raise unknown_model(call.model)
-        call.candidates = channels if len(channels) == 1 else weighted_order(channels, self.rng)
+        available = self.breakers.available
+        usable = [c for c in channels if available(c.name, call.model)]
+        if not usable:
+            raise NoAvailableChannel(
+                f"Every channel for model '{call.model}' failed recently and is cooling down; try again shortly."
+            )
+        call.candidates = tuple(usable) if len(usable) == 1 else weighted_order(usable, self.rng)
         await self.app(scope, receive, send)

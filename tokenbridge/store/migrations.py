@@ -91,7 +91,24 @@ async def m001_initial(conn: aiosqlite.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (m001_initial,)
+async def m002_channel_health(conn: aiosqlite.Connection) -> None:
+    await run_script(
+        conn,
+        """
+        CREATE TABLE channel_health (                  -- the last breaker transition per (channel, model)
+            channel     TEXT NOT NULL,
+            model       TEXT NOT NULL,
+            state       TEXT NOT NULL CHECK (state IN ('closed', 'open', 'half_open')),
+            reason      TEXT NOT NULL,
+            retry_in_s  REAL NOT NULL,                 -- open: back-off before the next probe
+            changed_at  REAL NOT NULL,
+            PRIMARY KEY (channel, model)
+        );
+        """,
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (m001_initial, m002_channel_health)
 
 
 async def apply_migrations(conn: aiosqlite.Connection) -> None:

@@ -106,6 +106,10 @@ class UpstreamClient:
             connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
         )
 
+    def forget_channels(self) -> None:
+        """After a reload: prepared headers of channels no longer in the config are dropped."""
+        self._prepared = {}
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

@@ -18,9 +18,10 @@ import orjson
 
 from tokenbridge.asgi import Receive, Scope, Send
 from tokenbridge.call import Call, caller_wants_usage, get_call
-from tokenbridge.errors import ClientGone, GatewayError, UpstreamError, UpstreamTimeout
+from tokenbridge.errors import ClientGone, GatewayError, NoAvailableChannel, UpstreamError, UpstreamTimeout
 from tokenbridge.settings import Channel
 from tokenbridge.stages.shape import upstream_target
+from tokenbridge.upstream.breaker import Breakers
 from tokenbridge.upstream.client import HttpResponse, UpstreamClient, UpstreamResponse
 
 log = logging.getLogger("tokenbridge")
@@ -57,8 +58,9 @@ async def _wait_for_disconnect(receive: Receive) -> None:
 class UpstreamProxy:
     """Writes call.channel, call.upstream_model, call.attempts."""
 
-    def __init__(self, *, client: UpstreamClient) -> None:
+    def __init__(self, *, client: UpstreamClient, breakers: Breakers) -> None:
         self.client = client
+        self.breakers = breakers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         call = get_call(scope)
@@ -77,13 +79,18 @@ class UpstreamProxy:
 
     async def _forward(self, call: Call, send: Send) -> None:
         response = await self._open(call)
+        assert call.channel is not None
         try:
             headers = [(b"content-type", response.content_type)]
             if response.content_length is not None:
                 headers.append((b"content-length", str(response.content_length).encode()))
             await send({"type": "http.response.start", "status": response.status, "headers": headers})
-            async for chunk in response.chunks():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            try:
+                async for chunk in response.chunks():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except GatewayError as exc:  # the channel broke mid-answer: that counts against it
+                self.breakers.record(call.channel.name, call.model, ok=False, reason=exc.message)
+                raise
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             response.close()
@@ -91,7 +98,12 @@ class UpstreamProxy:
     async def _open(self, call: Call) -> UpstreamResponse:
         """The first candidate's response that is an answer, not a failure to retry."""
         last: GatewayError | None = None
-        for channel in call.candidates[: call.settings.server.max_attempts]:
+        max_attempts = call.settings.server.max_attempts
+        for channel in call.candidates:
+            if call.attempts >= max_attempts:
+                break
+            if not self.breakers.admit(channel.name, call.model):
+                continue  # its circuit opened meanwhile, or another request holds its one probe
             call.attempts += 1
             call.channel = channel
             call.upstream_model = channel.upstream_model(call.model)
@@ -99,33 +111,30 @@ class UpstreamProxy:
             try:
                 response = await self.client.open(channel, path, upstream_payload(call, channel, body))
             except GatewayError as exc:
-                log.warning(
-                    "request %s: channel %r failed for model %r (attempt %d): %s",
-                    call.request_id,
-                    channel.name,
-                    call.model,
-                    call.attempts,
-                    exc.message,
-                )
+                self._failed(call, channel, exc.message)
                 last = exc
                 continue
+            except BaseException:  # cancelled: the caller left, no verdict on the channel
+                self.breakers.release(channel.name, call.model)
+                raise
             if response.status not in RETRY_STATUSES:
+                self.breakers.record(channel.name, call.model, ok=True)
                 return response
             detail = await response.peek() if isinstance(response, HttpResponse) else ""
             response.close()
-            log.warning(
-                "request %s: channel %r answered %d for model %r (attempt %d): %s",
-                call.request_id,
-                channel.name,
-                response.status,
-                call.model,
-                call.attempts,
-                detail,
-            )
+            self._failed(call, channel, f"HTTP {response.status} {detail}".strip())
             last = UpstreamError(f"channel {channel.name!r} answered HTTP {response.status}")
+        if last is None:
+            raise NoAvailableChannel(f"Every channel for model '{call.model}' is cooling down; try again shortly.")
         if isinstance(last, UpstreamTimeout):
             raise last
-        tried = call.attempts
         raise UpstreamError(
-            f"Every channel for model '{call.model}' failed ({tried} tried); the last: {last.message if last else '?'}"
+            f"Every channel for model '{call.model}' failed ({call.attempts} tried); the last: {last.message}"
         )
+
+    def _failed(self, call: Call, channel: Channel, reason: str) -> None:
+        log.warning(
+            "request %s: channel %r failed for model %r (attempt %d), trying the next: %s",
+            call.request_id, channel.name, call.model, call.attempts, reason,
+        )  # fmt: skip
+        self.breakers.record(channel.name, call.model, ok=False, reason=reason)
