@@ -15,7 +15,8 @@ from tokenbridge.completions import (
 from tokenbridge.errors import InvalidRequest
 
 CARRIED = {
-    "max_tokens": 5, "temperature": 0.2, "top_p": 0.9, "n": 2, "stop": ["\n"], "presence_penalty": 0.1,
+    "max_tokens": 5, "max_completion_tokens": 4, "temperature": 0.2, "top_p": 0.9, "n": 2, "stop": ["\n"],
+    "presence_penalty": 0.1,
     "frequency_penalty": 0.3, "logit_bias": {"50256": -100}, "seed": 7, "user": "u1", "stream": True,
     "stream_options": {"include_usage": True},
 }  # fmt: skip
@@ -82,3 +83,10 @@ def test_translate_event_passes_done_errors_and_foreign_events_unchanged() -> No
              "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]}  # fmt: skip
     out = orjson.loads(translate_event(b"data: " + orjson.dumps(chunk) + b"\n\n")[6:])
     assert out["choices"] == [{"text": "hi", "index": 0, "logprobs": None, "finish_reason": None}]
+
+
+def test_translate_event_takes_chat_chunks_without_an_object_field() -> None:
+    chunk = {"id": "chatcmpl-2", "created": 1, "model": "m",
+             "choices": [{"index": 0, "delta": {"content": "yo"}, "finish_reason": None}]}  # fmt: skip
+    out = orjson.loads(translate_event(b"data: " + orjson.dumps(chunk) + b"\n\n")[6:])
+    assert out["object"] == "text_completion" and out["choices"][0]["text"] == "yo"

@@ -28,6 +28,7 @@ class Call:
     settings: Settings  # the config this request runs on to its end, even if a reload swaps it
     started: float = field(default_factory=time.perf_counter)
     created_at: float = field(default_factory=time.time)
+    delivered: int = 0  # body bytes that went out to the caller (intake counts them as they leave)
     # body: the parsed request
     route: str = ""  # "chat" | "completions"
     body: dict[str, Any] = field(default_factory=dict)

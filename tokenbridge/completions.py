@@ -12,12 +12,14 @@ from typing import Any
 
 import orjson
 
+from tokenbridge.call import Call
 from tokenbridge.errors import InvalidRequest
+from tokenbridge.settings import Channel
 from tokenbridge.upstream.sse import event_data
 
 CARRIED_FIELDS = (
-    "model", "max_tokens", "temperature", "top_p", "n", "stop", "presence_penalty", "frequency_penalty",
-    "logit_bias", "seed", "user", "stream", "stream_options",
+    "model", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "stop", "presence_penalty",
+    "frequency_penalty", "logit_bias", "seed", "user", "stream", "stream_options",
 )  # fmt: skip
 _DONE = b"[DONE]"
 
@@ -58,6 +60,18 @@ def chat_request(body: dict[str, Any]) -> dict[str, Any]:
     chat = {name: body[name] for name in CARRIED_FIELDS if name in body}
     chat["messages"] = [{"role": "user", "content": prompt_text(body.get("prompt"))}]
     return chat
+
+
+def is_native(call: Call, channel: Channel) -> bool:
+    """Does this channel take the caller's completions request as it is?"""
+    return call.route == "completions" and channel.completions == "native" and channel.kind != "echo"
+
+
+def upstream_target(call: Call, channel: Channel) -> tuple[str, dict[str, Any]]:
+    """Where and what to send to `channel`: (path under base_url, the request body)."""
+    if is_native(call, channel):
+        return "/completions", call.body
+    return "/chat/completions", call.upstream_body
 
 
 def completion_id(chat_id: Any) -> str:
@@ -108,6 +122,16 @@ def completion_chunk(chunk: dict[str, Any]) -> dict[str, Any] | None:
     return _envelope(chunk, choices)
 
 
+def _is_chat_chunk(chunk: Any) -> bool:
+    """A chat chunk by its object name, or by its shape (some compatible servers leave `object` out)."""
+    if not isinstance(chunk, dict) or "error" in chunk:
+        return False
+    if chunk.get("object") == "chat.completion.chunk":
+        return True
+    choices = chunk.get("choices")
+    return isinstance(choices, list) and any(isinstance(c, dict) and "delta" in c for c in choices)
+
+
 def translate_event(event: bytes) -> bytes:
     """One chat SSE event -> the completions event (b"" to drop it). `[DONE]`, error events and
     anything that is not a chat chunk pass unchanged."""
@@ -118,7 +142,7 @@ def translate_event(event: bytes) -> bytes:
         chunk = orjson.loads(data)
     except orjson.JSONDecodeError:
         return event
-    if not isinstance(chunk, dict) or chunk.get("object") != "chat.completion.chunk":
+    if not _is_chat_chunk(chunk):
         return event
     translated = completion_chunk(chunk)
     return b"" if translated is None else b"data: " + orjson.dumps(translated) + b"\n\n"

@@ -99,3 +99,34 @@ def test_completions_bill_the_same_as_chat_with_route_recorded(gateway: Gateway)
     assert [r["cost"] for r in rows] == [expected_cost(12, 3)] * 3
     assert all(r["usage_source"] == "upstream" and r["end_reason"] == "done" for r in rows)
     assert gateway.balance("cmpl-bill") == gateway.ledger_sum("cmpl-bill") == 10**9 - 3 * expected_cost(12, 3)
+
+
+def test_completions_hold_and_upstream_see_the_same_completion_limit(gateway: Gateway) -> None:
+    client = gateway.client(gateway.create_key("cmpl-limit"))
+    answer = client.completions.create(model="echo-1", prompt=PROMPT, extra_body={"max_completion_tokens": 1})
+    assert answer.choices[0].text == "the " and answer.choices[0].finish_reason == "length"
+
+
+def test_completions_untranslatable_answer_is_a_502_that_costs_nothing(gateway: Gateway) -> None:
+    key = gateway.create_key("cmpl-garbage")
+    response = post(gateway, key, {"model": "fake-garbage", "prompt": PROMPT})
+    assert (
+        response.status_code == 502 and validate("ErrorResponse", response.json())["error"]["code"] == "upstream_error"
+    )
+    [row] = gateway.usage("cmpl-garbage")
+    assert (row["status"], row["cost"]) == (502, 0)
+    assert gateway.balance("cmpl-garbage") == gateway.ledger_sum("cmpl-garbage") == 10**9
+
+
+@pytest.mark.parametrize("route", ["chat", "completions"])
+def test_unterminated_done_still_ends_the_stream_properly(gateway: Gateway, route: str) -> None:
+    key = gateway.create_key(f"unterminated-{route}")
+    if route == "chat":
+        body: dict[str, Any] = {"model": "fake-unterminated", "messages": [{"role": "user", "content": "x"}]}
+    else:
+        body = {"model": "fake-unterminated", "prompt": PROMPT}
+    response = httpx.post(gateway.url + f"/v1/{route.replace('chat', 'chat/completions')}",
+                          json={**body, "stream": True}, headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+    assert response.content.endswith(b"data: [DONE]\n\n")
+    [row] = gateway.usage(f"unterminated-{route}")
+    assert row["end_reason"] == "done" and row["cost"] == expected_cost(12, 3)

@@ -98,6 +98,7 @@ def test_mapping_refuses_model_outside_allowlist_with_404(gateway: Gateway) -> N
         (orjson.dumps({"model": "fake-ok", "messages": ["hi"]}), "messages[0]"),
         (orjson.dumps({"model": "fake-ok", "messages": MESSAGES, "stream": "yes"}), "stream"),
         (orjson.dumps({"model": "fake-ok", "messages": MESSAGES, "max_tokens": -5}), "max_tokens"),
+        (orjson.dumps({"model": "fake-ok", "messages": MESSAGES, "n": "4"}), "n"),
         (orjson.dumps({"model": "fake-ok", "messages": MESSAGES, "stream_options": 1}), "stream_options"),
     ],
 )

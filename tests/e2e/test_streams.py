@@ -89,6 +89,7 @@ def test_caller_leaving_a_json_request_closes_the_upstream(gateway: Gateway) -> 
     row = settled_row(gateway, "streams-gone-json", lambda r: r["end_reason"] == "client_gone")
     # The upstream had the prompt: it is billed, counted offline; nothing of the answer was delivered.
     assert (row["usage_source"], row["prompt_tokens"], row["completion_tokens"]) == ("estimated", 9, 0)
+    assert row["status"] == 499  # nginx's "client closed request": no answer ever went out
     assert row["cost"] == expected_cost(9, 0)
 
 

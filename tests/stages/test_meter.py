@@ -223,11 +223,11 @@ def test_sse_tap_not_done_when_done_text_is_only_inside_content() -> None:
     assert not tap.done
 
 
-def test_sse_tap_finish_accepts_done_without_blank_line() -> None:
+def test_sse_tap_finish_accepts_and_terminates_done_without_blank_line() -> None:
     tap = SseTap(strip=False)
     assert tap.feed(sse(content_chunk("a")) + b"data: [DONE]") == sse(content_chunk("a"))
     assert not tap.done
-    assert tap.finish() == b"data: [DONE]"
+    assert tap.finish() == b"data: [DONE]\n\n"  # terminated, so strict SSE parsers dispatch it
     assert tap.done
     assert tap.splitter.tail == b""
 

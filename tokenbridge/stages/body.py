@@ -69,7 +69,7 @@ def check_shape(kind: str, body: Any) -> dict[str, Any]:
     stream = body.get("stream", False)
     if stream is not None and not isinstance(stream, bool):
         raise InvalidRequest("'stream' must be a boolean.", param="stream")
-    for name in ("max_tokens", "max_completion_tokens"):
+    for name in ("max_tokens", "max_completion_tokens", "n"):
         limit = body.get(name)
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
             raise InvalidRequest(f"'{name}' must be a positive integer.", param=name)

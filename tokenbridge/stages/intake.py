@@ -56,6 +56,8 @@ class IntakeMiddleware:
                 headers = message.get("headers", ())
                 sse = any(k == b"content-type" and v.startswith(b"text/event-stream") for k, v in headers)
                 message["headers"] = [*headers, (REQUEST_ID_HEADER, request_id)]
+            else:
+                call.delivered += len(message.get("body", b""))
             await send(message)
 
         try:

@@ -132,6 +132,7 @@ class SseTap:
         tail, self.splitter.tail = self.splitter.tail, b""
         if tail and event_data(tail).strip() == _DONE:
             self.done = True
+            return tail + b"\n\n"  # terminated, or a strict SSE parser would drop it
         return tail
 
     def _read(self, event: bytes) -> bool:
@@ -245,9 +246,12 @@ class MeterMiddleware:
             await self.app(scope, receive, send_with_usage)
         except (GatewayError, ClientGone) as exc:
             self._ended_badly(call, exc)
-            delivered = call.ttfb is not None or (isinstance(exc, ClientGone) and call.attempts > 0)
-            if delivered:  # see the module docstring: a failure before any byte costs nothing
+            # A failure before any byte reached the caller costs nothing; a caller that left after the
+            # upstream had its request pays for the prompt (and whatever it received).
+            if call.delivered or (isinstance(exc, ClientGone) and call.attempts > 0):
                 await self._account(call, sse.usage if sse else None, sse.texts if sse else list)
+            else:  # usage read before an outer stage failed (say, a translation) was never delivered
+                call.usage, call.usage_source = None, ""
             raise
         except BaseException as exc:
             self._ended_badly(call, exc)

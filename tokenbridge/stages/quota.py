@@ -23,7 +23,7 @@ import time
 
 from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send
 from tokenbridge.call import Call, get_call
-from tokenbridge.errors import GatewayError, InvalidRequest, QuotaExceeded, RateLimited, unknown_model
+from tokenbridge.errors import ClientGone, GatewayError, InvalidRequest, QuotaExceeded, RateLimited, unknown_model
 from tokenbridge.money import Price, Usage, cost, format_usd
 from tokenbridge.runtime import Runtime
 from tokenbridge.store.ledger import DuplicateRequestId, Refusal, reserve_hold, settle_hold
@@ -31,11 +31,14 @@ from tokenbridge.store.usage import UsageRow
 
 log = logging.getLogger("tokenbridge")
 
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a caller that left before its answer
+
 
 def completion_allowance(call: Call) -> int:
     """Most completion tokens this request can produce (× n choices)."""
     body = call.body
-    limit = body.get("max_completion_tokens") or body.get("max_tokens") or call.settings.server.default_max_tokens
+    limits = [v for v in (body.get("max_completion_tokens"), body.get("max_tokens")) if v]
+    limit = min(limits) if limits else call.settings.server.default_max_tokens
     n = body.get("n")
     choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
     return int(limit) * choices
@@ -75,7 +78,11 @@ def usage_row(call: Call, price: Price, failure: BaseException | None) -> UsageR
     assert call.key is not None
     usage = call.usage
     status, error = call.status, call.error
-    if isinstance(failure, GatewayError) and not status:
+    if not call.delivered and failure is not None:  # the caller got the error, not the upstream's status
+        status = 0
+    if isinstance(failure, ClientGone) and not status:
+        status, error = CLIENT_CLOSED_REQUEST, error or "the caller disconnected"
+    elif isinstance(failure, GatewayError) and not status:
         status, error = failure.status, failure.message
     elif failure is not None and not status:
         status, error = 500, f"{type(failure).__name__} in the gateway"

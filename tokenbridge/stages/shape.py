@@ -13,30 +13,14 @@ channel might answer, so failover can never change what the caller gets.
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 
 from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send
 from tokenbridge.call import Call, get_call
-from tokenbridge.completions import chat_request, completion_response, translate_event
+from tokenbridge.completions import chat_request, completion_response, is_native, translate_event
 from tokenbridge.errors import UpstreamError
-from tokenbridge.settings import Channel
+from tokenbridge.stages.meter import MAX_JSON_BYTES
 from tokenbridge.upstream.sse import MAX_EVENT_BYTES, EventSplitter
-
-MAX_JSON_BYTES = 8 << 20  # a chat answer to translate larger than this is refused, not held without bound
-
-
-def is_native(call: Call, channel: Channel) -> bool:
-    """Does this channel take the caller's completions request as it is?"""
-    return call.route == "completions" and channel.completions == "native" and channel.kind != "echo"
-
-
-def upstream_target(call: Call, channel: Channel) -> tuple[str, dict[str, Any]]:
-    """Where and what to send to `channel`: (path under base_url, the request body)."""
-    if is_native(call, channel):
-        return "/completions", call.body
-    return "/chat/completions", call.upstream_body
 
 
 class SseTranslator:
