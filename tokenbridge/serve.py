@@ -1,0 +1,93 @@
+"""`tokenbridge serve`: make the database ready, greet a first run, then hand over to uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from tokenbridge.money import format_usd
+from tokenbridge.settings import Settings
+from tokenbridge.store.db import Database
+from tokenbridge.store.keys import KeyRecord, count_keys, insert_key
+from tokenbridge.store.ledger import release_all_holds
+
+log = logging.getLogger("tokenbridge")
+
+
+def first_run(settings: Settings, host: str, port: int) -> None:
+    """Before serving: migrate, release holds a crash left, and on an empty database make the `default` key."""
+
+    async def work(db: Database) -> tuple[KeyRecord, str] | None:
+        released = await release_all_holds(db)
+        if released:
+            log.warning("released %d holds left by an earlier run", released)
+        if await count_keys(db):
+            return None
+        return await insert_key(db, name="default", credit=settings.server.demo_credit)
+
+    async def run() -> tuple[KeyRecord, str] | None:
+        db = await Database.open(settings.server.database)
+        try:
+            return await work(db)
+        finally:
+            await db.close()
+
+    created = asyncio.run(run())
+    if created is None:
+        return
+    key, secret = created
+    model = next(iter(sorted(settings.routes)), "MODEL")
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    print(
+        f"First run: created key 'default' with ${format_usd(key.balance)} demo credit. Its secret is shown only now:"
+    )
+    print(f"\n    {secret}\n")
+    print("Try it:")
+    print(
+        f"    curl http://{shown_host}:{port}/v1/chat/completions -H 'Authorization: Bearer {secret}'"
+        f' -H \'Content-Type: application/json\' -d \'{{"model": "{model}", "messages": [{{"role": "user",'
+        f' "content": "Hello, gateway!"}}]}}\''
+    )
+    print(flush=True)
+
+
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """TCP_NODELAY on a caller's connection, so a small write (an SSE event, a body after its head)
+    leaves at once instead of waiting out the caller's delayed ACK (~40 ms on Linux)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class NoDelayH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with TCP_NODELAY on every connection.
+
+    asyncio sets it only on sockets created with proto=IPPROTO_TCP, and the listening socket uvicorn
+    binds itself for `--workers N` has proto 0: measured here, every answer after the first on a
+    keep-alive connection then took ~44 ms instead of ~2 ms.
+    """
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        set_nodelay(transport)
+        super().connection_made(transport)
+
+
+def run(settings: Settings, *, host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    from tokenbridge.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    first_run(settings, host, port)
+    if workers > 1:
+        os.environ["TOKENBRIDGE_CONFIG"] = str(settings.path)
+        uvicorn.run(
+            "tokenbridge.app:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="info",
+            http=NoDelayH11Protocol,
+        )  # fmt: skip
+    else:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info", http=NoDelayH11Protocol)
