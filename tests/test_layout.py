@@ -25,8 +25,14 @@ def test_pipeline_runs_the_stages_in_spec_order_each_from_its_own_module() -> No
         chain.append(type(app))
         app = app.app  # type: ignore[attr-defined]
     names = [cls.__name__ for cls in chain]
-    assert names == ["BodyMiddleware", "AuthMiddleware", "QuotaMiddleware", "MappingMiddleware",
-                     "ShapeMiddleware", "MeterMiddleware"]
+    assert names == [
+        "BodyMiddleware",
+        "AuthMiddleware",
+        "QuotaMiddleware",
+        "MappingMiddleware",
+        "ShapeMiddleware",
+        "MeterMiddleware",
+    ]
     modules = [cls.__module__ for cls in chain]
     assert len(set(modules)) == len(modules) and all(m.startswith("tokenbridge.stages.") for m in modules)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -51,9 +52,15 @@ def pipeline(runtime: Runtime, kind: str) -> ASGIApp:
     return app
 
 
-def create_app(settings: Settings, *, rng: random.Random | None = None) -> Starlette:
-    """The gateway. `rng` orders channels of equal priority (seed it to make the draw repeatable)."""
-    runtime = Runtime(settings, rng=rng)
+def create_app(
+    settings: Settings,
+    *,
+    rng: random.Random | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Starlette:
+    """The gateway. `rng` orders channels of equal priority and `clock` times the breakers' back-offs
+    (tests pass a seeded one and a hand-moved one)."""
+    runtime = Runtime(settings, rng=rng, clock=clock)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

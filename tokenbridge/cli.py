@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import csv
 import io
-import logging
 import os
 import re
 import sys
@@ -21,20 +20,23 @@ from typing import Any
 
 import orjson
 
+from tokenbridge import serve
 from tokenbridge.money import format_usd, to_nano
 from tokenbridge.settings import ConfigError, Settings, load_settings
+from tokenbridge.store.channels import list_channel_health
 from tokenbridge.store.db import Database, StoreError
 from tokenbridge.store.keys import (
     KeyExists,
     KeyNotFound,
     KeyRecord,
-    count_keys,
     insert_key,
     list_keys,
     update_key_revoked,
 )
-from tokenbridge.store.ledger import insert_credit, release_all_holds
+from tokenbridge.store.ledger import insert_credit
 from tokenbridge.store.usage import list_usage, sum_usage
+from tokenbridge.upstream.client import UpstreamClient
+from tokenbridge.upstream.probe import ProbeResult, probe
 
 _DURATION = re.compile(r"(\d+)([smhd])")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -250,52 +252,49 @@ def cmd_config_check(settings: Settings, args: argparse.Namespace) -> None:
     print(f"models served: {', '.join(sorted(settings.routes)) or '(none)'}")
 
 
-def first_run(settings: Settings, host: str, port: int) -> None:
-    """Before serving: migrate, release holds a crash left, and on an empty database make the `default` key."""
+def cmd_channels_check(settings: Settings, args: argparse.Namespace) -> int:
+    """Probe every enabled channel now; show what the running gateway's breakers last said."""
 
-    async def work(db: Database) -> tuple[KeyRecord, str] | None:
-        released = await release_all_holds(db)
-        if released:
-            logging.getLogger("tokenbridge").warning("released %d holds left by an earlier run", released)
-        if await count_keys(db):
-            return None
-        return await insert_key(db, name="default", credit=settings.server.demo_credit)
+    async def work(db: Database) -> tuple[dict[str, ProbeResult], list[dict[str, Any]]]:
+        client = UpstreamClient()
+        await client.start()
+        try:
+            results = await asyncio.gather(*(probe(client, c) for c in settings.channels if c.enabled))
+        finally:
+            await client.close()
+        return {r.channel: r for r in results}, await list_channel_health(db)
 
-    created = asyncio.run(with_db(settings, work))
-    if created is None:
-        return
-    key, secret = created
-    model = next(iter(sorted(settings.routes)), "MODEL")
-    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    print(
-        f"First run: created key 'default' with ${format_usd(key.balance)} demo credit. Its secret is shown only now:"
-    )
-    print(f"\n    {secret}\n")
-    print("Try it:")
-    print(
-        f"    curl http://{shown_host}:{port}/v1/chat/completions -H 'Authorization: Bearer {secret}'"
-        f' -H \'Content-Type: application/json\' -d \'{{"model": "{model}", "messages": [{{"role": "user",'
-        f' "content": "Hello, gateway!"}}]}}\''
-    )
-    print(flush=True)
+    probes, health = asyncio.run(with_db(settings, work))
+    rows: list[dict[str, Any]] = []
+    for channel in settings.channels:
+        result = probes.get(channel.name)
+        circuits = {h["model"]: h for h in health if h["channel"] == channel.name and h["model"] in channel.models}
+        rows.append({
+            "name": channel.name,
+            "base_url": channel.display_url or "(built in)",
+            "enabled": channel.enabled,
+            "probe": result.status if result else "disabled in config: not probed",
+            "ok": result.ok if result else None,
+            "latency_ms": result.latency_ms if result else None,
+            "circuits": {m: {"state": circuits[m]["state"], "reason": circuits[m]["reason"]} if m in circuits
+                         else {"state": "closed", "reason": ""} for m in channel.models},
+        })  # fmt: skip
+    if args.json:
+        emit(rows, True)
+    else:
+        for row in rows:
+            row["breakers"] = ", ".join(
+                f"{m}: {c['state']}" + (f" ({c['reason']})" if c["state"] != "closed" else "")
+                for m, c in row["circuits"].items()
+            )
+        print_table(rows, ["name", "base_url", "probe", "latency_ms", "breakers"])
+    return 0 if all(r["ok"] is not False for r in rows) else 1
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
-    import uvicorn
-
-    from tokenbridge.app import create_app
-
     host = args.host or settings.server.host
     port = settings.server.port if args.port is None else args.port
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    first_run(settings, host, port)
-    if args.workers > 1:
-        os.environ["TOKENBRIDGE_CONFIG"] = str(settings.path)
-        uvicorn.run(
-            "tokenbridge.app:app_from_env", factory=True, host=host, port=port, workers=args.workers, log_level="info"
-        )
-    else:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    serve.run(settings, host=host, port=port, workers=args.workers)
 
 
 # --- argument parsing ---------------------------------------------------------------------------
@@ -343,6 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_argument("--csv", action="store_true", help="CSV output")
     usage.set_defaults(run=cmd_usage)
 
+    channels = sub.add_parser("channels", help="check the channels").add_subparsers(dest="channels", required=True)
+    channels.add_parser(
+        "check", parents=[common], help="probe every enabled channel; show circuit breaker states"
+    ).set_defaults(run=cmd_channels_check)
+
     config = sub.add_parser("config", help="check config.toml").add_subparsers(dest="config_command", required=True)
     config.add_parser("check", parents=[common], help="validate and show what would be served").set_defaults(
         run=cmd_config_check
@@ -355,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = Path(args.config or os.environ.get("TOKENBRIDGE_CONFIG") or "config.toml")
     try:
         settings = load_settings(path)
-        args.run(settings, args)
+        status = args.run(settings, args)
     except ConfigError as exc:
         print(f"tokenbridge: bad config: {exc}", file=sys.stderr)
         return 2
@@ -368,4 +372,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyNotFound as exc:
         print(f"tokenbridge: {exc}; see `tokenbridge keys list` for the names", file=sys.stderr)
         return 2
-    return 0
+    return int(status or 0)

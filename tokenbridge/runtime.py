@@ -17,7 +17,8 @@ import logging
 import os
 import random
 import signal
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from contextlib import suppress
 from typing import Any
 
@@ -33,11 +34,17 @@ WATCH_INTERVAL_S = 1.0  # how often the config file's mtime is looked at
 
 
 class Runtime:
-    def __init__(self, settings: Settings, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings  # swapped whole on reload
         self.rng = rng or random.Random()
         self.upstream = UpstreamClient()
-        self.breakers = Breakers(settings.server.breaker, on_change=self._breaker_changed)
+        self.breakers = Breakers(settings.server.breaker, on_change=self._breaker_changed, clock=clock)
         self._db: Database | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._file_stamp = self._stamp()

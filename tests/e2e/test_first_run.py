@@ -63,6 +63,8 @@ class Served:
         self.reader.join(30)  # EOF once the process is gone
         assert self.process.stdout is not None
         self.process.stdout.close()
+        while not self.lines.empty():  # keep every line it printed, for tests that read the whole log
+            self.seen.append(self.lines.get_nowait())
 
 
 @pytest.fixture

@@ -10,6 +10,9 @@
 | fake-nodone      | streams the answer but never sends `data: [DONE]`                       |
 | fake-break       | streams the first chunk, then drops the connection mid-response        |
 | fake-huge        | answers JSON with usage of 10M completion tokens                        |
+| fake-garbage     | answers 200 "application/json" whose body is not JSON                    |
+| fake-unterminated| streams as usual but ends on `data: [DONE]` with no blank line after it  |
+| fake-flaky       | 500 while `flaky_down` is set, else like any other model                 |
 | fake-400         | 400 with an OpenAI error body                                            |
 | fake-500         | 500                                                                      |
 
@@ -53,6 +56,7 @@ class FakeUpstream:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.holding = threading.Semaphore(0)  # released as each held request starts waiting
         self.hung_up = threading.Semaphore(0)  # released as each held request sees its client leave
+        self.flaky_down = True
 
     def arm(self) -> None:
         """Make `fake-hold` requests wait again and forget earlier signals (from the test thread)."""
@@ -100,8 +104,9 @@ class FakeUpstream:
         if scope["path"] == "/v1/completions":
             include_usage = (body.get("stream_options") or {}).get("include_usage") is True
             if body.get("stream"):
-                await send({"type": "http.response.start", "status": 200,
-                            "headers": [(b"content-type", b"text/event-stream")]})
+                await send(
+                    {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]}
+                )
                 for event in native_sse(model, include_usage=include_usage):
                     await send({"type": "http.response.body", "body": event, "more_body": True})
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -110,9 +115,11 @@ class FakeUpstream:
         elif model == "fake-hold" and not body.get("stream"):
             if await self._held(receive):
                 await _json(send, 200, _completion(body))
+        elif model == "fake-garbage":
+            await _send_bytes(send, 200, b"<html>not json</html>")
         elif model == "fake-400":
             await _json(send, 400, ERROR_400)
-        elif model == "fake-500":
+        elif model == "fake-500" or (model == "fake-flaky" and self.flaky_down):
             await _json(send, 500, {"error": {"message": "fake is down", "type": "server_error"}})
         elif body.get("stream"):
             await self._stream(send, receive, body)
@@ -169,7 +176,7 @@ class FakeUpstream:
         await event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
         if include_usage and usage is not None:
             await event([], usage)
-        end = b"" if model == "fake-nodone" else b"data: [DONE]\n\n"
+        end = {"fake-nodone": b"", "fake-unterminated": b"data: [DONE]"}.get(model, b"data: [DONE]\n\n")
         await send({"type": "http.response.body", "body": end, "more_body": False})
 
 
@@ -204,15 +211,26 @@ def _completion(body: dict[str, Any]) -> dict[str, Any]:
 
 def native_json(model: str) -> bytes:
     choice = {"text": TEXT, "index": 0, "logprobs": None, "finish_reason": "stop"}
-    body = {"id": "cmpl-native", "object": "text_completion", "created": 1700000000, "model": model,
-            "choices": [choice], "usage": USAGE}
+    body = {
+        "id": "cmpl-native",
+        "object": "text_completion",
+        "created": 1700000000,
+        "model": model,
+        "choices": [choice],
+        "usage": USAGE,
+    }
     return orjson.dumps(body)
 
 
 def native_sse(model: str, *, include_usage: bool) -> list[bytes]:
     def event(choices: list[dict[str, Any]], usage: Any = None) -> bytes:
-        chunk = {"id": "cmpl-native", "object": "text_completion", "created": 1700000000, "model": model,
-                 "choices": choices}
+        chunk = {
+            "id": "cmpl-native",
+            "object": "text_completion",
+            "created": 1700000000,
+            "model": model,
+            "choices": choices,
+        }
         if include_usage:
             chunk["usage"] = usage
         return b"data: " + orjson.dumps(chunk) + b"\n\n"

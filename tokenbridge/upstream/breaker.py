@@ -25,7 +25,8 @@ CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 @dataclass(frozen=True, slots=True)
 class BreakerSettings:
     failures: int = 3  # consecutive failures that open the circuit
-    error_ratio: float = 0.5  # ...or this share of failures among the last `window` outcomes
+    error_ratio: float = 0.5  # ...or this share of failures among the last `window` outcomes (counted
+    # from a circuit's first failure: a channel that never failed keeps no state at all)
     window: int = 20
     cooldown_s: float = 5.0  # first back-off; doubles on every failed probe
     max_cooldown_s: float = 300.0

@@ -18,9 +18,9 @@ import orjson
 
 from tokenbridge.asgi import Receive, Scope, Send
 from tokenbridge.call import Call, caller_wants_usage, get_call
+from tokenbridge.completions import upstream_target
 from tokenbridge.errors import ClientGone, GatewayError, NoAvailableChannel, UpstreamError, UpstreamTimeout
 from tokenbridge.settings import Channel
-from tokenbridge.stages.shape import upstream_target
 from tokenbridge.upstream.breaker import Breakers
 from tokenbridge.upstream.client import HttpResponse, UpstreamClient, UpstreamResponse
 

@@ -1,0 +1,47 @@
+"""Probe a channel with the smallest request it can answer: one word in, one token out.
+
+Used by `tokenbridge channels check`. A probe to a real provider costs a token or two.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import orjson
+
+from tokenbridge.errors import GatewayError
+from tokenbridge.settings import Channel
+from tokenbridge.upstream.client import UpstreamClient
+
+PROBE_MESSAGES = [{"role": "user", "content": "ping"}]
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    channel: str
+    ok: bool
+    status: str  # "ok", "HTTP 401", "unreachable: ...", "timeout: ..."
+    latency_ms: float
+
+
+async def probe(client: UpstreamClient, channel: Channel) -> ProbeResult:
+    model = channel.models[0]
+    body = {"model": channel.upstream_model(model), "messages": PROBE_MESSAGES, "max_tokens": 1}
+    payload: bytes | dict[str, object] = body if channel.kind == "echo" else orjson.dumps(body)
+    started = time.perf_counter()
+    try:
+        response = await client.open(channel, "/chat/completions", payload)
+        try:
+            async for _ in response.chunks():
+                pass
+        finally:
+            response.close()
+    except GatewayError as exc:
+        return ProbeResult(channel.name, False, exc.message, _ms(started))
+    ok = 200 <= response.status < 300
+    return ProbeResult(channel.name, ok, "ok" if ok else f"HTTP {response.status}", _ms(started))
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
