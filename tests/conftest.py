@@ -27,7 +27,7 @@ from tokenbridge.store.usage import list_usage
 UPSTREAM_SECRET = "sk-upstream-SECRET-do-not-leak-0123456789"
 FAKE_MODELS = [
     "fake-ok", "fake-hold", "fake-400", "fake-500", "fake-cached", "fake-nousage", "fake-nodone", "fake-break",
-    "fake-huge", "public-mapped", "fake-garbage", "fake-unterminated",
+    "fake-huge", "public-mapped", "fake-garbage", "fake-unterminated", "fake-sized-sse",
 ]  # fmt: skip
 
 CONFIG = """

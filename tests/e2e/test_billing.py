@@ -228,3 +228,13 @@ def test_group_multiplier_scales_the_cost_exactly(gateway: Gateway) -> None:
     client.chat.completions.create(model="fake-cached", messages=MESSAGES)
     [row] = gateway.usage("gold")
     assert row["cost"] == expected_cost(12, 3, cached=8, multiplier=Fraction(8, 10))
+
+
+def test_sized_sse_stream_with_its_usage_chunk_cut_still_ends_cleanly(gateway: Gateway) -> None:
+    key = gateway.create_key("sized-sse")
+    body = {"model": "fake-sized-sse", "messages": MESSAGES, "stream": True}
+    response = httpx.post(gateway.url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 200 and "content-length" not in response.headers
+    assert response.content.endswith(b"data: [DONE]\n\n") and b'"usage"' not in response.content
+    [row] = gateway.usage("sized-sse")
+    assert (row["end_reason"], row["usage_source"], row["completion_tokens"]) == ("done", "upstream", 3)

@@ -12,6 +12,7 @@
 | fake-huge        | answers JSON with usage of 10M completion tokens                        |
 | fake-garbage     | answers 200 "application/json" whose body is not JSON                    |
 | fake-unterminated| streams as usual but ends on `data: [DONE]` with no blank line after it  |
+| fake-sized-sse   | streams with a Content-Length header (all events in one body)           |
 | fake-flaky       | 500 while `flaky_down` is set, else like any other model                 |
 | fake-400         | 400 with an OpenAI error body                                            |
 | fake-500         | 500                                                                      |
@@ -121,6 +122,17 @@ class FakeUpstream:
             await _json(send, 400, ERROR_400)
         elif model == "fake-500" or (model == "fake-flaky" and self.flaky_down):
             await _json(send, 500, {"error": {"message": "fake is down", "type": "server_error"}})
+        elif body.get("stream") and model == "fake-sized-sse":
+            include_usage = (body.get("stream_options") or {}).get("include_usage") is True
+            data = b"".join(native_sse(model, include_usage=include_usage))
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream"), (b"content-length", str(len(data)).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": data})
         elif body.get("stream"):
             await self._stream(send, receive, body)
         else:

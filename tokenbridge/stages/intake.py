@@ -72,7 +72,10 @@ class IntakeMiddleware:
             if not started:
                 await render(error, send, request_id=call.request_id)
             elif sse:
-                await send({"type": "http.response.body", "body": sse_error_event(error), "more_body": False})
+                try:
+                    await send({"type": "http.response.body", "body": sse_error_event(error), "more_body": False})
+                except Exception:  # the connection itself is broken: nothing more can reach the caller
+                    log.warning("request %s: could not send the error event: %s", call.request_id, error.message)
             else:
                 # A JSON body cut short cannot carry an error: let the server abort the connection, so
                 # the client sees a failed read instead of a body that merely looks short.

@@ -213,6 +213,8 @@ class MeterMiddleware:
                 is_sse = any(k == b"content-type" and v.startswith(b"text/event-stream") for k, v in message["headers"])
                 if is_sse:
                     sse = SseTap(strip=call.stream and not caller_wants_usage(call.upstream_body))
+                    if sse.strip:  # the body will be shorter than the upstream announced
+                        message["headers"] = [(k, v) for k, v in message["headers"] if k != b"content-length"]
                 else:
                     length = next((v for k, v in message["headers"] if k == b"content-length"), b"")
                     json = JsonTap(int(length) if length.isdigit() else None)
