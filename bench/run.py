@@ -1,0 +1,261 @@
+"""The benchmark: the gateway against the upstream direct and a bare aiohttp passthrough, in one run.
+
+    python bench/run.py [--duration 10]
+
+Starts a fast fake upstream (bench/upstream.py), the bare passthrough (bench/passthrough.py) and
+`tokenbridge serve` on a temp config, drives each with wrk on loopback, and prints one table whose
+last column is gateway / passthrough. It ends with the money check: after all that load, every
+key's balance equals the sum of its ledger and no hold is left open. Needs wrk (Debian: apt-get
+install wrk). Everything shares the machine's cores, as it would on a small VM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from a checkout
+
+from tokenbridge.store.db import Database  # noqa: E402
+from tokenbridge.store.keys import list_keys  # noqa: E402
+from tokenbridge.store.ledger import count_holds, get_ledger_sum  # noqa: E402
+
+CHAT = '{"model":"bench","messages":[{"role":"user","content":"Say hello"}],"max_tokens":16}'
+STREAM = '{"model":"bench","messages":[{"role":"user","content":"Say hello"}],"max_tokens":16,"stream":true}'
+CONFIG = """
+[server]
+database = "bench.db"
+demo_credit_usd = 1000000
+
+[[channels]]
+name = "bench"
+base_url = "UPSTREAM"
+models = ["bench"]
+
+[models."bench"]
+input = 0.15
+output = 0.60
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise SystemExit(f"nothing listens on port {port} after {timeout}s")
+
+
+def lua(body: str, key: str) -> str:
+    return (f'wrk.method = "POST"\nwrk.body = \'{body}\'\nwrk.headers["Content-Type"] = "application/json"\n'
+            f'wrk.headers["Authorization"] = "Bearer {key}"\n')  # fmt: skip
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(url: str, script: Path, *, connections: int, seconds: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])}  # type: ignore[index]
+    result["requests"] = float(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
+    for pct in ("50", "99"):
+        value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)$", out, re.MULTILINE).groups()  # type: ignore[union-attr]
+        result[f"p{pct}_ms"] = float(value) * _UNITS[unit]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    result["non2xx"] = float(errors[1]) if errors else 0.0
+    return result
+
+
+def ttfb_ms(port: int, path: str, key: str, *, rounds: int = 200) -> float:
+    """Median time from the request's last byte to the first `data:` of a stream, one at a time."""
+    request = (f"POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json"
+               f"\r\nContent-Length: {len(STREAM)}\r\nConnection: close\r\n\r\n{STREAM}").encode()  # fmt: skip
+    samples = []
+    for _ in range(rounds):
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            started = time.perf_counter()
+            sock.sendall(request)
+            seen = b""
+            while b"data:" not in seen:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise SystemExit(f"no stream from port {port}: {seen[:200]!r}")
+                seen += chunk
+            samples.append((time.perf_counter() - started) * 1000)
+            while b"[DONE]" not in seen:  # the whole answer, then hang up
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                seen += chunk
+    return statistics.median(samples)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_kib(pid: int, field: str) -> int:
+    match = re.search(rf"^{field}:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.MULTILINE)
+    return int(match[1]) if match else 0
+
+
+async def money_check(database: Path) -> tuple[bool, str]:
+    db = await Database.open(database)
+    try:
+        keys = await list_keys(db)
+        sums = [await get_ledger_sum(db, k.id) for k in keys]
+        holds = await count_holds(db)
+    finally:
+        await db.close()
+    ok = all(k.balance == s for k, s in zip(keys, sums)) and holds == 0
+    detail = ", ".join(f"{k.name}: balance {k.balance} == ledger {s}" for k, s in zip(keys, sums))
+    return ok, f"{detail}; open holds: {holds}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("bench needs wrk on the PATH (Debian/Ubuntu: apt-get install wrk)", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="tokenbridge-bench-"))
+    ports = {name: free_port() for name in ("upstream", "passthrough", "gateway")}
+    upstream_url = f"http://127.0.0.1:{ports['upstream']}/v1"
+    (work / "config.toml").write_text(CONFIG.replace("UPSTREAM", upstream_url))
+    env = {**os.environ, "UPSTREAM": upstream_url, "PYTHONPATH": str(ROOT)}
+    python = sys.executable
+    procs = {
+        "upstream": subprocess.Popen([python, str(ROOT / "bench" / "upstream.py"), str(ports["upstream"])]),
+        "passthrough": subprocess.Popen(
+            [
+                python,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "bench.passthrough:make",
+                "--port",
+                str(ports["passthrough"]),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            env=env,
+            cwd=ROOT,
+        ),  # fmt: skip
+        "gateway": subprocess.Popen(  # its log goes to a file: a pipe nobody reads would fill up and stall it
+            [
+                python,
+                "-m",
+                "tokenbridge",
+                "serve",
+                "--config",
+                str(work / "config.toml"),
+                "--port",
+                str(ports["gateway"]),
+            ],
+            env=env,
+            stdout=(work / "gateway.log").open("w"),
+            stderr=subprocess.STDOUT,
+        ),
+    }
+    try:
+        return run(args.duration, ports, procs, work)
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+            proc.wait(10)
+
+
+def run(duration: int, ports: dict[str, int], procs: dict[str, subprocess.Popen[Any]], work: Path) -> int:
+    for port in ports.values():
+        wait_port(port)
+    match = re.search(r"(sk-tb-[A-Za-z0-9]{40})", (work / "gateway.log").read_text())  # the first run's demo key
+    if match is None:
+        raise SystemExit(f"the gateway printed no key; see {work / 'gateway.log'}")
+    key = match[1]
+    chat, stream = work / "chat.lua", work / "stream.lua"
+    chat.write_text(lua(CHAT, key))
+    stream.write_text(lua(STREAM, key))
+    urls = {name: f"http://127.0.0.1:{port}/v1/chat/completions" for name, port in ports.items()}
+    targets = ("upstream", "passthrough", "gateway")
+    rows: dict[str, dict[str, float]] = {t: {} for t in targets}
+    served = 0.0
+    for name in targets:
+        wrk(urls[name], chat, connections=10, seconds=2)  # warm up: connections, caches, first estimate paths
+        pid = procs[name].pid
+        cpu0 = cpu_seconds(pid)
+        load = wrk(urls[name], chat, connections=50, seconds=duration)
+        rows[name]["cpu_ms_per_req"] = (cpu_seconds(pid) - cpu0) * 1000 / max(load["requests"], 1)
+        rows[name].update({"rps_c50": load["rps"], "p50_c50": load["p50_ms"], "p99_c50": load["p99_ms"]})
+        rows[name]["errors"] = load["non2xx"]
+        single = wrk(urls[name], chat, connections=1, seconds=max(duration // 2, 2))
+        rows[name]["p50_c1"] = single["p50_ms"]
+        streams = wrk(urls[name], stream, connections=50, seconds=duration)
+        rows[name]["streams_c50"] = streams["rps"]
+        rows[name]["errors"] += streams["non2xx"]
+        rows[name]["ttfb_c1"] = ttfb_ms(ports[name], "/v1/chat/completions", key)
+        rows[name]["rss_mib"] = memory_kib(pid, "VmRSS") / 1024
+        rows[name]["peak_rss_mib"] = memory_kib(pid, "VmHWM") / 1024
+        if name == "gateway":
+            served = load["requests"] + single["requests"] + streams["requests"]
+    report(rows, duration)
+    ok, detail = asyncio.run(money_check(work / "bench.db"))
+    print(f"\nmoney check after {served:.0f} gateway requests: {'OK' if ok else 'FAILED'} ({detail})")
+    return 0 if ok else 1
+
+
+def report(rows: dict[str, dict[str, float]], duration: int) -> None:
+    up, bare, gw = rows["upstream"], rows["passthrough"], rows["gateway"]
+    lines = [
+        ("JSON c=50, req/s", "rps_c50", "{:,.0f}"),
+        ("JSON c=50, p50 ms", "p50_c50", "{:.2f}"),
+        ("JSON c=50, p99 ms", "p99_c50", "{:.2f}"),
+        ("JSON c=1, p50 ms", "p50_c1", "{:.3f}"),
+        ("stream c=50, streams/s", "streams_c50", "{:,.0f}"),
+        ("stream c=1, time to first byte ms", "ttfb_c1", "{:.3f}"),
+        ("CPU ms per request (c=50 JSON)", "cpu_ms_per_req", "{:.3f}"),
+        ("RSS MiB after the runs", "rss_mib", "{:.1f}"),
+        ("peak RSS MiB", "peak_rss_mib", "{:.1f}"),
+        ("non-2xx answers", "errors", "{:.0f}"),
+    ]
+    print(f"\ntokenbridge bench: {os.cpu_count()} cores, {duration}s per run, wrk -t1, loopback\n")
+    print(f"| {'':36} | {'upstream direct':>15} | {'bare passthrough':>16} | {'gateway':>10} | {'gateway/bare':>12} |")
+    print(f"| {'-' * 36} | {'-' * 15}: | {'-' * 16}: | {'-' * 10}: | {'-' * 12}: |")
+    for label, field, fmt in lines:
+        ratio = gw[field] / bare[field] if bare.get(field) else float("nan")
+        print(f"| {label:36} | {fmt.format(up[field]):>15} | {fmt.format(bare[field]):>16} | "
+              f"{fmt.format(gw[field]):>10} | {ratio:>12.2f} |")  # fmt: skip
+    print(
+        f"\nadded by the gateway at c=1: p50 +{gw['p50_c1'] - up['p50_c1']:.3f} ms over direct, "
+        f"stream time to first byte +{gw['ttfb_c1'] - up['ttfb_c1']:.3f} ms"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
