@@ -40,8 +40,7 @@ def readyz(runtime: Runtime) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         """Ready when the config is loaded and the database takes a write."""
         try:
-            async with runtime.db.write() as conn:
-                await conn.execute("SELECT 1")
+            await runtime.db.write(lambda conn: conn.execute("SELECT 1"))
         except sqlite3.Error:
             log.exception("readyz: the database does not take a write")
             return Response(b'{"status":"unavailable","database":"not writable"}', status_code=503, media_type=JSON)

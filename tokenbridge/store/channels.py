@@ -10,14 +10,15 @@ from tokenbridge.upstream.breaker import Transition
 
 
 async def upsert_channel_health(db: Database, change: Transition) -> None:
-    async with db.write() as conn:
-        await conn.execute(
+    await db.write(
+        lambda conn: conn.execute(
             "INSERT INTO channel_health (channel, model, state, reason, retry_in_s, changed_at)"
             " VALUES (?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (channel, model) DO UPDATE SET state = excluded.state, reason = excluded.reason,"
             " retry_in_s = excluded.retry_in_s, changed_at = excluded.changed_at",
             (change.channel, change.model, change.state, change.reason, change.retry_in_s, time.time()),
         )
+    )
 
 
 async def list_channel_health(db: Database) -> list[dict[str, Any]]:

@@ -1,64 +1,141 @@
-"""Connections to the one SQLite file: a writer for every change, a reader for lookups.
+"""Connections to the one SQLite file: one writer thread for every change, an aiosqlite reader for lookups.
 
-WAL lets the reader (and other processes: the CLI, other workers) read while the writer writes.
-Every change goes through `Database.write`, which serialises this process's writers with a lock and
-runs the body inside `BEGIN IMMEDIATE`, so a transaction is never interleaved with another
-coroutine's statements and money moves atomically across processes too.
+Every change is a plain function `fn(conn) -> T` handed to `Database.write(fn)`. One dedicated
+thread runs them (datasette's single-writer design): it takes every change waiting in its queue and
+runs the lot inside one `BEGIN IMMEDIATE … COMMIT`, each change in its own SAVEPOINT so one that
+fails rolls back alone. That is group commit: under load one commit serves many requests, and a
+change costs one hop to the writer thread instead of one per statement. `BEGIN IMMEDIATE` takes
+SQLite's write lock for the whole batch, so a change's checks and writes are atomic against other
+processes too (the CLI, other workers). A change's future resolves only after its batch committed.
+
+WAL lets the reader (and other processes) read while the writer writes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import queue
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from tokenbridge.store.migrations import apply_migrations
 
-BUSY_TIMEOUT_MS = 5000  # another process (CLI, worker) holding the write lock waits this long
+BUSY_TIMEOUT_MS = 5000  # another process (CLI, worker) holding the write lock is waited for this long
+MAX_BATCH = 256  # changes committed together at the most
+
+T = TypeVar("T")
+Change = Callable[[sqlite3.Connection], Any]
 
 
 class StoreError(Exception):
     """The database cannot be used; the message says which file and why."""
 
 
-async def _connect(path: Path) -> aiosqlite.Connection:
-    try:
-        conn = await aiosqlite.connect(path, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open database {path}: {exc}") from exc
-    conn.row_factory = aiosqlite.Row
-    await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    await conn.execute("PRAGMA foreign_keys = ON")
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection with the PRAGMAs every connection needs (autocommit: transactions are explicit)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
     return conn
 
 
-class Database:
-    """Open with `async with Database.open(path) as db`; closes both connections on exit."""
+class Writer:
+    """The writer thread and its queue; `submit` is called from the event loop."""
 
-    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+    def __init__(self, path: Path) -> None:
+        self._conn = connect(path)
+        self._conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable at checkpoints, no fsync per commit
+        self._queue: queue.SimpleQueue[tuple[Change, asyncio.Future[Any]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="tokenbridge-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, change: Change) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put((change, future))
+        return future
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._conn.close()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < MAX_BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(more)
+            self._commit(batch)
+
+    def _commit(self, batch: list[tuple[Change, asyncio.Future[Any]]]) -> None:
+        conn = self._conn
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for change, future in batch:
+                conn.execute("SAVEPOINT change")
+                try:
+                    outcomes.append((future, change(conn), None))
+                except Exception as exc:  # this change alone is undone and reported to its caller
+                    conn.execute("ROLLBACK TO change")
+                    outcomes.append((future, None, exc))
+                conn.execute("RELEASE change")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:  # the batch as a whole failed (busy, disk full): every change failed
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            outcomes = [(future, None, exc) for _, future in batch]
+        for future, result, error in outcomes:
+            future.get_loop().call_soon_threadsafe(_settle_future, future, result, error)
+
+
+def _settle_future(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class Database:
+    """Open with `await Database.open(path)`; `close()` (or `async with`) stops the writer and the reader."""
+
+    def __init__(self, path: Path, writer: Writer, reader: aiosqlite.Connection) -> None:
         self.path = path
         self.reader = reader
         self._writer = writer
-        self._lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> Database:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        writer = await _connect(path)
         try:
-            await writer.execute("PRAGMA journal_mode = WAL")
-            await writer.execute(
-                "PRAGMA synchronous = NORMAL"
-            )  # WAL + NORMAL: durable at checkpoints, no fsync per commit
-            await apply_migrations(writer)
-            reader = await _connect(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(_prepare, path)
+            writer = await asyncio.to_thread(Writer, path)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open database {path}: {exc}") from exc
+        try:
+            reader = await aiosqlite.connect(path, isolation_level=None)
+            reader.row_factory = aiosqlite.Row
+            await reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         except BaseException:
-            await writer.close()
+            await asyncio.to_thread(writer.close)
             raise
         return cls(path, writer, reader)
 
@@ -72,17 +149,19 @@ class Database:
 
     async def close(self) -> None:
         await self.reader.close()
-        await self._writer.close()
+        await asyncio.to_thread(self._writer.close)
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One `BEGIN IMMEDIATE` transaction on the writer: committed on exit, rolled back on error."""
-        async with self._lock:
-            conn = self._writer
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
-            await conn.execute("COMMIT")
+    async def write(self, change: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `change(conn)` in the writer thread, inside a committed transaction; its result or error."""
+        result: T = await self._writer.submit(change)
+        return result
+
+
+def _prepare(path: Path) -> None:
+    """WAL, then the migrations, on a connection of its own, before the writer starts."""
+    conn = connect(path)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        apply_migrations(conn)
+    finally:
+        conn.close()

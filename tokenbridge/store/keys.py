@@ -97,22 +97,23 @@ async def insert_key(
     """Create a key (and its opening credit as a ledger row); returns the record and the secret, shown once."""
     secret = new_secret()
     now = time.time()
+
+    def change(conn: sqlite3.Connection) -> None:
+        cur = conn.execute(
+            "INSERT INTO api_keys (name, key_hash, prefix, group_name, balance, expires_at, rpm, tpm, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (name, hash_secret(secret), secret[:DISPLAY_PREFIX_CHARS], group, credit, expires_at, rpm, tpm, now),
+        )
+        key_id = cur.lastrowid
+        conn.executemany("INSERT INTO api_key_models (key_id, model) VALUES (?, ?)", [(key_id, m) for m in models])
+        if credit:
+            conn.execute(
+                "INSERT INTO ledger (key_id, kind, amount, note, created_at) VALUES (?, 'credit', ?, ?, ?)",
+                (key_id, credit, "opening credit", now),
+            )
+
     try:
-        async with db.write() as conn:
-            cur = await conn.execute(
-                "INSERT INTO api_keys (name, key_hash, prefix, group_name, balance, expires_at, rpm, tpm, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (name, hash_secret(secret), secret[:DISPLAY_PREFIX_CHARS], group, credit, expires_at, rpm, tpm, now),
-            )
-            key_id = cur.lastrowid
-            await conn.executemany(
-                "INSERT INTO api_key_models (key_id, model) VALUES (?, ?)", [(key_id, m) for m in models]
-            )
-            if credit:
-                await conn.execute(
-                    "INSERT INTO ledger (key_id, kind, amount, note, created_at) VALUES (?, 'credit', ?, ?, ?)",
-                    (key_id, credit, "opening credit", now),
-                )
+        await db.write(change)
     except sqlite3.IntegrityError as exc:
         raise KeyExists(f"a key named {name!r} already exists") from exc
     record = await get_key_by_name(db, name)
@@ -145,7 +146,9 @@ async def count_keys(db: Database) -> int:
 
 async def update_key_revoked(db: Database, name: str) -> None:
     """Revoke by name; the next request with the key is refused (auth reads the row per request)."""
-    async with db.write() as conn:
-        cur = await conn.execute("UPDATE api_keys SET status = 'revoked' WHERE name = ?", (name,))
-        if cur.rowcount == 0:
+
+    def change(conn: sqlite3.Connection) -> None:
+        if conn.execute("UPDATE api_keys SET status = 'revoked' WHERE name = ?", (name,)).rowcount == 0:
             raise KeyNotFound(f"no key named {name!r}")
+
+    await db.write(change)

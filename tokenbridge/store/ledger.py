@@ -23,18 +23,20 @@ class DuplicateRequestId(Exception):
 async def insert_credit(db: Database, name: str, amount: int, *, note: str | None = None) -> int:
     """Top up (amount > 0) or correct (amount < 0) a key; returns the new balance."""
     kind = "credit" if amount >= 0 else "correction"
-    async with db.write() as conn:
-        async with conn.execute(
+
+    def change(conn: sqlite3.Connection) -> int:
+        row = conn.execute(
             "UPDATE api_keys SET balance = balance + ? WHERE name = ? RETURNING id, balance", (amount, name)
-        ) as cur:
-            row = await cur.fetchone()
+        ).fetchone()
         if row is None:
             raise KeyNotFound(f"no key named {name!r}")
-        await conn.execute(
+        conn.execute(
             "INSERT INTO ledger (key_id, kind, amount, note, created_at) VALUES (?, ?, ?, ?, ?)",
             (row[0], kind, amount, note, time.time()),
         )
         return int(row[1])
+
+    return await db.write(change)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +77,11 @@ async def reserve_hold(db: Database, *, key_id: int, request_id: str, amount: in
     and the insert run inside one BEGIN IMMEDIATE transaction, which holds SQLite's write lock
     across processes: concurrent requests cannot both fit into the same money or the same minute.
     """
-    now = time.time()
-    params = {"key_id": key_id, "request_id": request_id, "since": now - RATE_WINDOW_S, "now": now}
-    async with db.write() as conn:
-        async with conn.execute(_ADMISSION, params) as cur:
-            row = await cur.fetchone()
+
+    def change(conn: sqlite3.Connection) -> Refusal | None:
+        now = time.time()
+        params = {"key_id": key_id, "request_id": request_id, "since": now - RATE_WINDOW_S, "now": now}
+        row = conn.execute(_ADMISSION, params).fetchone()
         if row is None:
             raise KeyNotFound(f"no key with id {key_id}")
         if row["used"]:
@@ -92,38 +94,41 @@ async def reserve_hold(db: Database, *, key_id: int, request_id: str, amount: in
         if row["balance"] - row["held"] < amount:
             return Refusal("insufficient_quota")
         try:
-            await conn.execute(
+            conn.execute(
                 "INSERT INTO holds (request_id, key_id, amount, created_at) VALUES (?, ?, ?, ?)",
                 (request_id, key_id, amount, now),
             )
         except sqlite3.IntegrityError as exc:  # the same id in flight twice
             raise DuplicateRequestId(request_id) from exc
-    return None
+        return None
+
+    return await db.write(change)
 
 
 async def settle_hold(db: Database, row: UsageRow) -> None:
     """Release the request's hold, write its usage row and charge its cost: one transaction."""
     if row.cost < 0:  # a "charge" that raises a balance is a bug upstream of here: refuse, never book it
         raise ValueError(f"request {row.request_id}: negative cost {row.cost}")
+
+    def change(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM holds WHERE request_id = ?", (row.request_id,))
+        insert_usage(conn, row)
+        if row.cost:
+            conn.execute(
+                "INSERT INTO ledger (key_id, kind, amount, request_id, created_at) VALUES (?, 'charge', ?, ?, ?)",
+                (row.key_id, -row.cost, row.request_id, row.created_at),
+            )
+            conn.execute("UPDATE api_keys SET balance = balance - ? WHERE id = ?", (row.cost, row.key_id))
+
     try:
-        async with db.write() as conn:
-            await conn.execute("DELETE FROM holds WHERE request_id = ?", (row.request_id,))
-            await insert_usage(conn, row)
-            if row.cost:
-                await conn.execute(
-                    "INSERT INTO ledger (key_id, kind, amount, request_id, created_at) VALUES (?, 'charge', ?, ?, ?)",
-                    (row.key_id, -row.cost, row.request_id, row.created_at),
-                )
-                await conn.execute("UPDATE api_keys SET balance = balance - ? WHERE id = ?", (row.cost, row.key_id))
+        await db.write(change)
     except sqlite3.IntegrityError as exc:
         raise DuplicateRequestId(row.request_id) from exc
 
 
 async def release_all_holds(db: Database) -> int:
     """At start-up, before any worker serves: holds of requests a crash cut off are released."""
-    async with db.write() as conn:
-        cur = await conn.execute("DELETE FROM holds")
-        return cur.rowcount
+    return await db.write(lambda conn: conn.execute("DELETE FROM holds").rowcount)
 
 
 async def count_holds(db: Database) -> int:

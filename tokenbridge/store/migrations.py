@@ -8,25 +8,23 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-import aiosqlite
-
-Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
+Migration = Callable[[sqlite3.Connection], None]
 
 
-async def run_script(conn: aiosqlite.Connection, script: str) -> None:
+def run_script(conn: sqlite3.Connection, script: str) -> None:
     """Statement by statement: `executescript` would commit the migration's open transaction first."""
     statement = ""
     for line in script.splitlines(keepends=True):
         statement += line
         if sqlite3.complete_statement(statement):
-            await conn.execute(statement)
+            conn.execute(statement)
             statement = ""
 
 
-async def m001_initial(conn: aiosqlite.Connection) -> None:
-    await run_script(
+def m001_initial(conn: sqlite3.Connection) -> None:
+    run_script(
         conn,
         """
         CREATE TABLE api_keys (
@@ -91,8 +89,8 @@ async def m001_initial(conn: aiosqlite.Connection) -> None:
     )
 
 
-async def m002_channel_health(conn: aiosqlite.Connection) -> None:
-    await run_script(
+def m002_channel_health(conn: sqlite3.Connection) -> None:
+    run_script(
         conn,
         """
         CREATE TABLE channel_health (                  -- the last breaker transition per (channel, model)
@@ -111,21 +109,19 @@ async def m002_channel_health(conn: aiosqlite.Connection) -> None:
 MIGRATIONS: tuple[Migration, ...] = (m001_initial, m002_channel_health)
 
 
-async def apply_migrations(conn: aiosqlite.Connection) -> None:
+def apply_migrations(conn: sqlite3.Connection) -> None:
     """Apply what is missing, each in its own transaction, recording its name."""
-    await conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
     for migration in MIGRATIONS:
         # Checked inside the write lock: two workers starting at once apply each migration once.
-        await conn.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            async with conn.execute("SELECT 1 FROM schema_migrations WHERE name = ?", (migration.__name__,)) as cur:
-                if await cur.fetchone() is None:
-                    await migration(conn)
-                    await conn.execute(
-                        "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
-                        (migration.__name__, time.time()),
-                    )
+            if conn.execute("SELECT 1 FROM schema_migrations WHERE name = ?", (migration.__name__,)).fetchone() is None:
+                migration(conn)
+                conn.execute(
+                    "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)", (migration.__name__, time.time())
+                )
         except BaseException:
-            await conn.execute("ROLLBACK")
+            conn.execute("ROLLBACK")
             raise
-        await conn.execute("COMMIT")
+        conn.execute("COMMIT")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import sqlite3
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
-
-import aiosqlite
 
 from tokenbridge.store.db import Database
 
@@ -34,12 +34,13 @@ class UsageRow:
 
 
 _COLUMNS = tuple(UsageRow.__dataclass_fields__)
+_VALUES = attrgetter(*_COLUMNS)  # the row's values in column order, without asdict's deep copy
 _INSERT = f"INSERT INTO usage_events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
 
 
-async def insert_usage(conn: aiosqlite.Connection, row: UsageRow) -> None:
+def insert_usage(conn: sqlite3.Connection, row: UsageRow) -> None:
     """Inside the caller's transaction (settle_hold), so a row and its charge land together."""
-    await conn.execute(_INSERT, tuple(asdict(row).values()))
+    conn.execute(_INSERT, _VALUES(row))
 
 
 def _filters(key: str | None, model: str | None, since: float | None) -> tuple[str, list[Any]]:
