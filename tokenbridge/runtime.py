@@ -25,12 +25,14 @@ from typing import Any
 from tokenbridge.settings import ConfigError, Settings, load_settings
 from tokenbridge.store.channels import upsert_channel_health
 from tokenbridge.store.db import Database
+from tokenbridge.store.keys import KeyCache, get_keys_version
 from tokenbridge.upstream.breaker import Breakers, Transition
 from tokenbridge.upstream.client import UpstreamClient
 
 log = logging.getLogger("tokenbridge")
 
 WATCH_INTERVAL_S = 1.0  # how often the config file's mtime is looked at
+KEY_CACHE_POLL_S = 0.25  # how often the key cache asks whether a key changed (revocations count within this)
 
 
 class Runtime:
@@ -45,6 +47,7 @@ class Runtime:
         self.rng = rng or random.Random()
         self.upstream = UpstreamClient()
         self.breakers = Breakers(settings.server.breaker, on_change=self._breaker_changed, clock=clock)
+        self.keys = KeyCache()
         self._db: Database | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._file_stamp = self._stamp()
@@ -60,6 +63,8 @@ class Runtime:
     async def start(self) -> None:
         self._db = await Database.open(self.settings.server.database)
         await self.upstream.start()
+        self.keys.observe(await get_keys_version(self._db))
+        self._spawn(self._watch_keys())
         if self.settings.server.watch_config:
             self._spawn(self._watch())
         with suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread, or no SIGHUP here
@@ -106,6 +111,14 @@ class Runtime:
             if stamp is not None and stamp != self._file_stamp:
                 self._file_stamp = stamp
                 await self.reload("file changed")
+
+    async def _watch_keys(self) -> None:
+        while True:
+            await asyncio.sleep(KEY_CACHE_POLL_S)
+            try:
+                self.keys.observe(await get_keys_version(self.db))
+            except Exception:  # a locked or vanished database: keep the cache, try again next tick
+                log.exception("could not check for key changes")
 
     def _breaker_changed(self, change: Transition) -> None:
         if change.state == "open":

@@ -127,6 +127,44 @@ async def get_key_by_hash(db: Database, key_hash: str) -> KeyRecord | None:
     return None if row is None else _record(row)
 
 
+async def get_keys_version(db: Database) -> int:
+    """Moves whenever a key is created, revoked or edited (not when a balance changes)."""
+    async with db.reader.execute("SELECT version FROM key_changes WHERE id = 1") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+class KeyCache:
+    """Keys by hash, kept in memory while `get_keys_version` stays put (auth then costs a dict lookup).
+
+    Balances in cached records go stale at once and are never read from here: holds and charges
+    read the database. Unknown hashes are not cached, so guessing keys cannot fill it.
+    """
+
+    MAX_KEYS = 10_000
+
+    def __init__(self) -> None:
+        self.version = -1
+        self._keys: dict[str, KeyRecord] = {}
+
+    def get(self, key_hash: str) -> KeyRecord | None:
+        return self._keys.get(key_hash)
+
+    def put(self, key_hash: str, record: KeyRecord, *, seen_at: int) -> None:
+        """Keep a record read while the cache was at version `seen_at`; a read that raced a change is dropped."""
+        if seen_at != self.version:
+            return
+        if len(self._keys) >= self.MAX_KEYS:
+            self._keys.clear()
+        self._keys[key_hash] = record
+
+    def observe(self, version: int) -> None:
+        """The version now in the database: a move drops every cached key."""
+        if version != self.version:
+            self._keys.clear()
+            self.version = version
+
+
 async def get_key_by_name(db: Database, name: str) -> KeyRecord | None:
     async with db.reader.execute(_SELECT + " WHERE k.name = ?", (name,)) as cur:
         row = await cur.fetchone()

@@ -106,7 +106,29 @@ def m002_channel_health(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (m001_initial, m002_channel_health)
+def m003_key_changes(conn: sqlite3.Connection) -> None:
+    """A counter that moves when anything auth reads about a key changes, so each process can keep
+    keys in memory and drop them when it moves. Balance changes (every request) do not move it."""
+    run_script(
+        conn,
+        """
+        CREATE TABLE key_changes (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+        INSERT INTO key_changes (id, version) VALUES (1, 0);
+        CREATE TRIGGER key_inserted AFTER INSERT ON api_keys
+        BEGIN UPDATE key_changes SET version = version + 1; END;
+        CREATE TRIGGER key_deleted AFTER DELETE ON api_keys
+        BEGIN UPDATE key_changes SET version = version + 1; END;
+        CREATE TRIGGER key_updated AFTER UPDATE OF name, key_hash, group_name, expires_at, rpm, tpm, status ON api_keys
+        BEGIN UPDATE key_changes SET version = version + 1; END;
+        CREATE TRIGGER key_model_added AFTER INSERT ON api_key_models
+        BEGIN UPDATE key_changes SET version = version + 1; END;
+        CREATE TRIGGER key_model_removed AFTER DELETE ON api_key_models
+        BEGIN UPDATE key_changes SET version = version + 1; END;
+        """,
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (m001_initial, m002_channel_health, m003_key_changes)
 
 
 def apply_migrations(conn: sqlite3.Connection) -> None:
