@@ -88,4 +88,7 @@ def create_app(
 
 def app_from_env() -> Any:
     """Factory for `uvicorn --factory` and `serve --workers N`: the config path comes from the environment."""
+    from tokenbridge.serve import configure_logging
+
+    configure_logging()  # a worker process starts with none of the parent's logging
     return create_app(load_settings(os.environ.get("TOKENBRIDGE_CONFIG", "config.toml")))

@@ -363,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"tokenbridge: bad config: {exc}", file=sys.stderr)
         return 2
-    except (CliError, StoreError) as exc:
+    except (CliError, StoreError, serve.AlreadyServing) as exc:
         print(f"tokenbridge: {exc}", file=sys.stderr)
         return 2
     except KeyExists as exc:

@@ -50,6 +50,7 @@ class Runtime:
         self.keys = KeyCache()
         self._db: Database | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._reloading = asyncio.Lock()  # one reload at a time: a SIGHUP and the watcher may both fire
         self._file_stamp = self._stamp()
 
     @property
@@ -83,6 +84,10 @@ class Runtime:
 
     async def reload(self, reason: str) -> bool:
         """Read the config file again; swap it in if valid, else keep serving the old one."""
+        async with self._reloading:
+            return await self._reload(reason)
+
+    async def _reload(self, reason: str) -> bool:
         path = self.settings.path
         try:
             new = await asyncio.to_thread(load_settings, path)

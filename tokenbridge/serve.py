@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import socket
+from pathlib import Path
+from typing import IO
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from tokenbridge.money import format_usd
 from tokenbridge.settings import Settings
+from tokenbridge.store.channels import clear_channel_health
 from tokenbridge.store.db import Database
 from tokenbridge.store.keys import KeyRecord, count_keys, insert_key
 from tokenbridge.store.ledger import release_all_holds
@@ -23,6 +27,7 @@ def first_run(settings: Settings, host: str, port: int) -> None:
 
     async def work(db: Database) -> tuple[KeyRecord, str] | None:
         released = await release_all_holds(db)
+        await clear_channel_health(db)  # breaker states of a previous run say nothing about this one
         if released:
             log.warning("released %d holds left by an earlier run", released)
         if await count_keys(db):
@@ -76,12 +81,41 @@ class NoDelayH11Protocol(H11Protocol):
         super().connection_made(transport)
 
 
+class AlreadyServing(Exception):
+    """Another `tokenbridge serve` uses this database."""
+
+
+def lock_database(database: Path) -> IO[bytes]:
+    """Hold `<database>.lock` for as long as this server runs.
+
+    Starting releases every hold a crash left behind, which is only right if no other server is
+    using the database: a second `serve` on the same file would wipe the first one's live holds
+    and let its keys overspend. So the second one is refused instead.
+    """
+    handle = open(database.with_name(database.name + ".lock"), "ab")  # noqa: SIM115 - held until exit
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        handle.close()
+        raise AlreadyServing(
+            f"another `tokenbridge serve` is already using {database}; stop it first, or give this one"
+            " another [server] database"
+        ) from exc
+    return handle
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def run(settings: Settings, *, host: str, port: int, workers: int) -> None:
     import uvicorn
 
     from tokenbridge.app import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
+    settings.server.database.parent.mkdir(parents=True, exist_ok=True)
+    lock = lock_database(settings.server.database)  # noqa: F841 - held while uvicorn runs
     first_run(settings, host, port)
     if workers > 1:
         os.environ["TOKENBRIDGE_CONFIG"] = str(settings.path)

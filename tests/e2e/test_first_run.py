@@ -139,3 +139,21 @@ def test_store_never_holds_a_plaintext_key(gateway: Gateway) -> None:
         data = path.read_bytes()
         for secret in secrets:
             assert secret.encode() not in data and secret[6:].encode() not in data
+
+
+def test_second_serve_on_the_same_database_is_refused(shipped: tuple[Path, int]) -> None:
+    config, port = shipped
+    first = Served(config, port)
+    try:
+        first.until(r"Application startup complete")
+        second = subprocess.run(
+            [sys.executable, "-m", "tokenbridge", "serve", "--config", str(config), "--port", str(free_port())],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert second.returncode == 2
+        assert "another `tokenbridge serve` is already using" in second.stderr
+        import httpx
+
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200  # the first one still serves
+    finally:
+        first.stop()

@@ -24,3 +24,7 @@ async def upsert_channel_health(db: Database, change: Transition) -> None:
 async def list_channel_health(db: Database) -> list[dict[str, Any]]:
     async with db.reader.execute("SELECT * FROM channel_health ORDER BY channel, model") as cur:
         return [dict(row) for row in await cur.fetchall()]
+
+
+async def clear_channel_health(db: Database) -> None:
+    await db.write(lambda conn: conn.execute("DELETE FROM channel_health"))

@@ -14,6 +14,7 @@ WAL lets the reader (and other processes) read while the writer writes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import sqlite3
 import threading
@@ -27,7 +28,9 @@ import aiosqlite
 from tokenbridge.store.migrations import apply_migrations
 
 BUSY_TIMEOUT_MS = 5000  # another process (CLI, worker) holding the write lock is waited for this long
+BEGIN_ATTEMPTS = 12  # ...this many times (a minute) before a batch fails: nothing has run yet, retrying is safe
 MAX_BATCH = 256  # changes committed together at the most
+_SAVEPOINT = "tokenbridge_change"  # a name no change of ours uses for its own savepoints
 
 T = TypeVar("T")
 Change = Callable[[sqlite3.Connection], Any]
@@ -53,20 +56,39 @@ class Writer:
         self._conn = connect(path)
         self._conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable at checkpoints, no fsync per commit
         self._queue: queue.SimpleQueue[tuple[Change, asyncio.Future[Any]] | None] = queue.SimpleQueue()
+        self._stopped: str | None = None  # why no change is taken any more
         self._thread = threading.Thread(target=self._run, name="tokenbridge-writer", daemon=True)
         self._thread.start()
 
     def submit(self, change: Change) -> asyncio.Future[Any]:
+        if self._stopped is not None:
+            raise StoreError(f"the database writer is stopped ({self._stopped})")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put((change, future))
         return future
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._stopped = self._stopped or "closed"
         self._conn.close()
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        except BaseException as exc:  # never die silently leaving callers waiting: fail them all
+            self._stopped = f"{type(exc).__name__}: {exc}"
+            logging.getLogger("tokenbridge").exception("the database writer stopped")
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    return
+                if item is not None:
+                    _resolve(item[1], None, StoreError(f"the database writer stopped ({self._stopped})"))
+
+    def _serve(self) -> None:
         while True:
             item = self._queue.get()
             if item is None:
@@ -87,22 +109,45 @@ class Writer:
         conn = self._conn
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin()
             for change, future in batch:
-                conn.execute("SAVEPOINT change")
+                conn.execute(f"SAVEPOINT {_SAVEPOINT}")
                 try:
                     outcomes.append((future, change(conn), None))
                 except Exception as exc:  # this change alone is undone and reported to its caller
-                    conn.execute("ROLLBACK TO change")
+                    conn.execute(f"ROLLBACK TO {_SAVEPOINT}")
                     outcomes.append((future, None, exc))
-                conn.execute("RELEASE change")
+                if not conn.in_transaction:  # a change committed on its own: the batch is no longer atomic
+                    raise sqlite3.OperationalError("a change ended the batch's transaction")
+                conn.execute(f"RELEASE {_SAVEPOINT}")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:  # the batch as a whole failed (busy, disk full): every change failed
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             outcomes = [(future, None, exc) for _, future in batch]
         for future, result, error in outcomes:
-            future.get_loop().call_soon_threadsafe(_settle_future, future, result, error)
+            _resolve(future, result, error)
+
+    def _begin(self) -> None:
+        """BEGIN IMMEDIATE, waiting out another process's write lock for up to a minute (safe: nothing ran)."""
+        for attempt in range(BEGIN_ATTEMPTS):
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if attempt == BEGIN_ATTEMPTS - 1:
+                    raise
+                logging.getLogger("tokenbridge").warning("the database is locked by another process; waiting")
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    """Hand a change's outcome to its event loop; a loop that is gone has nobody waiting."""
+    try:
+        future.get_loop().call_soon_threadsafe(_settle_future, future, result, error)
+    except RuntimeError:
+        pass
 
 
 def _settle_future(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

@@ -27,6 +27,7 @@ from tokenbridge.upstream.client import HttpResponse, UpstreamClient, UpstreamRe
 log = logging.getLogger("tokenbridge")
 
 RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
+CHANNEL_FAULT_STATUSES = frozenset({401, 403})  # passed on, but they say the channel is misconfigured
 
 
 def upstream_payload(call: Call, channel: Channel, body: dict[str, Any]) -> bytes | dict[str, object]:
@@ -108,20 +109,25 @@ class UpstreamProxy:
             call.channel = channel
             call.upstream_model = channel.upstream_model(call.model)
             path, body = upstream_target(call, channel)
-            try:
+            response: UpstreamResponse | None = None
+            try:  # every admitted attempt ends in exactly one record() or release()
                 response = await self.client.open(channel, path, upstream_payload(call, channel, body))
+                if response.status not in RETRY_STATUSES:
+                    # A channel whose own secret or address is wrong fails every caller: count it, pass it on.
+                    ok = response.status not in CHANNEL_FAULT_STATUSES
+                    self.breakers.record(channel.name, call.model, ok=ok, reason=f"HTTP {response.status}")
+                    return response
+                detail = await response.peek() if isinstance(response, HttpResponse) else ""
+                response.close()
             except GatewayError as exc:
                 self._failed(call, channel, exc.message)
                 last = exc
                 continue
             except BaseException:  # cancelled: the caller left, no verdict on the channel
                 self.breakers.release(channel.name, call.model)
+                if response is not None:
+                    response.close()
                 raise
-            if response.status not in RETRY_STATUSES:
-                self.breakers.record(channel.name, call.model, ok=True)
-                return response
-            detail = await response.peek() if isinstance(response, HttpResponse) else ""
-            response.close()
             self._failed(call, channel, f"HTTP {response.status} {detail}".strip())
             last = UpstreamError(f"channel {channel.name!r} answered HTTP {response.status}")
         if last is None:
