@@ -53,19 +53,12 @@ def hold_amount(call: Call, price: Price) -> int:
 
 def refused(call: Call, refusal: Refusal, amount: int) -> GatewayError:
     assert call.key is not None
-    if refusal.reason == "rpm":
+    if refusal.reason in ("rpm", "tpm"):
+        limit, unit = (call.key.rpm, "requests") if refusal.reason == "rpm" else (call.key.tpm, "tokens")
         return RateLimited(
-            f"Rate limit reached: this key may send {call.key.rpm} requests per minute. Try again in"
-            f" {refusal.retry_after_s}s.",
+            f"Rate limit reached: this key may use {limit} {unit} per minute. Try again in {refusal.retry_after_s}s.",
             retry_after_s=refusal.retry_after_s,
-            kind="requests",
-        )
-    if refusal.reason == "tpm":
-        return RateLimited(
-            f"Rate limit reached: this key may use {call.key.tpm} tokens per minute. Try again in"
-            f" {refusal.retry_after_s}s.",
-            retry_after_s=refusal.retry_after_s,
-            kind="tokens",
+            kind=unit,
         )
     return QuotaExceeded(
         f"This key's balance cannot cover this request (up to ${format_usd(amount)} for"
