@@ -34,7 +34,7 @@ _SERVER_KEYS = (
 )  # fmt: skip
 _CHANNEL_KEYS = (
     "name", "kind", "base_url", "api_key", "models", "model_map", "priority", "weight", "completions", "enabled",
-    "connect_timeout", "first_byte_timeout", "idle_timeout",
+    "connect_timeout", "first_byte_timeout", "idle_timeout", "response_timeout",
 )  # fmt: skip
 _PRICE_KEYS = ("input", "output", "cached_input")
 _GROUP_KEYS = ("multiplier",)
@@ -74,6 +74,7 @@ class Channel:
     connect_timeout_s: float = 5.0
     first_byte_timeout_s: float = 60.0
     idle_timeout_s: float = 60.0
+    response_timeout_s: float = 600.0  # a non-stream answer: its head comes only after the whole generation
 
     @property
     def display_url(self) -> str:
@@ -262,6 +263,7 @@ def _read_channel(table: Table, name: str, prices: Mapping[str, Price]) -> Chann
         connect_timeout_s=float(table.number("connect_timeout", 5.0, positive=True)),
         first_byte_timeout_s=float(table.number("first_byte_timeout", 60.0, positive=True)),
         idle_timeout_s=float(table.number("idle_timeout", 60.0, positive=True)),
+        response_timeout_s=float(table.number("response_timeout", 600.0, positive=True)),
     )
 
 

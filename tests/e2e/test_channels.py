@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -53,12 +54,16 @@ breaker_max_cooldown = 10
     + channel("w3", ["weighted"], "fake-ok", weight=3)
     + channel("w1", ["weighted"], "fake-ok", weight=1)
     + channel("spare", ["weighted"], "fake-ok", priority=-1)
-    + channel("stalls", ["stall-then-ok"], "fake-hold", priority=10, first_byte_timeout=0.2)
+    + channel("stalls", ["stall-then-ok"], "fake-hold", priority=10, response_timeout=0.2, first_byte_timeout=0.2)
+    + channel("patient", ["long-answer"], "fake-hold", first_byte_timeout=0.1, response_timeout=30)
     + channel("rejects", ["bad-request"], "fake-400", priority=10)
     + channel("idles", ["goes-quiet"], "fake-hold", idle_timeout=0.3)
     + channel("flaky", ["flaky"], "fake-flaky", priority=10)
     + channel("backup", ["flaky", "stall-then-ok", "bad-request"], "fake-ok")
-    + "".join(f'[models."{m}"]\n{PRICES}' for m in ("weighted", "stall-then-ok", "bad-request", "flaky", "goes-quiet"))
+    + "".join(
+        f'[models."{m}"]\n{PRICES}'
+        for m in ("weighted", "stall-then-ok", "bad-request", "flaky", "goes-quiet", "long-answer")
+    )
 )
 
 
@@ -171,6 +176,7 @@ def test_channels_check_reports_probe_and_circuit_state(channels: Gateway) -> No
     text = channels.cli("channels", "check")
     assert "flaky: open" in text.stdout and "consecutive failures" in text.stdout
     assert rows["rejects"]["probe"] == "HTTP 400" and "did not answer in time" in rows["stalls"]["probe"]
+    assert rows["patient"]["ok"] is False  # a probe waits a stream's first byte (0.1 s here), not 30 s
 
 
 def test_stream_silent_past_idle_timeout_ends_with_an_error_event(channels: Gateway) -> None:
@@ -184,3 +190,24 @@ def test_stream_silent_past_idle_timeout_ends_with_an_error_event(channels: Gate
     [row] = channels.usage("idle")
     assert (row["end_reason"], row["usage_source"], row["completion_tokens"]) == ("timeout", "estimated", 3)
     assert channels.fake.hung_up.acquire(timeout=10), "the silent upstream was left open"
+
+
+def test_non_stream_answer_may_take_longer_than_a_streams_first_byte(channels: Gateway) -> None:
+    """A non-stream answer is all generated before its head: first_byte_timeout (0.1 s here) must not cut
+    it, or every long answer would be abandoned, retried elsewhere and billed upstream twice."""
+    channels.fake.arm()
+    client = channels.client(channels.create_key("patient"))
+    answer: list[str] = []
+    asking = threading.Thread(
+        target=lambda: answer.append(
+            client.chat.completions.create(model="long-answer", messages=MESSAGES).choices[0].message.content or ""
+        )
+    )
+    asking.start()
+    assert channels.fake.holding.acquire(timeout=10)
+    time.sleep(0.5)  # the upstream "generates" for five times the first-byte timeout
+    channels.fake.release()
+    asking.join(30)
+    assert answer == [TEXT]
+    [row] = channels.usage("patient")
+    assert (row["channel"], row["attempts"], row["status"]) == ("patient", 1, 200)

@@ -56,7 +56,7 @@ name = "stall"                     # holds its answer past the first-byte timeou
 base_url = "http://HOST/v1"
 models = ["slow"]
 model_map = {{ "slow" = "fake-hold" }}
-first_byte_timeout = 0.5
+response_timeout = 0.5             # (a non-stream answer's whole-answer timeout)
 
 [models."fake-ok"]
 {PRICES}

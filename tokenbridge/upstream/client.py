@@ -79,7 +79,8 @@ class _Prepared:
     """What a request to one channel needs that does not change between requests."""
 
     headers: dict[str, str]
-    timeout: aiohttp.ClientTimeout
+    stream_timeout: aiohttp.ClientTimeout  # reads: the idle gap between chunks
+    whole_timeout: aiohttp.ClientTimeout  # a non-stream answer: nothing arrives until it is all generated
 
 
 def _prepare(channel: Channel) -> _Prepared:
@@ -87,8 +88,11 @@ def _prepare(channel: Channel) -> _Prepared:
     if channel.api_key:
         headers["Authorization"] = f"Bearer {channel.api_key}"
     connect = channel.connect_timeout_s
-    timeout = aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect, sock_read=channel.idle_timeout_s)
-    return _Prepared(headers, timeout)
+    stream = aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect, sock_read=channel.idle_timeout_s)
+    whole = aiohttp.ClientTimeout(
+        total=None, connect=connect, sock_connect=connect, sock_read=channel.response_timeout_s
+    )
+    return _Prepared(headers, stream, whole)
 
 
 class UpstreamClient:
@@ -114,8 +118,14 @@ class UpstreamClient:
         if self._session is not None:
             await self._session.close()
 
-    async def open(self, channel: Channel, path: str, body: bytes | dict[str, object]) -> UpstreamResponse:
-        """POST `body` to the channel. `body` is bytes for the network; echo takes the parsed dict."""
+    async def open(
+        self, channel: Channel, path: str, body: bytes | dict[str, object], *, stream: bool = True
+    ) -> UpstreamResponse:
+        """POST `body` to the channel. `body` is bytes for the network; echo takes the parsed dict.
+
+        A stream's head must come within `first_byte_timeout` and its chunks within `idle_timeout` of
+        each other; a non-stream answer is all generated before its head, so it gets `response_timeout`.
+        """
         if channel.kind == "echo":
             assert isinstance(body, dict)
             return EchoResponse(body)
@@ -124,10 +134,12 @@ class UpstreamClient:
         prepared = self._prepared.get(channel)
         if prepared is None:
             prepared = self._prepared[channel] = _prepare(channel)
+        first_byte = channel.first_byte_timeout_s if stream else channel.response_timeout_s
+        timeout = prepared.stream_timeout if stream else prepared.whole_timeout
         try:
-            async with asyncio.timeout(channel.first_byte_timeout_s):
+            async with asyncio.timeout(first_byte):
                 response = await self._session.post(
-                    channel.base_url + path, data=body, headers=prepared.headers, timeout=prepared.timeout
+                    channel.base_url + path, data=body, headers=prepared.headers, timeout=timeout
                 )
         except TimeoutError as exc:
             raise UpstreamTimeout(f"channel {channel.name!r} did not answer in time") from exc

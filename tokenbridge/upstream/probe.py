@@ -5,6 +5,7 @@ Used by `tokenbridge channels check`. A probe to a real provider costs a token o
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from tokenbridge.settings import Channel
 from tokenbridge.upstream.client import UpstreamClient
 
 PROBE_MESSAGES = [{"role": "user", "content": "ping"}]
+PROBE_TIMEOUT_S = 10.0  # a one-token answer that takes longer than this is reported as a timeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,14 +33,18 @@ async def probe(client: UpstreamClient, channel: Channel) -> ProbeResult:
     payload: bytes | dict[str, object] = body if channel.kind == "echo" else orjson.dumps(body)
     started = time.perf_counter()
     try:
-        response = await client.open(channel, "/chat/completions", payload)
-        try:
-            async for _ in response.chunks():
-                pass
-        finally:
-            response.close()
+        # The client's own first-byte timeout speaks first; this is only a ceiling for long ones.
+        async with asyncio.timeout(min(PROBE_TIMEOUT_S, channel.first_byte_timeout_s + 1)):
+            response = await client.open(channel, "/chat/completions", payload)  # timed like a stream's head
+            try:
+                async for _ in response.chunks():
+                    pass
+            finally:
+                response.close()
     except GatewayError as exc:
         return ProbeResult(channel.name, False, exc.message, _ms(started))
+    except TimeoutError:
+        return ProbeResult(channel.name, False, f"timeout: no answer in {_ms(started) / 1000:.1f}s", _ms(started))
     ok = 200 <= response.status < 300
     return ProbeResult(channel.name, ok, "ok" if ok else f"HTTP {response.status}", _ms(started))
 

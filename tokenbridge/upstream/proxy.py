@@ -111,7 +111,8 @@ class UpstreamProxy:
             path, body = upstream_target(call, channel)
             response: UpstreamResponse | None = None
             try:  # every admitted attempt ends in exactly one record() or release()
-                response = await self.client.open(channel, path, upstream_payload(call, channel, body))
+                payload = upstream_payload(call, channel, body)
+                response = await self.client.open(channel, path, payload, stream=call.stream)
                 if response.status not in RETRY_STATUSES:
                     # A channel whose own secret or address is wrong fails every caller: count it, pass it on.
                     ok = response.status not in CHANNEL_FAULT_STATUSES
