@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import importlib.util
 import logging
 import os
 import socket
@@ -81,6 +82,20 @@ class NoDelayH11Protocol(H11Protocol):
         super().connection_made(transport)
 
 
+HTTP_PROTOCOL: type[asyncio.Protocol] = NoDelayH11Protocol
+if importlib.util.find_spec("httptools") is not None:  # the faster parser, when installed (it is a dependency)
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class NoDelayHttpToolsProtocol(HttpToolsProtocol):
+        """The same, on httptools (module level: `--workers` pickles the class by name)."""
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            set_nodelay(transport)
+            super().connection_made(transport)
+
+    HTTP_PROTOCOL = NoDelayHttpToolsProtocol
+
+
 class AlreadyServing(Exception):
     """Another `tokenbridge serve` uses this database."""
 
@@ -121,7 +136,7 @@ def run(settings: Settings, *, host: str, port: int, workers: int) -> None:
         os.environ["TOKENBRIDGE_CONFIG"] = str(settings.path)
         uvicorn.run(
             "tokenbridge.app:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="info",
-            http=NoDelayH11Protocol,
+            http=HTTP_PROTOCOL,
         )  # fmt: skip
     else:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info", http=NoDelayH11Protocol)
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info", http=HTTP_PROTOCOL)
