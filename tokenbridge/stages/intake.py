@@ -14,7 +14,7 @@ import re
 import uuid
 from collections.abc import Callable
 
-from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send
+from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send, is_event_stream
 from tokenbridge.call import SCOPE_KEY, Call
 from tokenbridge.errors import ClientGone, GatewayError, InternalError, render, sse_error_event
 from tokenbridge.settings import Settings
@@ -54,7 +54,7 @@ class IntakeMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 headers = message.get("headers", ())
-                sse = any(k == b"content-type" and v.startswith(b"text/event-stream") for k, v in headers)
+                sse = is_event_stream(headers)
                 message["headers"] = [*headers, (REQUEST_ID_HEADER, request_id)]
             else:
                 call.delivered += len(message.get("body", b""))

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send
+from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send, is_event_stream
 from tokenbridge.call import Call, caller_wants_usage, get_call
 from tokenbridge.errors import ClientGone, GatewayError, UpstreamError, UpstreamTimeout
 from tokenbridge.money import Usage
@@ -210,8 +210,7 @@ class MeterMiddleware:
             nonlocal sse, json
             if message["type"] == "http.response.start":
                 call.status = message["status"]
-                is_sse = any(k == b"content-type" and v.startswith(b"text/event-stream") for k, v in message["headers"])
-                if is_sse:
+                if is_event_stream(message["headers"]):
                     sse = SseTap(strip=call.stream and not caller_wants_usage(call.upstream_body))
                     if sse.strip:  # the body will be shorter than the upstream announced
                         message["headers"] = [(k, v) for k, v in message["headers"] if k != b"content-length"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import orjson
 
-from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send
+from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send, is_event_stream
 from tokenbridge.call import Call, get_call
 from tokenbridge.completions import chat_request, completion_response, is_native, translate_event
 from tokenbridge.errors import UpstreamError
@@ -67,8 +67,7 @@ class ShapeMiddleware:
                 answered_by_chat = call.channel is not None and not is_native(call, call.channel)
                 if answered_by_chat and message["status"] == 200:
                     headers = message.get("headers", ())
-                    sse_type = any(k == b"content-type" and v.startswith(b"text/event-stream") for k, v in headers)
-                    mode = "sse" if sse_type else "json"
+                    mode = "sse" if is_event_stream(headers) else "json"
                     message["headers"] = [(k, v) for k, v in headers if k != b"content-length"]
                     if mode == "json":
                         head = message  # sent with the translated body, which has another length

@@ -38,17 +38,12 @@ def upstream_payload(call: Call, channel: Channel, body: dict[str, Any]) -> byte
     """
     model = channel.upstream_model(call.model)
     ask_usage = call.stream and not caller_wants_usage(body)
-    if channel.kind == "echo":
-        changes: dict[str, object] = {"model": model}
-        if ask_usage:
-            changes["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        return {**body, **changes}
-    if body is call.body and model == call.model and not ask_usage:
+    if channel.kind != "echo" and body is call.body and model == call.model and not ask_usage:
         return call.raw_body
-    payload = {**body, "model": model}
+    payload: dict[str, object] = {**body, "model": model}
     if ask_usage:
         payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-    return orjson.dumps(payload)
+    return payload if channel.kind == "echo" else orjson.dumps(payload)  # echo takes the parsed dict
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:
