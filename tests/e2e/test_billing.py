@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from fractions import Fraction
@@ -37,10 +38,16 @@ def chat_prompt_tokens(content: str) -> int:
 
 
 def test_concurrent_sdk_requests_never_overspend(gateway: Gateway) -> None:
+    overspend_scenario(gateway, "overspend")
+
+
+def overspend_scenario(gateway: Gateway, name: str, while_held: Callable[[], None] = lambda: None) -> None:
+    """20 streams of one key held open at once, credit for 5: exactly 5 get through. `while_held` runs
+    while all 20 are in flight (the workers test looks at which process holds which connection)."""
     affordable, in_flight, max_tokens = 5, 20, 1000
     sizes: list[int] = []
     probe = openai.OpenAI(
-        api_key=gateway.create_key("overspend-probe"),
+        api_key=gateway.create_key(f"{name}-probe"),
         base_url=gateway.url + "/v1",
         max_retries=0,
         http_client=httpx.Client(event_hooks={"request": [lambda r: sizes.append(len(r.read()))]}),
@@ -50,7 +57,7 @@ def test_concurrent_sdk_requests_never_overspend(gateway: Gateway) -> None:
         pass
     probe.close()
     hold = sizes[0] * 1500 + max_tokens * 4000  # nano-USD: body bytes at $1.5/1M + max_tokens at $4/1M
-    client = gateway.client(gateway.create_key("overspend", credit_usd=str(Decimal(affordable * hold) / 10**9)))
+    client = gateway.client(gateway.create_key(name, credit_usd=str(Decimal(affordable * hold) / 10**9)))
     gateway.fake.arm()
     answered = threading.Barrier(in_flight + 1, timeout=60)
 
@@ -68,11 +75,12 @@ def test_concurrent_sdk_requests_never_overspend(gateway: Gateway) -> None:
     with ThreadPoolExecutor(in_flight) as pool:
         results = [pool.submit(one) for _ in range(in_flight)]
         answered.wait()
+        while_held()
         gateway.fake.release()
         outcomes = sorted(f.result() for f in results)
     assert outcomes == [TEXT] * affordable + ["insufficient_quota"] * (in_flight - affordable)
-    assert 0 <= gateway.balance("overspend") == gateway.ledger_sum("overspend")
-    assert len(gateway.usage("overspend")) == affordable
+    assert 0 <= gateway.balance(name) == gateway.ledger_sum(name)
+    assert len(gateway.usage(name)) == affordable
 
 
 def test_stream_usage_chunk_is_cut_unless_asked_and_passes_unchanged_when_asked(gateway: Gateway) -> None:
