@@ -34,6 +34,7 @@ _SAVEPOINT = "tokenbridge_change"  # a name no change of ours uses for its own s
 
 T = TypeVar("T")
 Change = Callable[[sqlite3.Connection], Any]
+Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]  # a change's future, its result or error
 
 
 class StoreError(Exception):
@@ -86,7 +87,7 @@ class Writer:
                 except queue.Empty:
                     return
                 if item is not None:
-                    _resolve(item[1], None, StoreError(f"the database writer stopped ({self._stopped})"))
+                    _resolve_all([(item[1], None, StoreError(f"the database writer stopped ({self._stopped})"))])
 
     def _serve(self) -> None:
         while True:
@@ -107,7 +108,7 @@ class Writer:
 
     def _commit(self, batch: list[tuple[Change, asyncio.Future[Any]]]) -> None:
         conn = self._conn
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        outcomes: list[Outcome] = []
         try:
             self._begin()
             for change, future in batch:
@@ -125,8 +126,7 @@ class Writer:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             outcomes = [(future, None, exc) for _, future in batch]
-        for future, result, error in outcomes:
-            _resolve(future, result, error)
+        _resolve_all(outcomes)
 
     def _begin(self) -> None:
         """BEGIN IMMEDIATE, waiting out another process's write lock for up to a minute (safe: nothing ran)."""
@@ -142,21 +142,27 @@ class Writer:
                 logging.getLogger("tokenbridge").warning("the database is locked by another process; waiting")
 
 
-def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    """Hand a change's outcome to its event loop; a loop that is gone has nobody waiting."""
-    try:
-        future.get_loop().call_soon_threadsafe(_settle_future, future, result, error)
-    except RuntimeError:
-        pass
+def _resolve_all(outcomes: list[Outcome]) -> None:
+    """Hand a batch's outcomes to their event loops, waking each loop once, not once per change.
+    A loop that is gone has nobody waiting."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
+    for loop, mine in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle_futures, mine)
+        except RuntimeError:
+            pass
 
 
-def _settle_future(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+def _settle_futures(outcomes: list[Outcome]) -> None:
+    for future, result, error in outcomes:
+        if future.cancelled():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 class Database:
