@@ -46,11 +46,6 @@ def upstream_payload(call: Call, channel: Channel, body: dict[str, Any]) -> byte
     return payload if channel.kind == "echo" else orjson.dumps(payload)  # echo takes the parsed dict
 
 
-async def _wait_for_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
 class UpstreamProxy:
     """Writes call.channel, call.upstream_model, call.attempts."""
 
@@ -59,19 +54,31 @@ class UpstreamProxy:
         self.breakers = breakers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Forward in this task while one watcher task waits on receive(); a disconnect cancels us."""
         call = get_call(scope)
-        work = asyncio.ensure_future(self._forward(call, send))
-        watch = asyncio.ensure_future(_wait_for_disconnect(receive))
+        task = asyncio.current_task()
+        assert task is not None
+        finished = caller_left = False
+
+        async def watch() -> None:
+            nonlocal caller_left
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            if not finished:
+                caller_left = True
+                task.cancel()  # closes the upstream response in _forward's finally
+
+        watcher = asyncio.ensure_future(watch())
         try:
-            await asyncio.wait((work, watch), return_when=asyncio.FIRST_COMPLETED)
+            await self._forward(call, send)
+        except asyncio.CancelledError:
+            if not caller_left:
+                raise  # cancelled from outside (shutdown): not ours to swallow
+            task.uncancel()
+            raise ClientGone() from None
         finally:
-            for task in (work, watch):
-                task.cancel()  # cancelling `work` closes the upstream response in its finally
-        if work.done() and not work.cancelled():
-            work.result()  # the answer went out, or re-raise why it did not
-            return
-        await asyncio.gather(work, return_exceptions=True)  # let its cleanup finish before we report
-        raise ClientGone()
+            finished = True
+            watcher.cancel()
 
     async def _forward(self, call: Call, send: Send) -> None:
         response = await self._open(call)
