@@ -23,6 +23,7 @@ from tokenbridge.store.db import Database
 from tokenbridge.store.keys import get_key_by_name, insert_key
 from tokenbridge.store.ledger import get_ledger_sum
 from tokenbridge.store.usage import list_usage
+from tokenbridge.wire import HTTP_PROTOCOL
 
 UPSTREAM_SECRET = "sk-upstream-SECRET-do-not-leak-0123456789"
 FAKE_MODELS = [
@@ -145,7 +146,7 @@ def gateway(upstream: tuple[FakeUpstream, str], tmp_path_factory: pytest.TempPat
     fake, url = upstream
     config = tmp_path_factory.mktemp("gateway") / "config.toml"
     config.write_text(config_text(url))
-    with serve_in_thread(create_app(load_settings(config))) as gateway_url:
+    with serve_in_thread(create_app(load_settings(config)), http=HTTP_PROTOCOL) as gateway_url:
         gateway = Gateway(gateway_url, config, fake)
         yield gateway
         for client in gateway.clients:

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import importlib.util
 import logging
 import os
-import socket
 from pathlib import Path
 from typing import IO
-
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from tokenbridge.money import format_usd
 from tokenbridge.settings import Settings
@@ -19,6 +15,7 @@ from tokenbridge.store.channels import clear_channel_health
 from tokenbridge.store.db import Database
 from tokenbridge.store.keys import KeyRecord, count_keys, insert_key
 from tokenbridge.store.ledger import release_all_holds
+from tokenbridge.wire import HTTP_PROTOCOL
 
 log = logging.getLogger("tokenbridge")
 
@@ -59,41 +56,6 @@ def first_run(settings: Settings, host: str, port: int) -> None:
         f' "content": "Hello, gateway!"}}]}}\''
     )
     print(flush=True)
-
-
-def set_nodelay(transport: asyncio.BaseTransport) -> None:
-    """TCP_NODELAY on a caller's connection, so a small write (an SSE event, a body after its head)
-    leaves at once instead of waiting out the caller's delayed ACK (~40 ms on Linux)."""
-    sock = transport.get_extra_info("socket")
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-class NoDelayH11Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol with TCP_NODELAY on every connection.
-
-    asyncio sets it only on sockets created with proto=IPPROTO_TCP, and the listening socket uvicorn
-    binds itself for `--workers N` has proto 0: measured here, every answer after the first on a
-    keep-alive connection then took ~44 ms instead of ~2 ms.
-    """
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        set_nodelay(transport)
-        super().connection_made(transport)
-
-
-HTTP_PROTOCOL: type[asyncio.Protocol] = NoDelayH11Protocol
-if importlib.util.find_spec("httptools") is not None:  # the faster parser, when installed (it is a dependency)
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-    class NoDelayHttpToolsProtocol(HttpToolsProtocol):
-        """The same, on httptools (module level: `--workers` pickles the class by name)."""
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            set_nodelay(transport)
-            super().connection_made(transport)
-
-    HTTP_PROTOCOL = NoDelayHttpToolsProtocol
 
 
 class AlreadyServing(Exception):

@@ -18,6 +18,7 @@ from tests.fakes.server import serve_in_thread
 from tests.fakes.upstream import ERROR_400, TEXT
 from tokenbridge.app import create_app
 from tokenbridge.settings import load_settings
+from tokenbridge.wire import HTTP_PROTOCOL
 
 COOLDOWN_S = 5.0
 
@@ -80,7 +81,7 @@ def channels(
     config = tmp_path_factory.mktemp("channels") / "config.toml"
     config.write_text(CONFIG.replace("HOST", url.removeprefix("http://")))
     app = create_app(load_settings(config), rng=random.Random(20261125), clock=clock)
-    with serve_in_thread(app) as gateway_url:
+    with serve_in_thread(app, http=HTTP_PROTOCOL) as gateway_url:
         gateway = Gateway(gateway_url, config, fake)
         yield gateway
         for client in gateway.clients:

@@ -15,6 +15,7 @@ from tests.fakes.upstream import TEXT
 from tests.schemas import validate
 from tokenbridge.app import create_app
 from tokenbridge.settings import load_settings
+from tokenbridge.wire import HTTP_PROTOCOL
 
 CREDS_SECRET = "sk-creds-SECRET-never-in-logs-42"
 GOOD_SECRET = "sk-good-SECRET-never-in-logs-43"
@@ -70,7 +71,7 @@ def failover(upstream: tuple[FakeUpstream, str], tmp_path_factory: pytest.TempPa
     fake, url = upstream
     config = tmp_path_factory.mktemp("failover") / "config.toml"
     config.write_text(CONFIG.replace("HOST", url.removeprefix("http://")))
-    with serve_in_thread(create_app(load_settings(config))) as gateway_url:
+    with serve_in_thread(create_app(load_settings(config)), http=HTTP_PROTOCOL) as gateway_url:
         gateway = Gateway(gateway_url, config, fake)
         yield gateway
         for client in gateway.clients:

@@ -28,8 +28,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_in_thread(app: Any) -> Iterator[str]:
-    """Yield the base URL while `app` is served; stop and join on exit."""
+def serve_in_thread(app: Any, http: Any = "auto") -> Iterator[str]:
+    """Yield the base URL while `app` is served; stop and join on exit. `http`: uvicorn's protocol
+    (the gateway's tests pass the one `tokenbridge serve` uses)."""
     sock = bound_socket()
     started = threading.Event()
     failure: list[BaseException] = []
@@ -44,7 +45,7 @@ def serve_in_thread(app: Any) -> Iterator[str]:
 
         await app(scope, receive, send_and_signal if scope["type"] == "lifespan" else send)
 
-    config = uvicorn.Config(signalling_app, lifespan="on", log_level="warning", timeout_graceful_shutdown=5)
+    config = uvicorn.Config(signalling_app, lifespan="on", log_level="warning", timeout_graceful_shutdown=5, http=http)
     server = uvicorn.Server(config)
 
     def run() -> None:
