@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 
-from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send
+from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send, is_event_stream
 from tokenbridge.call import Call, get_call
 from tokenbridge.errors import ClientGone, GatewayError, InvalidRequest, QuotaExceeded, RateLimited, unknown_model
 from tokenbridge.money import Price, Usage, cost, format_usd
@@ -142,12 +142,23 @@ class QuotaMiddleware:
             except Exception:
                 log.exception("request %s: could not settle its hold; it is released at the next start", row.request_id)
 
+        head: Message | None = None  # a JSON answer's head, held back to leave with its body
+
         async def send_settled(message: Message) -> None:
+            nonlocal head
+            if message["type"] == "http.response.start" and not is_event_stream(message.get("headers", ())):
+                # The settle below waits on the writer thread; sent now, the head would leave in a
+                # packet of its own. A JSON client has no use for it before the body anyway.
+                head = message
+                return
             # Settle before the message that completes the answer: the end of the body, or the one the
             # meter marked as completing it (a client stops reading at [DONE] or at Content-Length).
             if not settled and message["type"] == "http.response.body":
                 if not message.get("more_body", False) or call.end_reason == "done":
                     await settle(None)
+            if head is not None:
+                await send(head)
+                head = None
             await send(message)
 
         failure: BaseException | None = None
