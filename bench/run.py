@@ -224,10 +224,26 @@ def run(duration: int, ports: dict[str, int], procs: dict[str, subprocess.Popen[
         rows[name]["peak_rss_mib"] = memory_kib(pid, "VmHWM") / 1024
         if name == "gateway":
             served = load["requests"] + single["requests"] + streams["requests"]
+            trace = memory_trace(urls[name], chat, pid, start=served)
     report(rows, duration)
+    print("\ngateway RSS MiB after N requests: " + ", ".join(f"{n:,.0f}: {mib:.1f}" for n, mib in trace))
+    (n0, mib0), (n1, mib1) = trace[0], trace[-1]
+    print(f"growth from {n0:,.0f} to {n1:,.0f} requests: {100 * (mib1 - mib0) / mib0:+.1f}% (target: within ±5%)")
     ok, detail = asyncio.run(money_check(work / "bench.db"))
     print(f"\nmoney check after {served:.0f} gateway requests: {'OK' if ok else 'FAILED'} ({detail})")
     return 0 if ok else 1
+
+
+def memory_trace(url: str, script: Path, pid: int, *, start: float) -> list[tuple[float, float]]:
+    """RSS after the table's runs, then after more c=50 JSON load, in 5,000-request steps to 20,000
+    past the first reading (issue 6: flat within ±5% between 10,000 and 20,000)."""
+    served, trace = start, [(start, memory_kib(pid, "VmRSS") / 1024)]
+    for _ in range(4):
+        goal = served + 5000
+        while served < goal:
+            served += wrk(url, script, connections=50, seconds=1)["requests"]
+        trace.append((served, memory_kib(pid, "VmRSS") / 1024))
+    return trace
 
 
 def report(rows: dict[str, dict[str, float]], duration: int) -> None:
