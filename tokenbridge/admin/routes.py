@@ -258,8 +258,8 @@ class AdminAPI:
     # --- channels ----------------------------------------------------------------------------------
 
     async def channels(self, request: Request) -> Response:
-        """Channels as configured, with each model's circuit as the breakers last recorded it (shared by
-        every worker through the database, like `tokenbridge channels check`)."""
+        """Channels as configured, each model's circuit as this process's breakers see it now, or as the
+        database last recorded it (every worker writes there, as `tokenbridge channels check` reads it)."""
         (await self.caller(request)).require_admin()
         health = {(h["channel"], h["model"]): h for h in await list_channel_health(self.runtime.db)}
         now = time.time()
@@ -267,11 +267,17 @@ class AdminAPI:
         for channel in self.runtime.settings.channels:
             circuits = []
             for model in channel.models:
-                h = health.get((channel.name, model))
-                state = h["state"] if h else "closed"
-                retry = max(0.0, h["changed_at"] + h["retry_in_s"] - now) if h and state == "open" else 0.0
-                reason = h["reason"] if h and state != "closed" else ""
-                circuits.append({"model": model, "state": state, "reason": reason, "retry_in_s": round(retry, 3)})
+                stored = health.get((channel.name, model))
+                state = self.runtime.breakers.state(channel.name, model)
+                if state == "closed" and stored:
+                    state = stored["state"]
+                reason, retry = "", 0.0
+                if stored is not None and stored["state"] == state != "closed":
+                    reason = stored["reason"]
+                    retry = stored["changed_at"] + stored["retry_in_s"] - now if state == "open" else 0.0
+                circuits.append(
+                    {"model": model, "state": state, "reason": reason, "retry_in_s": round(max(0, retry), 3)}
+                )
             data.append({
                 "name": channel.name,
                 "kind": channel.kind,
