@@ -19,6 +19,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from tokenbridge.asgi import ASGIApp
+from tokenbridge.console import console_routes
 from tokenbridge.endpoints import ModelsEndpoint, healthz, http_exception, readyz
 from tokenbridge.runtime import Runtime
 from tokenbridge.settings import Settings, load_settings
@@ -76,6 +77,7 @@ def create_app(
         Route("/v1/models", AuthMiddleware(ModelsEndpoint(), runtime=runtime), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz(runtime), methods=["GET"]),
+        *console_routes(),  # the web console: static files calling the admin API
     ]
     app = Starlette(
         routes=routes,
