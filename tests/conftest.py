@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from openai import OpenAI
 
@@ -25,6 +26,7 @@ from tokenbridge.store.ledger import get_ledger_sum
 from tokenbridge.store.usage import list_usage
 
 UPSTREAM_SECRET = "sk-upstream-SECRET-do-not-leak-0123456789"
+ADMIN_TOKEN = "admin-SECRET-token-do-not-leak-9876543210"
 FAKE_MODELS = [
     "fake-ok", "fake-hold", "fake-400", "fake-500", "fake-cached", "fake-nousage", "fake-nodone", "fake-break",
     "fake-huge", "public-mapped", "fake-garbage", "fake-unterminated", "fake-sized-sse",
@@ -70,13 +72,14 @@ multiplier = 0.8
 PRICE = {"input": "1.5", "output": "4.0", "cached_input": "0.5"}
 
 
-def config_text(upstream: str) -> str:
+def config_text(upstream: str, *, admin_token: str = "") -> str:
     prices = "\n".join(
         f'[models."{m}"]\n' + "".join(f"{term} = {value}\n" for term, value in PRICE.items())
         for m in [*FAKE_MODELS, "fake-native"]
     )
     models = "[" + ", ".join(f'"{m}"' for m in FAKE_MODELS) + "]"
-    return CONFIG.format(upstream=upstream, secret=UPSTREAM_SECRET, models=models, prices=prices)
+    text = CONFIG.format(upstream=upstream, secret=UPSTREAM_SECRET, models=models, prices=prices)
+    return text.replace("[server]\n", f'[server]\nadmin_token = "{admin_token}"\n', 1)
 
 
 @pytest.fixture(scope="session")
@@ -129,6 +132,11 @@ class Gateway:
     def usage(self, key: str) -> list[dict[str, Any]]:
         return list(self.db_run(lambda db: list_usage(db, key=key)))
 
+    def api(self, method: str, path: str, *, token: str | None = ADMIN_TOKEN, **kwargs: Any) -> httpx.Response:
+        """One call to the gateway's own HTTP API (admin or self-service) with `token` as the bearer."""
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        return httpx.request(method, self.url + path, headers=headers, timeout=20, **kwargs)
+
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run the real CLI against this gateway's config, as a user would."""
         return subprocess.run(
@@ -140,13 +148,25 @@ class Gateway:
         )
 
 
-@pytest.fixture(scope="module")
-def gateway(upstream: tuple[FakeUpstream, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def serve_gateway(
+    upstream: tuple[FakeUpstream, str], tmp_path_factory: pytest.TempPathFactory, *, admin_token: str = ""
+) -> Iterator[Gateway]:
     fake, url = upstream
     config = tmp_path_factory.mktemp("gateway") / "config.toml"
-    config.write_text(config_text(url))
+    config.write_text(config_text(url, admin_token=admin_token))
     with serve_in_thread(create_app(load_settings(config))) as gateway_url:
         gateway = Gateway(gateway_url, config, fake)
         yield gateway
         for client in gateway.clients:
             client.close()
+
+
+@pytest.fixture(scope="module")
+def gateway(upstream: tuple[FakeUpstream, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    yield from serve_gateway(upstream, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def admin_gateway(upstream: tuple[FakeUpstream, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """The gateway with `server.admin_token = ADMIN_TOKEN`: the admin API is on."""
+    yield from serve_gateway(upstream, tmp_path_factory, admin_token=ADMIN_TOKEN)

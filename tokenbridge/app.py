@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from tokenbridge.admin import admin_routes
 from tokenbridge.asgi import ASGIApp
 from tokenbridge.console import console_routes
 from tokenbridge.endpoints import ModelsEndpoint, healthz, http_exception, readyz
@@ -77,6 +78,7 @@ def create_app(
         Route("/v1/models", AuthMiddleware(ModelsEndpoint(), runtime=runtime), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz(runtime), methods=["GET"]),
+        *admin_routes(runtime),  # /admin/*, /v1/me, /v1/dashboard/billing/* (tokenbridge/admin/)
         *console_routes(),  # the web console: static files calling the admin API
     ]
     app = Starlette(

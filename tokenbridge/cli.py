@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import io
 import os
-import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,6 +19,7 @@ import orjson
 
 from tokenbridge import serve
 from tokenbridge.money import format_usd, to_nano
+from tokenbridge.report import csv_text, key_json, parse_duration, sum_json, usage_json
 from tokenbridge.settings import ConfigError, Settings, load_settings
 from tokenbridge.store.channels import list_channel_health
 from tokenbridge.store.db import Database, StoreError
@@ -38,19 +36,16 @@ from tokenbridge.store.usage import list_usage, sum_usage
 from tokenbridge.upstream.client import UpstreamClient
 from tokenbridge.upstream.probe import ProbeResult, probe
 
-_DURATION = re.compile(r"(\d+)([smhd])")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
 
 class CliError(Exception):
     """A usage problem; the message says what to do next."""
 
 
-def parse_duration(text: str) -> float:
-    match = _DURATION.fullmatch(text.strip())
-    if not match:
-        raise CliError(f"{text!r} is not a duration: use a number and a unit, like 90s, 15m, 24h or 30d")
-    return int(match[1]) * _SECONDS[match[2]]
+def duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def parse_usd(text: str) -> int:
@@ -58,21 +53,6 @@ def parse_usd(text: str) -> int:
         return to_nano(text)
     except ValueError as exc:
         raise CliError(f"{text!r} is not an amount in USD ({exc}); write it like 5 or 0.25") from exc
-
-
-def key_json(key: KeyRecord) -> dict[str, Any]:
-    return {
-        "name": key.name,
-        "prefix": key.prefix,
-        "group": key.group,
-        "balance_usd": format_usd(key.balance),
-        "balance_nano_usd": key.balance,
-        "status": key.status if key.usable_at(time.time()) or key.status != "active" else "expired",
-        "expires_at": key.expires_at,
-        "models": sorted(key.models),
-        "rpm": key.rpm,
-        "tpm": key.tpm,
-    }
 
 
 def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
@@ -113,7 +93,7 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> None:
     unknown = [m for m in models if m not in settings.routes]
     if unknown:
         raise CliError(f"no channel serves {', '.join(unknown)}; see `tokenbridge config check` for the models")
-    expires = time.time() + parse_duration(args.expires_in) if args.expires_in else None
+    expires = time.time() + duration(args.expires_in) if args.expires_in else None
     credit = parse_usd(args.credit)
 
     async def work(db: Database) -> tuple[KeyRecord, str]:
@@ -192,7 +172,7 @@ USAGE_COLUMNS = [
 
 
 def cmd_usage(settings: Settings, args: argparse.Namespace) -> None:
-    since = time.time() - parse_duration(args.since) if args.since else None
+    since = time.time() - duration(args.since) if args.since else None
     filters = {"key": args.key, "model": args.model, "since": since}
     if args.by:
         rows = asyncio.run(with_db(settings, lambda db: sum_usage(db, by=args.by, **filters)))
@@ -200,18 +180,12 @@ def cmd_usage(settings: Settings, args: argparse.Namespace) -> None:
     else:
         rows = asyncio.run(with_db(settings, lambda db: list_usage(db, **filters)))
         columns = USAGE_COLUMNS
-    for row in rows:
-        row["cost_usd"] = format_usd(row["cost"])
-        row["cost_nano_usd"] = row.pop("cost")
-        if "created_at" in row:
-            row["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["created_at"]))
-            row["stream"] = bool(row["stream"])
+    if args.by:
+        rows = [sum_json(row, args.by) for row in rows]
+    else:
+        rows = [usage_json(row) for row in rows]
     if args.csv:
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=[*columns, "cost_nano_usd"], extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        sys.stdout.write(out.getvalue())
+        sys.stdout.write(csv_text(rows, [*columns, "cost_nano_usd"]))
         return
     emit(rows, args.json, columns)
 

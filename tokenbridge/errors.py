@@ -4,7 +4,10 @@
     ├── InvalidRequest            400 invalid_request_error
     ├── RequestTooLarge           413 request_too_large
     ├── InvalidApiKey             401 invalid_api_key
+    ├── PermissionDenied          403 permission_denied (a key holder asking for what only the admin may)
     ├── ModelNotFound             404 model_not_found
+    ├── UnknownKey                404 key_not_found (admin API)
+    ├── DuplicateKey              409 key_exists (admin API)
     ├── RouteNotFound             404 not_found / 405 method_not_allowed
     ├── QuotaExceeded             429 insufficient_quota (x-should-retry: false)
     ├── RateLimited               429 rate_limit_exceeded (Retry-After)
@@ -70,6 +73,30 @@ class InvalidApiKey(GatewayError):
     status = 401
     type = "invalid_request_error"
     code = "invalid_api_key"
+
+
+class PermissionDenied(GatewayError):
+    """The caller is known but may not do this (a key holder on an admin-only route or another key's data)."""
+
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
+class UnknownKey(GatewayError):
+    """No key has that name (or, for a key holder, it is not theirs: the same answer, nothing revealed)."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "key_not_found"
+
+
+class DuplicateKey(GatewayError):
+    """A key with that name exists already."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "key_exists"
 
 
 class ModelNotFound(GatewayError):

@@ -16,7 +16,7 @@ from tokenbridge.asgi import ASGIApp, Receive, Scope, Send
 from tokenbridge.call import get_call
 from tokenbridge.errors import InvalidApiKey, unknown_model
 from tokenbridge.runtime import Runtime
-from tokenbridge.store.keys import get_key_by_hash
+from tokenbridge.store.keys import KeyRecord, get_key_by_hash
 
 _BEARER = b"bearer "
 
@@ -31,6 +31,31 @@ def bearer_token(scope: Scope) -> bytes | None:
     return None
 
 
+async def resolve_key(runtime: Runtime, token: bytes | None) -> KeyRecord:
+    """A bearer token -> its usable key, through the runtime's key cache; 401 invalid_api_key otherwise.
+    (The admin API resolves key holders with it too.)"""
+    if not token:
+        raise InvalidApiKey(
+            "You didn't provide an API key. Send it as 'Authorization: Bearer sk-tb-...'"
+            " (create one with `tokenbridge keys create NAME`)."
+        )
+    key_hash = hashlib.sha256(token).hexdigest()
+    cache = runtime.keys
+    key = cache.get(key_hash)
+    if key is None:
+        seen_at = cache.version
+        key = await get_key_by_hash(runtime.db, key_hash)
+        if key is not None:
+            cache.put(key_hash, key, seen_at=seen_at)
+    if key is None:
+        raise InvalidApiKey("Incorrect API key provided.")
+    if key.status != "active":
+        raise InvalidApiKey("This API key has been revoked.")
+    if not key.usable_at(time.time()):
+        raise InvalidApiKey("This API key has expired.")
+    return key
+
+
 class AuthMiddleware:
     """Writes call.key; refuses with 401 invalid_api_key."""
 
@@ -39,26 +64,7 @@ class AuthMiddleware:
         self.runtime = runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        token = bearer_token(scope)
-        if not token:
-            raise InvalidApiKey(
-                "You didn't provide an API key. Send it as 'Authorization: Bearer sk-tb-...'"
-                " (create one with `tokenbridge keys create NAME`)."
-            )
-        key_hash = hashlib.sha256(token).hexdigest()
-        cache = self.runtime.keys
-        key = cache.get(key_hash)
-        if key is None:
-            seen_at = cache.version
-            key = await get_key_by_hash(self.runtime.db, key_hash)
-            if key is not None:
-                cache.put(key_hash, key, seen_at=seen_at)
-        if key is None:
-            raise InvalidApiKey("Incorrect API key provided.")
-        if key.status != "active":
-            raise InvalidApiKey("This API key has been revoked.")
-        if not key.usable_at(time.time()):
-            raise InvalidApiKey("This API key has expired.")
+        key = await resolve_key(self.runtime, bearer_token(scope))
         call = get_call(scope)
         if call.model and not key.allows(call.model):
             raise unknown_model(call.model)

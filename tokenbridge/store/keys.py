@@ -190,3 +190,29 @@ async def update_key_revoked(db: Database, name: str) -> None:
             raise KeyNotFound(f"no key named {name!r}")
 
     await db.write(change)
+
+
+_EDITABLE = frozenset({"group_name", "expires_at", "rpm", "tpm"})
+
+
+async def update_key_limits(
+    db: Database, name: str, *, columns: dict[str, object], models: tuple[str, ...] | None = None
+) -> None:
+    """Edit what auth and admission read about a key (group, expiry, rate limits; `models` replaces the
+    allowlist). Each of these moves the m003 `key_changes` version, so every process drops its cached copy."""
+    unknown = set(columns) - _EDITABLE
+    if unknown:
+        raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
+
+    def change(conn: sqlite3.Connection) -> None:
+        row = conn.execute("SELECT id FROM api_keys WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise KeyNotFound(f"no key named {name!r}")
+        if columns:
+            assignments = ", ".join(f"{column} = ?" for column in columns)
+            conn.execute(f"UPDATE api_keys SET {assignments} WHERE id = ?", (*columns.values(), row[0]))
+        if models is not None:
+            conn.execute("DELETE FROM api_key_models WHERE key_id = ?", (row[0],))
+            conn.executemany("INSERT INTO api_key_models (key_id, model) VALUES (?, ?)", [(row[0], m) for m in models])
+
+    await db.write(change)

@@ -141,3 +141,14 @@ async def get_ledger_sum(db: Database, key_id: int) -> int:
     async with db.reader.execute("SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE key_id = ?", (key_id,)) as cur:
         row = await cur.fetchone()
     return int(row[0]) if row else 0
+
+
+async def get_key_spending(db: Database, key_id: int) -> tuple[int, int]:
+    """(spent, held): the sum of the key's charges and of its open holds, both nano-USD and >= 0."""
+    sql = (
+        "SELECT (SELECT COALESCE(-SUM(amount), 0) FROM ledger WHERE key_id = :id AND kind = 'charge'),"
+        " (SELECT COALESCE(SUM(amount), 0) FROM holds WHERE key_id = :id)"
+    )
+    async with db.reader.execute(sql, {"id": key_id}) as cur:
+        row = await cur.fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)

@@ -43,15 +43,15 @@ def insert_usage(conn: sqlite3.Connection, row: UsageRow) -> None:
     conn.execute(_INSERT, _VALUES(row))
 
 
-def _filters(key: str | None, model: str | None, since: float | None) -> tuple[str, list[Any]]:
+def _filters(
+    key: str | None, model: str | None, since: float | None, channel: str | None = None
+) -> tuple[str, list[Any]]:
     where: list[str] = []
     params: list[Any] = []
-    if key is not None:
-        where.append("k.name = ?")
-        params.append(key)
-    if model is not None:
-        where.append("u.model = ?")
-        params.append(model)
+    for column, value in (("k.name", key), ("u.model", model), ("u.channel", channel)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
     if since is not None:
         where.append("u.created_at >= ?")
         params.append(since)
@@ -59,29 +59,71 @@ def _filters(key: str | None, model: str | None, since: float | None) -> tuple[s
 
 
 async def list_usage(
-    db: Database, *, key: str | None = None, model: str | None = None, since: float | None = None
+    db: Database,
+    *,
+    key: str | None = None,
+    model: str | None = None,
+    since: float | None = None,
+    channel: str | None = None,
+    limit: int | None = None,
+    newest_first: bool = False,
 ) -> list[dict[str, Any]]:
-    """Rows oldest first, each with the key's name."""
-    where, params = _filters(key, model, since)
-    sql = f"SELECT u.*, k.name AS key FROM usage_events u JOIN api_keys k ON k.id = u.key_id{where} ORDER BY u.rowid"
+    """Rows in the order they were written (a request's row is written when it ends), or newest first;
+    at most `limit` of them; each with the key's name."""
+    where, params = _filters(key, model, since, channel)
+    order = " DESC" if newest_first else ""
+    sql = f"SELECT u.*, k.name AS key FROM usage_events u JOIN api_keys k ON k.id = u.key_id{where}"
+    sql += f" ORDER BY u.rowid{order}"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
     async with db.reader.execute(sql, params) as cur:
         return [dict(row) for row in await cur.fetchall()]
 
 
-_GROUPS = {"model": "u.model", "key": "k.name", "day": "date(u.created_at, 'unixepoch')"}
+_GROUPS = {"model": "u.model", "key": "k.name", "channel": "u.channel", "day": "date(u.created_at, 'unixepoch')"}
+_SUMS = (
+    "COUNT(*) AS requests, SUM(u.prompt_tokens) AS prompt_tokens, SUM(u.completion_tokens) AS completion_tokens,"
+    " SUM(u.cached_tokens) AS cached_tokens, SUM(u.cost) AS cost"
+)
 
 
 async def sum_usage(
-    db: Database, *, by: str, key: str | None = None, model: str | None = None, since: float | None = None
+    db: Database,
+    *,
+    by: str,
+    key: str | None = None,
+    model: str | None = None,
+    since: float | None = None,
+    channel: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Sums of requests, tokens and cost grouped by model, key or UTC day."""
+    """Sums of requests, tokens and cost grouped by model, key, channel or UTC day."""
     group = _GROUPS[by]
-    where, params = _filters(key, model, since)
+    where, params = _filters(key, model, since, channel)
     sql = (
-        f"SELECT {group} AS {by}, COUNT(*) AS requests, SUM(u.prompt_tokens) AS prompt_tokens,"
-        " SUM(u.completion_tokens) AS completion_tokens, SUM(u.cached_tokens) AS cached_tokens,"
-        f" SUM(u.cost) AS cost FROM usage_events u JOIN api_keys k ON k.id = u.key_id{where}"
+        f"SELECT {group} AS {by}, {_SUMS} FROM usage_events u JOIN api_keys k ON k.id = u.key_id{where}"
         f" GROUP BY {group} ORDER BY {group}"
     )
     async with db.reader.execute(sql, params) as cur:
+        return [dict(row) for row in await cur.fetchall()]
+
+
+async def sum_usage_series(
+    db: Database,
+    *,
+    bucket_s: int,
+    by: str,
+    since: float,
+    key: str | None = None,
+    model: str | None = None,
+    channel: str | None = None,
+) -> list[dict[str, Any]]:
+    """Sums per time bucket (`t`: the bucket's start, unix s, buckets aligned to UTC) and model or key."""
+    group = _GROUPS[by]
+    where, params = _filters(key, model, since, channel)
+    sql = (
+        f"SELECT CAST(u.created_at / ? AS INTEGER) * ? AS t, {group} AS {by}, {_SUMS}"
+        f" FROM usage_events u JOIN api_keys k ON k.id = u.key_id{where} GROUP BY t, {group} ORDER BY t, {group}"
+    )
+    async with db.reader.execute(sql, [bucket_s, bucket_s, *params]) as cur:
         return [dict(row) for row in await cur.fetchall()]

@@ -1,0 +1,139 @@
+"""Reading admin request bodies and query strings: every mistake is a 400 `invalid_request_error`
+whose `param` names the field, never a 500. Values never echo secrets (none are taken here)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from tokenbridge.errors import InvalidRequest
+from tokenbridge.money import to_nano
+from tokenbridge.report import parse_duration
+from tokenbridge.settings import Settings
+
+# Names go into URLs (/admin/keys/{name}): keep them to characters that need no escaping.
+KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+MAX_NOTE_CHARS = 500
+MAX_USAGE_ROWS = 1000
+
+
+def json_object(raw: bytes, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """The body as a JSON object holding only `allowed` fields."""
+    try:
+        body = orjson.loads(raw or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest("The body is not valid JSON.") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequest("The body must be a JSON object.")
+    for field in body:
+        if field not in allowed:
+            raise InvalidRequest(f"Unknown field '{field}'; expected any of: {', '.join(allowed)}.", param=field)
+    return body
+
+
+def usd(value: Any, field: str) -> int:
+    """USD as a string ("2.50") or a number -> nano-USD, exactly."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise InvalidRequest(f"'{field}' must be an amount in USD, like \"2.50\".", param=field)
+    try:
+        return to_nano(value)
+    except ValueError as exc:
+        raise InvalidRequest(f"'{field}' is not a usable amount in USD: {exc}.", param=field) from exc
+
+
+def key_name(value: Any) -> str:
+    if not isinstance(value, str) or not KEY_NAME.fullmatch(value):
+        raise InvalidRequest(
+            "'name' must be 1 to 64 letters, digits or ._@- characters, starting with a letter or digit.",
+            param="name",
+        )
+    return value
+
+
+def note(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_NOTE_CHARS:
+        raise InvalidRequest(f"'note' must be a string of at most {MAX_NOTE_CHARS} characters.", param="note")
+    return value
+
+
+def per_minute(value: Any, field: str) -> int | None:
+    """An rpm/tpm limit: a positive integer, or null for none."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidRequest(f"'{field}' must be a positive integer or null.", param=field)
+    return value
+
+
+def group(value: Any, settings: Settings) -> str:
+    if not isinstance(value, str) or value not in settings.groups:
+        raise InvalidRequest(
+            f"Unknown group '{value}'; the config has: {', '.join(sorted(settings.groups))}.", param="group"
+        )
+    return value
+
+
+def models(value: Any, settings: Settings) -> tuple[str, ...]:
+    """A model allowlist ([] = every model); each must be served by some channel."""
+    if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+        raise InvalidRequest("'models' must be a list of model names ([] allows every model).", param="models")
+    for model in value:
+        if model not in settings.routes:
+            raise InvalidRequest(f"No channel serves the model '{model}'.", param="models")
+    return tuple(dict.fromkeys(value))
+
+
+def expires_in(value: Any) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest("'expires_in' must be a duration like \"30d\", or null for never.", param="expires_in")
+    try:
+        return time.time() + parse_duration(value)
+    except ValueError as exc:
+        raise InvalidRequest(f"'expires_in': {exc}.", param="expires_in") from exc
+
+
+def expires_at(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise InvalidRequest("'expires_at' must be a unix time in seconds, or null for never.", param="expires_at")
+    return float(value)
+
+
+# --- query strings --------------------------------------------------------------------------------
+
+
+def choice(query: Mapping[str, str], field: str, options: tuple[str, ...], default: str) -> str:
+    value = query.get(field, default)
+    if value not in options:
+        raise InvalidRequest(f"'{field}' must be one of: {', '.join(options)}.", param=field)
+    return value
+
+
+def since(query: Mapping[str, str], default_s: float | None) -> float | None:
+    """`since`: unix seconds, or a duration back from now ("24h"); absent: `default_s` back (None: all)."""
+    value = query.get("since")
+    now = time.time()
+    if value is None:
+        return None if default_s is None else now - default_s
+    try:
+        return float(value) if re.fullmatch(r"\d+(\.\d+)?", value) else now - parse_duration(value)
+    except ValueError as exc:
+        raise InvalidRequest(f"'since' must be unix seconds or a duration like 24h: {exc}.", param="since") from exc
+
+
+def limit(query: Mapping[str, str], default: int = 100) -> int:
+    value = query.get("limit")
+    if value is None:
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= MAX_USAGE_ROWS:
+        raise InvalidRequest(f"'limit' must be an integer from 1 to {MAX_USAGE_ROWS}.", param="limit")
+    return int(value)

@@ -1,0 +1,91 @@
+"""What keys and usage look like to people and programs: the JSON objects and CSV the CLI (`--json`,
+`--csv`) and the admin API both show, made in one place so the two always agree on every figure.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from tokenbridge.money import format_usd
+from tokenbridge.store.keys import KeyRecord
+
+_DURATION = re.compile(r"(\d+)([smhd])")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+# A usage row's fields, in order (`usage --json`, `GET /admin/usage`, and the admin API's CSV).
+USAGE_FIELDS = (
+    "request_id", "time", "created_at", "key", "route", "model", "channel", "upstream_model", "status", "stream",
+    "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "cost_nano_usd", "usage_source",
+    "end_reason", "attempts", "latency_ms", "ttfb_ms", "error",
+)  # fmt: skip
+SUM_FIELDS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "cost_nano_usd")
+
+
+def parse_duration(text: str) -> float:
+    """ "90s", "15m", "24h", "30d" -> seconds; ValueError says how to write one."""
+    match = _DURATION.fullmatch(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a duration: use a number and a unit, like 90s, 15m, 24h or 30d")
+    return int(match[1]) * _SECONDS[match[2]]
+
+
+def iso_time(unix_s: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix_s))
+
+
+def key_status(key: KeyRecord, now: float) -> str:
+    """active | revoked | expired (an active key past its expiry)."""
+    return key.status if key.usable_at(now) or key.status != "active" else "expired"
+
+
+def key_json(key: KeyRecord) -> dict[str, Any]:
+    """A key as shown: never its secret (only its first characters, `prefix`)."""
+    return {
+        "name": key.name,
+        "prefix": key.prefix,
+        "group": key.group,
+        "balance_usd": format_usd(key.balance),
+        "balance_nano_usd": key.balance,
+        "status": key_status(key, time.time()),
+        "expires_at": key.expires_at,
+        "models": sorted(key.models),
+        "rpm": key.rpm,
+        "tpm": key.tpm,
+        "created_at": key.created_at,
+    }
+
+
+def with_cost(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A store row's integer `cost` as `cost_usd` (exact string) and `cost_nano_usd` (int)."""
+    out = {k: v for k, v in row.items() if k != "cost"}
+    out["cost_usd"] = format_usd(row["cost"] or 0)
+    out["cost_nano_usd"] = row["cost"] or 0
+    return out
+
+
+def usage_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored usage row (with its key's name) as shown: USAGE_FIELDS, in that order."""
+    shown = with_cost(row)
+    shown["time"] = iso_time(row["created_at"])
+    shown["stream"] = bool(row["stream"])
+    return {f: shown[f] for f in USAGE_FIELDS}
+
+
+def sum_json(row: Mapping[str, Any], by: str) -> dict[str, Any]:
+    """A sum row (requests, tokens, cost) grouped `by` a column, as shown."""
+    shown = with_cost(row)
+    return {by: shown[by], **{f: shown.get(f) or 0 for f in SUM_FIELDS}}
+
+
+def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """Rows as CSV with a header line; columns not in `columns` are left out."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
