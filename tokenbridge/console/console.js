@@ -99,6 +99,7 @@
   // ---- Formatting -------------------------------------------------------------------------------
 
   const int = (n) => (n === null || n === undefined ? "–" : Number(n).toLocaleString("en-US"));
+  const ms = (n) => Number(n).toFixed(n < 10 ? 1 : 0) + " ms";
   const usd = (text) => (text === null || text === undefined ? "–" : "$" + text);
 
   // Exact nano-USD (BigInt) -> "1.50", "0.000012345", as the server's format_usd writes it.
@@ -327,7 +328,7 @@
       el("td", { class: "num" }, int(r.prompt_tokens)),
       el("td", { class: "num" }, int(r.completion_tokens)),
       el("td", { class: "num", "data-testid": "usage-cost" }, usd(r.cost_usd)),
-      el("td", { class: "num" }, r.latency_ms === null || r.latency_ms === undefined ? "–" : int(r.latency_ms) + " ms"),
+      el("td", { class: "num" }, r.latency_ms === null || r.latency_ms === undefined ? "–" : ms(r.latency_ms)),
       el("td", {}, r.end_reason + (r.usage_source === "estimated" ? " (est.)" : "")),
     )));
     $("usage-empty").hidden = rows.length > 0;
@@ -381,8 +382,7 @@
 
   // Stacked bars: one column per time bucket, one segment per series; an empty chart says so.
   function drawStacked(box, { data, by, slots, names, step, value, label }) {
-    const W = 640, H = 240, left = 64, right = 10, top = 12, bottom = 26;
-    const plotW = W - left - right, plotH = H - top - bottom;
+    const W = 640, H = 240, right = 28, top = 12, bottom = 26;
     const cells = new Map(); // "t|name" -> value
     const stacks = new Map(); // t -> stacked total
     for (const point of data) {
@@ -391,11 +391,14 @@
       stacks.set(point.t, (stacks.get(point.t) || 0) + v);
     }
     const max = niceMax(Math.max(0, ...stacks.values()));
+    const ticks = [0, 0.25, 0.5, 0.75, 1].map((fraction) => [fraction, max ? label(max * fraction) : ""]);
+    const left = 14 + 6 * Math.max(...ticks.map(([, text]) => text.length)); // room for the widest y label
+    const plotW = W - left - right, plotH = H - top - bottom;
     const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": box.id });
-    for (const fraction of [0, 0.25, 0.5, 0.75, 1]) {
+    for (const [fraction, text] of ticks) {
       const y = top + plotH - fraction * plotH;
       chart.append(svg("line", { class: "grid-line", x1: left, x2: W - right, y1: y, y2: y }));
-      chart.append(svg("text", { class: "axis-label", x: left - 6, y: y + 3, "text-anchor": "end" }, max ? label(max * fraction) : ""));
+      chart.append(svg("text", { class: "axis-label", x: left - 6, y: y + 3, "text-anchor": "end" }, text));
     }
     const slotW = plotW / Math.max(slots.length, 1);
     const barW = Math.max(2, Math.min(36, slotW * 0.7));
