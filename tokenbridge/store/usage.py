@@ -44,7 +44,7 @@ def insert_usage(conn: sqlite3.Connection, row: UsageRow) -> None:
 
 
 def _filters(
-    key: str | None, model: str | None, since: float | None, channel: str | None = None
+    key: str | None, model: str | None, since: float | None, channel: str | None = None, until: float | None = None
 ) -> tuple[str, list[Any]]:
     where: list[str] = []
     params: list[Any] = []
@@ -55,6 +55,9 @@ def _filters(
     if since is not None:
         where.append("u.created_at >= ?")
         params.append(since)
+    if until is not None:
+        where.append("u.created_at < ?")
+        params.append(until)
     return (" WHERE " + " AND ".join(where) if where else ""), params
 
 
@@ -114,13 +117,15 @@ async def sum_usage_series(
     bucket_s: int,
     by: str,
     since: float,
+    until: float | None = None,
     key: str | None = None,
     model: str | None = None,
     channel: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Sums per time bucket (`t`: the bucket's start, unix s, buckets aligned to UTC) and model or key."""
+    """Sums per time bucket (`t`: the bucket's start, unix s, buckets aligned to UTC) and model or key,
+    of the rows from `since` to before `until`."""
     group = _GROUPS[by]
-    where, params = _filters(key, model, since, channel)
+    where, params = _filters(key, model, since, channel, until)
     sql = (
         f"SELECT CAST(u.created_at / ? AS INTEGER) * ? AS t, {group} AS {by}, {_SUMS}"
         f" FROM usage_events u JOIN api_keys k ON k.id = u.key_id{where} GROUP BY t, {group} ORDER BY t, {group}"
