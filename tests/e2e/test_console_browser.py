@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,7 @@ def test_admin_creates_credits_plays_and_sees_usage(page: Any, console_site: Con
     page.screenshot(path=shots / "01-signin.png")
     sign_in(page, ADMIN_TOKEN)
     expect(page.get_by_test_id("role")).to_have_text("admin")
+    expect(page.get_by_test_id("me-tiles")).to_be_hidden()
 
     # Keys: create one; its secret is shown once, in the reveal box.
     page.get_by_test_id("create-name").fill("alice")
@@ -196,6 +198,12 @@ def test_key_holder_sees_only_its_own_key(page: Any, console_site: ConsoleSite, 
     expect(page.get_by_test_id("role")).to_have_text("key bob")
     expect(page.get_by_test_id("key-row")).to_have_count(1)
     expect(page.locator('[data-testid="key-row"][data-key="bob"]')).to_be_visible()
+    balance = page.get_by_test_id("key-balance").inner_text()
+    spent = page.get_by_test_id("me-spent")
+    expect(spent).to_have_text(re.compile(r"^\$0\.\d+$"))
+    expect(page.get_by_test_id("me-balance")).to_have_text(balance)
+    assert Decimal(balance.strip("$")) + Decimal((spent.text_content() or "").strip("$")) == Decimal(2)  # exact
+    expect(page.get_by_test_id("me-tiles")).to_be_visible()
     for hidden in ("create-form", "tab-channels", "credit-submit", "revoke", "filter-key", "by-key"):
         expect(page.get_by_test_id(hidden)).to_be_hidden()
     page.screenshot(path=shots / "07-holder-keys.png", full_page=True)

@@ -195,9 +195,14 @@
   // ---- Keys -------------------------------------------------------------------------------------
 
   async function loadKeys() {
-    const list = await api("/admin/keys");
+    const [list, me] = await Promise.all([api("/admin/keys"), state.role === "holder" ? api("/v1/me") : null]);
     state.keys = list.data;
     renderKeys();
+    if (me) { // a holder's own figures, from the self-service route
+      $("me-balance").textContent = usd(me.balance_usd);
+      $("me-spent").textContent = usd(me.spent_usd);
+      $("me-held").textContent = usd(me.held_usd);
+    }
   }
 
   function renderKeys() {
