@@ -132,9 +132,17 @@ class Gateway:
     def usage(self, key: str) -> list[dict[str, Any]]:
         return list(self.db_run(lambda db: list_usage(db, key=key)))
 
-    def api(self, method: str, path: str, *, token: str | None = ADMIN_TOKEN, **kwargs: Any) -> httpx.Response:
+    def api(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = ADMIN_TOKEN,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
         """One call to the gateway's own HTTP API (admin or self-service) with `token` as the bearer."""
-        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        headers = {**(headers or {}), **({"Authorization": f"Bearer {token}"} if token is not None else {})}
         return httpx.request(method, self.url + path, headers=headers, timeout=20, **kwargs)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:

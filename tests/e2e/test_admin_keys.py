@@ -1,31 +1,211 @@
-"""The admin API's keys, credits and channels (/admin/*), end to end: httpx against the real gateway."""
+"""The admin API's auth, keys and credits (/admin/me, /admin/keys*), end to end: httpx against the
+real gateway, the openai SDK where an OpenAI route shows the effect of an admin write."""
 
 from __future__ import annotations
+
+import time
 
 import openai
 import pytest
 
 from tests.conftest import ADMIN_TOKEN, Gateway
+from tests.e2e.test_chat import expected_cost
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
+# Every admin route that needs a token, with a body a write would take.
+ROUTES = [
+    ("GET", "/admin/me", None),
+    ("GET", "/admin/keys", None),
+    ("POST", "/admin/keys", {"name": "never-made"}),
+    ("GET", "/admin/keys/default", None),
+    ("PATCH", "/admin/keys/default", {"rpm": 5}),
+    ("POST", "/admin/keys/default/revoke", None),
+    ("POST", "/admin/keys/default/credit", {"amount_usd": "1"}),
+    ("GET", "/admin/usage", None),
+    ("GET", "/admin/usage/summary", None),
+    ("GET", "/admin/usage/series", None),
+    ("GET", "/admin/channels", None),
+]
 
-def test_admin_me_says_admin_for_the_admin_token(admin_gateway: Gateway) -> None:
-    answer = admin_gateway.api("GET", "/admin/me")
-    assert answer.status_code == 200 and answer.json() == {"role": "admin"}
+
+def create(gateway: Gateway, name: str, **fields: object) -> str:
+    answer = gateway.api("POST", "/admin/keys", json={"name": name, **fields})
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["key"])
 
 
-def test_admin_create_credit_revoke_round_trip(admin_gateway: Gateway) -> None:
-    created = admin_gateway.api("POST", "/admin/keys", json={"name": "adm-round", "credit_usd": "2.5"})
-    assert created.status_code == 201, created.text
-    secret = created.json()["key"]
-    assert created.json()["balance_nano_usd"] == 2_500_000_000
-    credit = admin_gateway.api("POST", "/admin/keys/adm-round/credit", json={"amount_usd": 1})
-    assert credit.json()["balance_usd"] == "3.50"
+def error_of(answer: object) -> tuple[int, str, str | None]:
+    assert hasattr(answer, "json") and hasattr(answer, "status_code")
+    error = answer.json()["error"]
+    return answer.status_code, error["code"], error["param"]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ROUTES)
+def test_admin_route_refuses_missing_wrong_and_revoked_tokens(
+    admin_gateway: Gateway, method: str, path: str, body: object
+) -> None:
+    revoked = admin_gateway.create_key(f"revoked-{method}-{path.replace('/', '-')}")
+    admin_gateway.api("POST", f"/admin/keys/revoked-{method}-{path.replace('/', '-')}/revoke")
+    for token in (None, ADMIN_TOKEN + "x", "sk-tb-" + "x" * 40, revoked):
+        answer = admin_gateway.api(method, path, token=token, json=body)
+        assert error_of(answer)[:2] == (401, "invalid_api_key"), (token, answer.text)
+        assert ADMIN_TOKEN not in answer.text and revoked not in answer.text
+
+
+def test_me_says_admin_or_holder_with_its_key(admin_gateway: Gateway) -> None:
+    assert admin_gateway.api("GET", "/admin/me").json() == {"role": "admin"}
+    secret = create(admin_gateway, "me-holder", credit_usd="0.5")
+    me = admin_gateway.api("GET", "/admin/me", token=secret).json()
+    assert me["role"] == "holder" and me["key"]["name"] == "me-holder" and me["key"]["balance_usd"] == "0.50"
+
+
+def test_create_answers_the_secret_once_and_the_key_works_at_once(admin_gateway: Gateway) -> None:
+    answer = admin_gateway.api(
+        "POST",
+        "/admin/keys",
+        json={"name": "made", "credit_usd": 2.5, "group": "gold", "models": ["echo-1"], "rpm": 7, "expires_in": "30d"},
+    )
+    assert answer.status_code == 201 and answer.headers["cache-control"] == "no-store"
+    made = answer.json()
+    secret = made.pop("key")
+    assert secret.startswith("sk-tb-") and made["prefix"] == secret[:12]
+    assert made["balance_nano_usd"] == 2_500_000_000 and made["group"] == "gold" and made["models"] == ["echo-1"]
+    assert made["rpm"] == 7 and made["tpm"] is None and made["status"] == "active"
+    assert 29 * 86400 < made["expires_at"] - time.time() <= 30 * 86400 and made["created_at"] <= time.time()
+    assert admin_gateway.client(secret).chat.completions.create(model="echo-1", messages=MESSAGES).choices
+    listed = admin_gateway.api("GET", "/admin/keys")
+    [row] = [k for k in listed.json()["data"] if k["name"] == "made"]
+    assert row == admin_gateway.api("GET", "/admin/keys/made").json()
+    assert row["balance_nano_usd"] == admin_gateway.balance("made") < made["balance_nano_usd"]  # the echo was billed
+    drop = ("balance_usd", "balance_nano_usd")
+    assert {k: v for k, v in row.items() if k not in drop} == {k: v for k, v in made.items() if k not in drop}
+    assert secret not in listed.text
+
+
+def test_create_refuses_bad_bodies_naming_the_field(admin_gateway: Gateway) -> None:
+    cases = [
+        ({}, "name"),
+        ({"name": "has space"}, "name"),
+        ({"name": 5}, "name"),
+        ({"name": "ok-1", "credit_usd": "lots"}, "credit_usd"),
+        ({"name": "ok-1", "credit_usd": "0.0000000001"}, "credit_usd"),
+        ({"name": "ok-1", "credit_usd": "-1"}, "credit_usd"),
+        ({"name": "ok-1", "credit_usd": True}, "credit_usd"),
+        ({"name": "ok-1", "group": "platinum"}, "group"),
+        ({"name": "ok-1", "models": ["gpt-9"]}, "models"),
+        ({"name": "ok-1", "models": "echo-1"}, "models"),
+        ({"name": "ok-1", "expires_in": "soon"}, "expires_in"),
+        ({"name": "ok-1", "rpm": 0}, "rpm"),
+        ({"name": "ok-1", "tpm": "10"}, "tpm"),
+        ({"name": "ok-1", "colour": "blue"}, "colour"),
+    ]
+    for body, param in cases:
+        answer = admin_gateway.api("POST", "/admin/keys", json=body)
+        assert error_of(answer) == (400, "invalid_request_error", param), (body, answer.text)
+    for raw in (b"{not json", b"[1, 2]", b'"name"'):
+        answer = admin_gateway.api("POST", "/admin/keys", content=raw, headers={"content-type": "application/json"})
+        assert answer.status_code == 400 and answer.json()["error"]["type"] == "invalid_request_error", raw
+    assert "ok-1" not in admin_gateway.api("GET", "/admin/keys").text
+
+
+def test_create_with_a_taken_name_is_409_key_exists(admin_gateway: Gateway) -> None:
+    create(admin_gateway, "twice")
+    assert error_of(admin_gateway.api("POST", "/admin/keys", json={"name": "twice"})) == (409, "key_exists", "name")
+
+
+def test_unknown_key_is_404_key_not_found_on_every_key_route(admin_gateway: Gateway) -> None:
+    for method, path, body in [
+        ("GET", "/admin/keys/nobody", None),
+        ("PATCH", "/admin/keys/nobody", {"rpm": 1}),
+        ("POST", "/admin/keys/nobody/revoke", None),
+        ("POST", "/admin/keys/nobody/credit", {"amount_usd": "1"}),
+    ]:
+        assert error_of(admin_gateway.api(method, path, json=body))[:2] == (404, "key_not_found"), (method, path)
+
+
+def test_patch_edits_limits_and_the_next_request_obeys_them(admin_gateway: Gateway) -> None:
+    secret = create(admin_gateway, "edited", credit_usd="1")
     client = admin_gateway.client(secret)
-    assert client.chat.completions.create(model="echo-1", messages=MESSAGES).choices
-    revoked = admin_gateway.api("POST", "/admin/keys/adm-round/revoke")
-    assert revoked.json()["status"] == "revoked"
+    assert client.chat.completions.create(model="fake-ok", messages=MESSAGES).choices
+    edited = admin_gateway.api("PATCH", "/admin/keys/edited", json={"models": ["echo-1"], "group": "gold", "tpm": 99})
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["models"] == ["echo-1"] and edited.json()["group"] == "gold" and edited.json()["tpm"] == 99
+    with pytest.raises(openai.NotFoundError) as info:
+        client.chat.completions.create(model="fake-ok", messages=MESSAGES)
+    assert info.value.code == "model_not_found"
+    cleared = admin_gateway.api("PATCH", "/admin/keys/edited", json={"models": [], "tpm": None}).json()
+    assert cleared["models"] == [] and cleared["tpm"] is None and cleared["group"] == "gold"
+    assert client.chat.completions.create(model="fake-ok", messages=MESSAGES).choices
+    past = admin_gateway.api("PATCH", "/admin/keys/edited", json={"expires_at": time.time() - 1}).json()
+    assert past["status"] == "expired"
     with pytest.raises(openai.AuthenticationError):
         client.chat.completions.create(model="echo-1", messages=MESSAGES)
-    assert ADMIN_TOKEN not in revoked.text
+    assert admin_gateway.api("PATCH", "/admin/keys/edited", json={"expires_at": None}).json()["status"] == "active"
+    assert client.chat.completions.create(model="echo-1", messages=MESSAGES).choices
+    for body, param in [({"rpm": -1}, "rpm"), ({"group": "x"}, "group"), ({"expires_at": "never"}, "expires_at"),
+                        ({"name": "renamed"}, "name")]:  # fmt: skip
+        assert error_of(admin_gateway.api("PATCH", "/admin/keys/edited", json=body)) == (
+            400,
+            "invalid_request_error",
+            param,
+        )
+
+
+def test_revoke_refuses_the_very_next_request(admin_gateway: Gateway) -> None:
+    secret = create(admin_gateway, "revoked-now", credit_usd="1")
+    client = admin_gateway.client(secret)
+    assert client.chat.completions.create(model="echo-1", messages=MESSAGES).choices  # now cached by auth
+    revoked = admin_gateway.api("POST", "/admin/keys/revoked-now/revoke")
+    assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
+    with pytest.raises(openai.AuthenticationError) as info:
+        client.chat.completions.create(model="echo-1", messages=MESSAGES)
+    assert info.value.code == "invalid_api_key"
+    assert admin_gateway.api("GET", "/admin/me", token=secret).status_code == 401
+
+
+def test_credit_tops_up_corrects_and_unblocks_a_broke_key_at_once(admin_gateway: Gateway) -> None:
+    secret = create(admin_gateway, "topped")
+    client = admin_gateway.client(secret)
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="fake-ok", messages=MESSAGES)
+    credited = admin_gateway.api("POST", "/admin/keys/topped/credit", json={"amount_usd": "0.25", "note": "welcome"})
+    assert credited.json() == {
+        "name": "topped",
+        "amount_usd": "0.25",
+        "amount_nano_usd": 250_000_000,
+        "balance_usd": "0.25",
+        "balance_nano_usd": 250_000_000,
+    }
+    assert client.chat.completions.create(model="fake-ok", messages=MESSAGES).choices
+    corrected = admin_gateway.api("POST", "/admin/keys/topped/credit", json={"amount_usd": -0.05}).json()
+    assert corrected["amount_nano_usd"] == -50_000_000
+    assert corrected["balance_nano_usd"] == 200_000_000 - expected_cost(12, 3) == admin_gateway.ledger_sum("topped")
+    for body, param in [({}, "amount_usd"), ({"amount_usd": "0"}, "amount_usd"), ({"amount_usd": [1]}, "amount_usd"),
+                        ({"amount_usd": "1", "note": 7}, "note")]:  # fmt: skip
+        answer = admin_gateway.api("POST", "/admin/keys/topped/credit", json=body)
+        assert error_of(answer) == (400, "invalid_request_error", param), body
+
+
+def test_holder_reads_only_its_own_key_and_cannot_write(admin_gateway: Gateway) -> None:
+    mine = create(admin_gateway, "holder-mine", credit_usd="1")
+    create(admin_gateway, "holder-other")
+    listed = admin_gateway.api("GET", "/admin/keys", token=mine).json()["data"]
+    assert [k["name"] for k in listed] == ["holder-mine"]
+    assert admin_gateway.api("GET", "/admin/keys/holder-mine", token=mine).json()["name"] == "holder-mine"
+    other = admin_gateway.api("GET", "/admin/keys/holder-other", token=mine)
+    missing = admin_gateway.api("GET", "/admin/keys/holder-nobody", token=mine)
+    assert error_of(other) == error_of(missing) == (404, "key_not_found", "name")
+    hidden = other.json()["error"]["message"].replace("holder-other", "?")
+    assert hidden == missing.json()["error"]["message"].replace("holder-nobody", "?")  # nothing tells them apart
+    for method, path, body in ROUTES:
+        if method == "GET" and path != "/admin/channels":
+            continue
+        for target in ("holder-mine", "holder-other"):
+            answer = admin_gateway.api(method, path.replace("default", target), token=mine, json=body)
+            assert error_of(answer)[:2] == (403, "permission_denied"), (method, path, answer.text)
+            assert answer.json()["error"]["type"] == "permission_error"
+    assert (
+        admin_gateway.balance("holder-mine") == 1_000_000_000
+        and "never-made" not in admin_gateway.api("GET", "/admin/keys").text
+    )

@@ -8,7 +8,8 @@ change is pushed into this process's key cache at once, so a revoke refuses the 
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import Request
@@ -37,6 +38,7 @@ from tokenbridge.store.keys import (
 from tokenbridge.store.ledger import insert_credit
 from tokenbridge.store.usage import list_usage, sum_usage, sum_usage_series
 
+T = TypeVar("T")
 HOUR_S, DAY_S = 3600, 86400
 SERIES_BUCKETS = {"hour": (HOUR_S, DAY_S), "day": (DAY_S, 30 * DAY_S)}  # bucket -> (seconds, default look-back)
 CREATE_FIELDS = ("name", "credit_usd", "group", "models", "expires_in", "rpm", "tpm")
@@ -99,6 +101,13 @@ class AdminAPI:
         if key is None:
             raise unknown_key(name)
         return key
+
+    async def on_key(self, name: str, change: Awaitable[T]) -> T:
+        """A store change to the key `name`: no such key is a 404 `key_not_found`."""
+        try:
+            return await change
+        except KeyNotFound as exc:
+            raise unknown_key(name) from exc
 
     async def keys_changed(self) -> None:
         """Make this process see a key change now, not at the cache's next poll."""
@@ -167,20 +176,14 @@ class AdminAPI:
             if field in body:
                 columns[field] = params.per_minute(body[field], field)
         models = params.models(body["models"], settings) if "models" in body else None
-        try:
-            await update_key_limits(self.runtime.db, name, columns=columns, models=models)
-        except KeyNotFound as exc:
-            raise unknown_key(name) from exc
+        await self.on_key(name, update_key_limits(self.runtime.db, name, columns=columns, models=models))
         await self.keys_changed()
         return json_response(key_json(await self.key(name)))
 
     async def revoke_key(self, request: Request) -> Response:
         await self.caller(request, write=True)
         name = request.path_params["name"]
-        try:
-            await update_key_revoked(self.runtime.db, name)
-        except KeyNotFound as exc:
-            raise unknown_key(name) from exc
+        await self.on_key(name, update_key_revoked(self.runtime.db, name))
         await self.keys_changed()
         return json_response(key_json(await self.key(name)))
 
@@ -193,10 +196,9 @@ class AdminAPI:
         amount = params.usd(body["amount_usd"], "amount_usd")
         if amount == 0:
             raise InvalidRequest("'amount_usd' must not be zero.", param="amount_usd")
-        try:
-            balance = await insert_credit(self.runtime.db, name, amount, note=params.note(body.get("note")))
-        except KeyNotFound as exc:
-            raise unknown_key(name) from exc
+        balance: int = await self.on_key(
+            name, insert_credit(self.runtime.db, name, amount, note=params.note(body.get("note")))
+        )
         return json_response({
             "name": name,
             "amount_usd": format_usd(amount),
@@ -258,8 +260,8 @@ class AdminAPI:
     # --- channels ----------------------------------------------------------------------------------
 
     async def channels(self, request: Request) -> Response:
-        """Channels as configured, with each model's circuit as the breakers last recorded it (shared by
-        every worker through the database, like `tokenbridge channels check`)."""
+        """Channels as configured, each model's circuit as this process's breakers see it now, or as the
+        database last recorded it (every worker writes there, as `tokenbridge channels check` reads it)."""
         (await self.caller(request)).require_admin()
         health = {(h["channel"], h["model"]): h for h in await list_channel_health(self.runtime.db)}
         now = time.time()
@@ -267,11 +269,17 @@ class AdminAPI:
         for channel in self.runtime.settings.channels:
             circuits = []
             for model in channel.models:
-                h = health.get((channel.name, model))
-                state = h["state"] if h else "closed"
-                retry = max(0.0, h["changed_at"] + h["retry_in_s"] - now) if h and state == "open" else 0.0
-                reason = h["reason"] if h and state != "closed" else ""
-                circuits.append({"model": model, "state": state, "reason": reason, "retry_in_s": round(retry, 3)})
+                stored = health.get((channel.name, model))
+                state = self.runtime.breakers.state(channel.name, model)
+                if state == "closed" and stored:
+                    state = stored["state"]
+                reason, retry = "", 0.0
+                if stored is not None and stored["state"] == state != "closed":
+                    reason = stored["reason"]
+                    retry = stored["changed_at"] + stored["retry_in_s"] - now if state == "open" else 0.0
+                circuits.append(
+                    {"model": model, "state": state, "reason": reason, "retry_in_s": round(max(0, retry), 3)}
+                )
             data.append({
                 "name": channel.name,
                 "kind": channel.kind,
