@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from tokenbridge.admin import admin_routes
 from tokenbridge.asgi import ASGIApp
+from tokenbridge.console import console_routes
 from tokenbridge.endpoints import ModelsEndpoint, healthz, http_exception, readyz
 from tokenbridge.runtime import Runtime
 from tokenbridge.settings import Settings, load_settings
@@ -78,6 +79,7 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz(runtime), methods=["GET"]),
         *admin_routes(runtime),  # /admin/*, /v1/me, /v1/dashboard/billing/* (tokenbridge/admin/)
+        *console_routes(),  # the web console: static files calling the admin API
     ]
     app = Starlette(
         routes=routes,
