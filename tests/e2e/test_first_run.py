@@ -27,9 +27,9 @@ STARTUP_LINES = 200
 class Served:
     """A `tokenbridge serve` process whose output lines are read as they come."""
 
-    def __init__(self, config: Path, port: int) -> None:
+    def __init__(self, config: Path, port: int, *options: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tokenbridge", "serve", "--config", str(config), "--port", str(port)],
+            [sys.executable, "-m", "tokenbridge", "serve", "--config", str(config), "--port", str(port), *options],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
