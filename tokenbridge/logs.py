@@ -44,8 +44,10 @@ class AccessLine:
 def logfmt_value(value: Any) -> str:
     if value is None:
         return "-"
-    if isinstance(value, bool):
+    if value is True or value is False:
         return "true" if value else "false"
+    if type(value) is int or type(value) is float:
+        return str(value)  # bare by construction: no regex for most fields of a line
     text = str(value)[:MAX_VALUE_CHARS]
     return text if _BARE.fullmatch(text) else orjson.dumps(text).decode()
 
