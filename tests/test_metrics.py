@@ -7,6 +7,8 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -55,13 +57,20 @@ def config_for(upstream_url: str) -> str:
     return CONFIG.replace("HOST", upstream_url.removeprefix("http://"))
 
 
-@pytest.fixture(scope="module")
-def metered(upstream: tuple[FakeUpstream, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+@contextmanager
+def gateway_in(directory: Path, upstream: tuple[FakeUpstream, str]) -> Iterator[Gateway]:
+    """The gateway on CONFIG, served in-process on loopback."""
     fake, url = upstream
-    config = tmp_path_factory.mktemp("metrics") / "config.toml"
+    config = directory / "config.toml"
     config.write_text(config_for(url))
     with serve_in_thread(create_app(load_settings(config))) as gateway_url:
         yield Gateway(gateway_url, config, fake)
+
+
+@pytest.fixture(scope="module")
+def metered(upstream: tuple[FakeUpstream, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    with gateway_in(tmp_path_factory.mktemp("metrics"), upstream) as gateway:
+        yield gateway
 
 
 def scrape(url: str, request_id: str | None = None) -> Samples:

@@ -14,12 +14,9 @@ import orjson
 import pytest
 
 from tests.conftest import FakeUpstream, Gateway
-from tests.fakes.server import serve_in_thread
-from tests.test_metrics import CHAT, chat, config_for
-from tokenbridge.app import create_app
+from tests.test_metrics import CHAT, chat, gateway_in
 from tokenbridge.logs import TEXT_FORMAT, AccessLine, JsonFormatter, logfmt_value
 from tokenbridge.money import format_usd
-from tokenbridge.settings import load_settings
 
 ACCESS = "tokenbridge.access"
 FIELDS = [
@@ -32,11 +29,8 @@ _LOGFMT = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
 
 @pytest.fixture(scope="module")
 def observed(upstream: tuple[FakeUpstream, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    fake, url = upstream
-    config = tmp_path_factory.mktemp("observe") / "config.toml"
-    config.write_text(config_for(url))
-    with serve_in_thread(create_app(load_settings(config))) as gateway_url:
-        yield Gateway(gateway_url, config, fake)
+    with gateway_in(tmp_path_factory.mktemp("observe"), upstream) as gateway:
+        yield gateway
 
 
 def parse_logfmt(text: str) -> dict[str, Any]:
