@@ -7,16 +7,29 @@ import re
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
 
 from tests.conftest import FakeUpstream, Gateway
+from tests.fakes.server import serve_in_thread
 from tests.test_metrics import CHAT, chat, gateway_in
 from tokenbridge.logs import TEXT_FORMAT, AccessLine, JsonFormatter, logfmt_value
+from tokenbridge.metrics import Metrics
 from tokenbridge.money import format_usd
+from tokenbridge.observe import ObserveMiddleware
+from tokenbridge.settings import load_settings
+from tokenbridge.stages.intake import IntakeMiddleware
 
 ACCESS = "tokenbridge.access"
 FIELDS = [
@@ -121,6 +134,40 @@ def test_access_log_writes_nothing_when_its_logger_is_off(observed: Gateway, cap
     with caplog.at_level(logging.WARNING, logger=ACCESS):
         _, status = chat(observed.url, secret, "fake-ok")
     assert status == 200 and not access_records(caplog)
+
+
+def test_route_label_of_a_route_with_parameters_is_its_template_not_the_values() -> None:
+    metrics = Metrics()
+    settings = load_settings(Path(__file__).parents[1] / "config.toml")
+
+    async def thing(request: Request) -> Response:
+        return Response(b"ok")
+
+    async def leaf(request: Request) -> Response:
+        return Response(b"leaf")
+
+    app = Starlette(
+        routes=[
+            Route("/things/{name}", thing),
+            Mount("/static", app=Response(b"file")),
+            Mount("/nested", routes=[Route("/{part}", leaf)]),
+        ],
+        middleware=[
+            Middleware(ObserveMiddleware, metrics=metrics),
+            Middleware(IntakeMiddleware, settings=lambda: settings),
+        ],
+    )
+    with serve_in_thread(app) as url:
+        paths = ["/things/alice", "/things/bob", "/static/a.css", "/static/b.js", "/nested/x", "/nested/y"]
+        assert [httpx.get(url + path).status_code for path in paths] == [200] * 6
+    assert metrics.registry is not None
+    [family] = [f for f in text_string_to_metric_families(generate_latest(metrics.registry).decode()) if f.name ==
+                "tokenbridge_requests"]  # fmt: skip
+    assert {s.labels["route"]: s.value for s in family.samples if s.name.endswith("_total")} == {
+        "/things/{name}": 2,
+        "/static": 2,
+        "/nested/{part}": 2,
+    }
 
 
 def test_logfmt_quotes_a_value_that_could_forge_a_field_or_a_line() -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 
 from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send
 from tokenbridge.call import SCOPE_KEY, Call
@@ -39,6 +40,7 @@ class ObserveMiddleware:
     def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self.templates: dict[int, str] = {}  # id(endpoint) -> its route's path template, found once
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,6 +64,18 @@ class ObserveMiddleware:
             if not observed:
                 self.observe(scope, status)
 
+    def route_label(self, scope: Scope) -> str:
+        """The matched route's path template (`/admin/keys/{name}`; a Mount's prefix), never the values in it,
+        which would make a series per key name or file. Starlette's router puts the endpoint in the scope."""
+        endpoint = scope.get("endpoint")
+        if endpoint is None:
+            return UNROUTED
+        template = self.templates.get(id(endpoint))
+        if template is None:
+            routes = getattr(scope.get("app"), "routes", ())
+            template = self.templates[id(endpoint)] = route_template(routes, endpoint) or UNROUTED
+        return template
+
     def observe(self, scope: Scope, status: int) -> None:
         call: Call | None = scope.get(SCOPE_KEY)
         if call is None:
@@ -76,8 +90,7 @@ class ObserveMiddleware:
         if not status:  # nothing went out: the caller left, or the server answers a bug with a bare 500
             status = CLIENT_CLOSED_REQUEST if call.end_reason == "client_gone" else 500
         end_reason = call.end_reason or ("done" if status < 400 else "rejected")
-        # Starlette's router puts the matched endpoint into the scope; our routes have no path parameters.
-        route = scope["path"] if scope.get("endpoint") is not None else UNROUTED
+        route = self.route_label(scope)
         self.metrics.request_ended(call, route=route, status=status, end_reason=end_reason, elapsed_s=elapsed)
         if access_log.isEnabledFor(logging.INFO):
             usage = call.usage
@@ -106,3 +119,15 @@ class ObserveMiddleware:
                     }
                 )
             )
+
+
+def route_template(routes: Iterable[object], endpoint: object, prefix: str = "") -> str | None:
+    """The path template of the route that serves `endpoint`, looking into Mounts."""
+    for route in routes:
+        path = getattr(route, "path", "")
+        if endpoint is getattr(route, "endpoint", None) or endpoint is getattr(route, "app", None):
+            return prefix + path
+        inner = route_template(getattr(route, "routes", ()), endpoint, prefix + path)
+        if inner is not None:
+            return inner
+    return None
