@@ -22,6 +22,8 @@ from tokenbridge.admin import admin_routes
 from tokenbridge.asgi import ASGIApp
 from tokenbridge.console import console_routes
 from tokenbridge.endpoints import ModelsEndpoint, healthz, http_exception, readyz
+from tokenbridge.metrics import metrics_endpoint
+from tokenbridge.observe import ObserveMiddleware
 from tokenbridge.runtime import Runtime
 from tokenbridge.settings import Settings, load_settings
 from tokenbridge.stages.auth import AuthMiddleware
@@ -35,7 +37,7 @@ from tokenbridge.upstream.proxy import UpstreamProxy
 
 Stage = Callable[[ASGIApp, Runtime, str], ASGIApp]
 
-# The pipeline of an OpenAI completion route, outermost first (intake wraps the whole app, below).
+# The pipeline of an OpenAI completion route, outermost first (observe and intake wrap the whole app, below).
 OPENAI_STAGES: tuple[Stage, ...] = (
     lambda app, rt, kind: BodyMiddleware(app, kind=kind),  # read + parse the body once into the Call
     lambda app, rt, kind: AuthMiddleware(app, runtime=rt),  # bearer key -> call.key
@@ -80,11 +82,15 @@ def create_app(
         Route("/readyz", readyz(runtime), methods=["GET"]),
         *admin_routes(runtime),  # /admin/*, /v1/me, /v1/dashboard/billing/* (tokenbridge/admin/)
         *console_routes(),  # the web console: static files calling the admin API
+        Route("/metrics", metrics_endpoint(runtime), methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(IntakeMiddleware, settings=runtime.current_settings)],
+        middleware=[
+            Middleware(ObserveMiddleware, metrics=runtime.metrics),  # metrics + access line, once a request ended
+            Middleware(IntakeMiddleware, settings=runtime.current_settings),
+        ],
         exception_handlers={HTTPException: http_exception},
     )
     return app
@@ -92,7 +98,7 @@ def create_app(
 
 def app_from_env() -> Any:
     """Factory for `uvicorn --factory` and `serve --workers N`: the config path comes from the environment."""
-    from tokenbridge.serve import configure_logging
+    from tokenbridge.logs import configure_logging
 
     configure_logging()  # a worker process starts with none of the parent's logging
     return create_app(load_settings(os.environ.get("TOKENBRIDGE_CONFIG", "config.toml")))

@@ -39,6 +39,7 @@ class Call:
     key: KeyRecord | None = None
     # quota: nano-USD held for the worst case; 0 when nothing is held
     hold: int = 0
+    cost: int = 0  # nano-USD charged when the hold settled (the usage row's cost)
     # mapping: channels to try, in order
     candidates: tuple[Channel, ...] = ()
     # shape: the chat request that answers this call (the caller's body itself on the chat route)

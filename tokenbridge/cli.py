@@ -268,7 +268,7 @@ def cmd_channels_check(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     host = args.host or settings.server.host
     port = settings.server.port if args.port is None else args.port
-    serve.run(settings, host=host, port=port, workers=args.workers)
+    serve.run(settings, host=host, port=port, workers=args.workers, log_format=args.log_format)
 
 
 # --- argument parsing ---------------------------------------------------------------------------
@@ -285,6 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (default: server.host, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: server.port, 8080)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="log lines as text (default) or one JSON object each",
+    )
     serve.set_defaults(run=cmd_serve)
 
     keys = sub.add_parser("keys", help="create, list and revoke API keys").add_subparsers(dest="keys", required=True)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine
 from contextlib import suppress
 from typing import Any
 
+from tokenbridge.metrics import Metrics
 from tokenbridge.settings import ConfigError, Settings, load_settings
 from tokenbridge.store.channels import upsert_channel_health
 from tokenbridge.store.db import Database
@@ -48,6 +49,7 @@ class Runtime:
         self.upstream = UpstreamClient()
         self.breakers = Breakers(settings.server.breaker, on_change=self._breaker_changed, clock=clock)
         self.keys = KeyCache()
+        self.metrics = Metrics()
         self._db: Database | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reloading = asyncio.Lock()  # one reload at a time: a SIGHUP and the watcher may both fire
@@ -81,6 +83,7 @@ class Runtime:
         if self._db is not None:
             await self._db.close()
             self._db = None
+        self.metrics.close()
 
     async def reload(self, reason: str) -> bool:
         """Read the config file again; swap it in if valid, else keep serving the old one."""
@@ -126,6 +129,7 @@ class Runtime:
                 log.exception("could not check for key changes")
 
     def _breaker_changed(self, change: Transition) -> None:
+        self.metrics.breaker_changed(change.channel, change.model, change.state)
         if change.state == "open":
             log.warning(
                 "channel %r model %r: circuit open for %gs (%s)",

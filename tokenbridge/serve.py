@@ -6,9 +6,11 @@ import asyncio
 import fcntl
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import IO
 
+from tokenbridge.logs import LOG_FORMAT_ENV, configure_logging
 from tokenbridge.money import format_usd
 from tokenbridge.settings import Settings
 from tokenbridge.store.channels import clear_channel_health
@@ -18,6 +20,8 @@ from tokenbridge.store.ledger import release_all_holds
 from tokenbridge.wire import HTTP_PROTOCOL
 
 log = logging.getLogger("tokenbridge")
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's; read by metrics.py (not imported here: see run)
 
 
 def first_run(settings: Settings, host: str, port: int) -> None:
@@ -81,24 +85,32 @@ def lock_database(database: Path) -> IO[bytes]:
     return handle
 
 
-def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def run(settings: Settings, *, host: str, port: int, workers: int) -> None:
+def run(settings: Settings, *, host: str, port: int, workers: int, log_format: str = "text") -> None:
+    """Serve until stopped. uvicorn gets `log_config=None` (its loggers write through ours, in our format)
+    and no access log of its own: observe.py writes one line per request instead."""
     import uvicorn
 
-    from tokenbridge.app import create_app
-
-    configure_logging()
+    configure_logging(log_format)
+    os.environ[LOG_FORMAT_ENV] = log_format  # for the workers' own configure_logging (app_from_env)
     settings.server.database.parent.mkdir(parents=True, exist_ok=True)
     lock = lock_database(settings.server.database)  # noqa: F841 - held while uvicorn runs
     first_run(settings, host, port)
     if workers > 1:
         os.environ["TOKENBRIDGE_CONFIG"] = str(settings.path)
-        uvicorn.run(
-            "tokenbridge.app:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="info",
-            http=HTTP_PROTOCOL,
-        )  # fmt: skip
+        # Each worker's metrics go to files here and a scrape sums them all (metrics.py). A fresh
+        # directory per run: counters of an earlier run must not count again. Set before any worker
+        # starts, since prometheus-client reads it when a worker first imports it.
+        with tempfile.TemporaryDirectory(prefix="tokenbridge-metrics-") as metrics_dir:
+            os.environ[MULTIPROC_ENV] = metrics_dir
+            uvicorn.run(
+                "tokenbridge.app:app_from_env", factory=True, host=host, port=port, workers=workers, http=HTTP_PROTOCOL,
+                log_level="info", log_config=None, access_log=False,
+            )  # fmt: skip
     else:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info", http=HTTP_PROTOCOL)
+        os.environ.pop(MULTIPROC_ENV, None)  # one process keeps its metrics in memory (read at first import)
+        from tokenbridge.app import create_app
+
+        uvicorn.run(
+            create_app(settings), host=host, port=port, http=HTTP_PROTOCOL, log_level="info", log_config=None,
+            access_log=False,
+        )  # fmt: skip

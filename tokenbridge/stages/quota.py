@@ -109,7 +109,7 @@ def usage_row(call: Call, price: Price, failure: BaseException | None) -> UsageR
 
 
 class QuotaMiddleware:
-    """Writes call.hold; settles in finally."""
+    """Writes call.hold, and call.cost when it settles (in finally at the latest)."""
 
     def __init__(self, app: ASGIApp, *, runtime: Runtime) -> None:
         self.app = app
@@ -139,6 +139,7 @@ class QuotaMiddleware:
             row = usage_row(call, price, failure)
             try:
                 await asyncio.shield(settle_hold(self.runtime.db, row))
+                call.cost = row.cost
             except Exception:
                 log.exception("request %s: could not settle its hold; it is released at the next start", row.request_id)
 

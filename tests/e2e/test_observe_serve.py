@@ -1,0 +1,133 @@
+"""A real `tokenbridge serve`: /metrics sums every worker of `--workers 2`; the log is JSON when asked,
+has one access line per request, and never holds a secret."""
+
+from __future__ import annotations
+
+import queue
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.conftest import FakeUpstream, Gateway
+from tests.e2e.test_first_run import Served
+from tests.fakes.server import free_port
+from tests.test_metrics import (
+    ADMIN_TOKEN,
+    BROKEN_SECRET,
+    CHANNEL_SECRET,
+    chat,
+    check_sequence_counted,
+    config_for,
+    known_sequence,
+    scrape,
+)
+
+MAX_LINES = 5000  # a cap on lines read while waiting for one, in case the server dies
+MAX_SCRAPES = 200  # scrapes on fresh connections until both workers have answered one
+
+
+class Log:
+    """The lines of a Served process, read as they come (every one of them kept in served.seen)."""
+
+    def __init__(self, served: Served, *, json: bool) -> None:
+        self.served = served
+        self.json = json
+        self.access: dict[str, Any] = {}  # request id -> its access line (parsed JSON, or the text)
+
+    def until(self, found: Callable[[str], bool]) -> str:
+        for _ in range(MAX_LINES):
+            try:
+                line = self.served.lines.get(timeout=60)
+            except queue.Empty:
+                break
+            self.served.seen.append(line)
+            if self.json:
+                obj = orjson.loads(line)  # every line, uvicorn's included, is one JSON object
+                if obj["logger"] == "tokenbridge.access":
+                    self.access[obj["request_id"]] = obj
+            elif " tokenbridge.access: request_id=" in line:
+                self.access[line.split("request_id=", 1)[1].split(" ", 1)[0]] = line
+            if found(line):
+                return line
+        raise AssertionError("never printed what was awaited:\n" + "".join(self.served.seen[-50:]))
+
+    def access_line(self, request_id: str) -> Any:
+        if request_id not in self.access:
+            self.until(lambda _: request_id in self.access)
+        return self.access[request_id]
+
+
+def assert_no_secret(served: Served, secrets: list[str]) -> None:
+    output = "".join(served.seen)
+    assert "tokenbridge.access" in output  # the grep read a real log
+    for secret in secrets:
+        assert secret not in output and secret.removeprefix("sk-tb-") not in output, "a secret reached the log"
+
+
+@pytest.fixture
+def config(upstream: tuple[FakeUpstream, str], tmp_path: Path) -> Iterator[Gateway]:
+    fake, url = upstream
+    path = tmp_path / "config.toml"
+    path.write_text(config_for(url))
+    yield Gateway(f"http://127.0.0.1:{free_port()}", path, fake)
+
+
+def test_serve_workers_2_scrape_counts_every_worker_and_logs_json(config: Gateway) -> None:
+    secret = config.create_key("workers", credit_usd="5")  # before the start: no first-run key is printed
+    served = Served(config.config, int(config.url.rsplit(":", 1)[1]), "--workers", "2", "--log-format", "json")
+    log = Log(served, json=True)
+    try:
+        for _ in range(2):
+            log.until(lambda line: "Application startup complete" in line)
+        before = scrape(config.url)
+        statuses = known_sequence(config.url, secret)
+        served_by = {log.access_line(rid)["pid"] for rid in statuses}
+        rows = config.usage("workers")
+        answered_by: set[int] = set()
+        for _ in range(MAX_SCRAPES):  # whichever worker answers, the figures are the whole
+            scrape_id = "scrape-" + uuid.uuid4().hex
+            check_sequence_counted(before, scrape(config.url, scrape_id), rows)
+            answered_by.add(log.access_line(scrape_id)["pid"])
+            if len(answered_by) == 2:
+                break
+        assert len(answered_by) == 2, "one worker answered every scrape"
+        assert served_by <= answered_by
+        for rid, status in statuses.items():
+            line = log.access_line(rid)
+            assert line["status"] == status and line["key"] == (None if rid.startswith("wrong-key") else "workers")
+    finally:
+        served.stop()
+    for line in served.seen:  # the last lines too (shutdown), none of them plain text
+        assert orjson.loads(line)["level"] in ("INFO", "WARNING")
+    assert_no_secret(served, [secret, CHANNEL_SECRET, BROKEN_SECRET, ADMIN_TOKEN, "sk-tb-" + "x" * 40])
+
+
+def test_serve_log_never_holds_a_secret(config: Gateway) -> None:
+    secrets = [config.create_key(f"grep-{i}", credit_usd="5") for i in range(2)]
+    wrong = "sk-tb-" + uuid.uuid4().hex + "WRONGwrong"
+    served = Served(config.config, int(config.url.rsplit(":", 1)[1]))
+    log = Log(served, json=False)
+    try:
+        log.until(lambda line: "Application startup complete" in line)
+        ids = [chat(config.url, secrets[0], "fake-ok")[0], chat(config.url, secrets[1], "fake-ok", stream=True)[0]]
+        ids += [chat(config.url, secrets[0], "failover")[0], chat(config.url, wrong, "fake-ok")[0]]
+        for bearer in (ADMIN_TOKEN, secrets[1], wrong):  # secrets where a careless caller might put them
+            rid = "grep-" + uuid.uuid4().hex
+            headers = {"Authorization": f"Bearer {bearer}", "X-Request-ID": rid}
+            httpx.get(f"{config.url}/admin/keys?token={bearer}", headers=headers, timeout=30)
+            httpx.get(f"{config.url}/v1/models?api_key={bearer}", headers=headers, timeout=30)
+            ids.append(rid)
+        lines = [log.access_line(rid) for rid in ids]
+        assert " key=grep-0 " in lines[0] and " status=200 " in lines[0] and " attempts=1 " in lines[0]
+        assert " key=grep-1 " in lines[1] and " stream=true " in lines[1] and " end_reason=done " in lines[1]
+        assert " channel=fake " in lines[2] and " attempts=2 " in lines[2]
+        assert " key=- " in lines[3] and " status=401 " in lines[3]
+    finally:
+        served.stop()
+    assert any("channel 'broken' failed" in line for line in served.seen)  # the failover was logged, secret-free
+    assert_no_secret(served, [*secrets, wrong, CHANNEL_SECRET, BROKEN_SECRET, ADMIN_TOKEN])

@@ -1,0 +1,188 @@
+"""The access log: one line per request, once it ended, with the usage row's figures, in text and in JSON."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+
+from tests.conftest import FakeUpstream, Gateway
+from tests.fakes.server import serve_in_thread
+from tests.test_metrics import CHAT, chat, gateway_in
+from tokenbridge.logs import TEXT_FORMAT, AccessLine, JsonFormatter, logfmt_value
+from tokenbridge.metrics import Metrics
+from tokenbridge.money import format_usd
+from tokenbridge.observe import ObserveMiddleware
+from tokenbridge.settings import load_settings
+from tokenbridge.stages.intake import IntakeMiddleware
+
+ACCESS = "tokenbridge.access"
+FIELDS = [
+    "request_id", "method", "path", "status", "key", "model", "channel", "stream", "prompt_tokens",
+    "completion_tokens", "cached_tokens", "usage_source", "cost_usd", "cost_nano_usd", "latency_ms", "ttfb_ms",
+    "end_reason", "attempts", "client",
+]  # fmt: skip
+_LOGFMT = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
+
+
+@pytest.fixture(scope="module")
+def observed(upstream: tuple[FakeUpstream, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    with gateway_in(tmp_path_factory.mktemp("observe"), upstream) as gateway:
+        yield gateway
+
+
+def parse_logfmt(text: str) -> dict[str, Any]:
+    """A logfmt line back into values: quoted ones are JSON strings, "-" is None."""
+    fields: dict[str, Any] = {}
+    for name, raw in _LOGFMT.findall(text):
+        fields[name] = orjson.loads(raw) if raw.startswith('"') else (None if raw == "-" else raw)
+    return fields
+
+
+def as_text(value: Any) -> str | None:
+    """What a field reads as in a text line."""
+    if value is None:
+        return None
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def access_records(caplog: pytest.LogCaptureFixture) -> dict[str, list[logging.LogRecord]]:
+    by_id: dict[str, list[logging.LogRecord]] = {}
+    for record in caplog.records:
+        if record.name == ACCESS:
+            assert isinstance(record.msg, AccessLine)
+            by_id.setdefault(record.msg.fields["request_id"], []).append(record)
+    return by_id
+
+
+def run_requests(gateway: Gateway, secret: str) -> dict[str, int]:
+    statuses = dict(
+        chat(gateway.url, secret, model, stream=stream, tag="log")
+        for model, stream in [("fake-ok", False), ("fake-cached", True), ("failover", False), ("fake-400", False)]
+    )
+    statuses.update([chat(gateway.url, "sk-tb-" + "y" * 40, "fake-ok", tag="wrong-key")])
+    lost = "lost-" + uuid.uuid4().hex
+    statuses[lost] = httpx.get(gateway.url + "/no/where?token=abc", headers={"X-Request-ID": lost}).status_code
+    return statuses
+
+
+def test_access_log_has_one_line_per_request_with_the_usage_rows_figures(
+    observed: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = observed.create_key("logged", credit_usd="5")
+    with caplog.at_level(logging.INFO, logger=ACCESS):
+        statuses = run_requests(observed, secret)
+    records = access_records(caplog)
+    assert {rid: len(records.get(rid, [])) for rid in statuses} == {rid: 1 for rid in statuses}
+    lines = {rid: records[rid][0].msg.fields for rid in statuses}  # type: ignore[attr-defined]
+    for rid, status in statuses.items():
+        assert list(lines[rid]) == FIELDS and lines[rid]["status"] == status
+
+    rows = {row["request_id"]: row for row in observed.usage("logged")}
+    assert len(rows) == 4
+    for rid, row in rows.items():
+        line = lines[rid]
+        assert (line["key"], line["model"], line["channel"]) == ("logged", row["model"], row["channel"])
+        assert (line["method"], line["path"], line["status"]) == ("POST", CHAT, row["status"])
+        for name in ("prompt_tokens", "completion_tokens", "cached_tokens", "usage_source", "end_reason", "attempts"):
+            assert line[name] == row[name], name
+        assert line["cost_nano_usd"] == row["cost"] and line["cost_usd"] == format_usd(row["cost"])
+        assert line["latency_ms"] >= line["ttfb_ms"] > 0
+    assert [lines[rid]["attempts"] for rid in rows if rid.startswith("log-failover")] == [2]
+
+    wrong = next(lines[rid] for rid in statuses if rid.startswith("wrong-key"))
+    assert (wrong["status"], wrong["key"], wrong["channel"], wrong["end_reason"]) == (401, None, None, "rejected")
+    lost = next(lines[rid] for rid in statuses if rid.startswith("lost-"))
+    assert (lost["method"], lost["path"], lost["status"], lost["end_reason"]) == ("GET", "/no/where", 404, "rejected")
+
+
+def test_access_line_reads_back_the_same_in_text_and_json(observed: Gateway, caplog: pytest.LogCaptureFixture) -> None:
+    secret = observed.create_key("formats", credit_usd="5")
+    with caplog.at_level(logging.INFO, logger=ACCESS):
+        statuses = run_requests(observed, secret)
+    records = access_records(caplog)
+    text, json = logging.Formatter(TEXT_FORMAT), JsonFormatter()
+    for rid in statuses:
+        record = records[rid][0]
+        fields = record.msg.fields  # type: ignore[attr-defined]
+        line = text.format(record)
+        assert "\n" not in line and f" INFO {ACCESS}: request_id={rid} " in line
+        assert parse_logfmt(line.split(": ", 1)[1]) == {k: as_text(v) for k, v in fields.items()}
+        obj = orjson.loads(json.format(record))
+        assert obj["logger"] == ACCESS and obj["level"] == "INFO" and obj["time"].endswith("Z")
+        assert {k: obj[k] for k in FIELDS} == fields
+        assert obj["message"] == f"{fields['method']} {fields['path']} {fields['status']}"
+
+
+def test_access_log_writes_nothing_when_its_logger_is_off(observed: Gateway, caplog: pytest.LogCaptureFixture) -> None:
+    secret = observed.create_key("quiet")
+    with caplog.at_level(logging.WARNING, logger=ACCESS):
+        _, status = chat(observed.url, secret, "fake-ok")
+    assert status == 200 and not access_records(caplog)
+
+
+def test_route_label_of_a_route_with_parameters_is_its_template_not_the_values() -> None:
+    metrics = Metrics()
+    settings = load_settings(Path(__file__).parents[1] / "config.toml")
+
+    async def thing(request: Request) -> Response:
+        return Response(b"ok")
+
+    async def leaf(request: Request) -> Response:
+        return Response(b"leaf")
+
+    app = Starlette(
+        routes=[
+            Route("/things/{name}", thing),
+            Mount("/static", app=Response(b"file")),
+            Mount("/nested", routes=[Route("/{part}", leaf)]),
+        ],
+        middleware=[
+            Middleware(ObserveMiddleware, metrics=metrics),
+            Middleware(IntakeMiddleware, settings=lambda: settings),
+        ],
+    )
+    with serve_in_thread(app) as url:
+        paths = ["/things/alice", "/things/bob", "/static/a.css", "/static/b.js", "/nested/x", "/nested/y"]
+        assert [httpx.get(url + path).status_code for path in paths] == [200] * 6
+    assert metrics.registry is not None
+    [family] = [f for f in text_string_to_metric_families(generate_latest(metrics.registry).decode()) if f.name ==
+                "tokenbridge_requests"]  # fmt: skip
+    assert {s.labels["route"]: s.value for s in family.samples if s.name.endswith("_total")} == {
+        "/things/{name}": 2,
+        "/static": 2,
+        "/nested/{part}": 2,
+    }
+
+
+def test_logfmt_quotes_a_value_that_could_forge_a_field_or_a_line() -> None:
+    line = str(AccessLine({"model": 'gpt x="1"\nFAKE', "path": "/v1/chat/completions", "ok": True, "n": None}))
+    assert "\n" not in line
+    assert parse_logfmt(line) == {"model": 'gpt x="1"\nFAKE', "path": "/v1/chat/completions", "ok": "true", "n": None}
+    assert logfmt_value("a" * 500) == "a" * 200
+
+
+def test_json_formatter_keeps_a_traceback_inside_one_line() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("tokenbridge", logging.ERROR, __file__, 1, "failed %s", ("here",), sys.exc_info())
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    obj = orjson.loads(line)
+    assert obj["message"] == "failed here" and "ValueError: boom" in obj["exc_info"] and obj["level"] == "ERROR"

@@ -1,0 +1,133 @@
+"""Observe, wrapped around intake: where every HTTP request ends, the one place that reads the finished Call
+for the metrics and the access line (logger `tokenbridge.access`, one line per request).
+
+It sits outside intake so it sees every request on every route, the ones intake answers with an
+error included (a wrong key, an unknown route): their status is the one intake's rendered error
+sent. It records just before the message that completes the answer goes out (the end of the body,
+or the one the meter marked as completing it: `[DONE]`, the last byte of a Content-Length), the
+moment quota settles too: so the figures are the usage row's, and a caller that holds the whole
+answer (a test, a scraper right after it) already sees them counted. A request that never got that
+far (the caller left, an error cut a JSON body short) is recorded when the inner app returns; one
+whose caller left before any answer went out counts as 499 (nginx's "client closed request"), as
+in the usage row.
+
+The line never holds a secret: the key's name, not the bearer; the path without its query string.
+Nothing is formatted when the access logger is off.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send
+from tokenbridge.call import SCOPE_KEY, Call
+from tokenbridge.logs import AccessLine
+from tokenbridge.metrics import Metrics
+from tokenbridge.money import format_usd
+
+log = logging.getLogger("tokenbridge")
+access_log = logging.getLogger("tokenbridge.access")
+
+CLIENT_CLOSED_REQUEST = 499
+UNROUTED = "other"  # the route label of a path no route matched (its own label would be unbounded)
+
+
+class ObserveMiddleware:
+    """Reads the Call when the request has ended; writes no field of it."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.templates: dict[int, str] = {}  # id(endpoint) -> its route's path template, found once
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 0
+        observed = False
+
+        async def send_observed(message: Message) -> None:
+            nonlocal status, observed
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif not observed and (not message.get("more_body", False) or scope[SCOPE_KEY].end_reason == "done"):
+                observed = True  # before the message that completes the answer: see the module docstring
+                self.observe(scope, status)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_observed)
+        finally:
+            if not observed:
+                self.observe(scope, status)
+
+    def route_label(self, scope: Scope) -> str:
+        """The matched route's path template (`/admin/keys/{name}`; a Mount's prefix), never the values in it,
+        which would make a series per key name or file. Starlette's router puts the endpoint in the scope."""
+        endpoint = scope.get("endpoint")
+        if endpoint is None:
+            return UNROUTED
+        template = self.templates.get(id(endpoint))
+        if template is None:
+            routes = getattr(scope.get("app"), "routes", ())
+            template = self.templates[id(endpoint)] = route_template(routes, endpoint) or UNROUTED
+        return template
+
+    def observe(self, scope: Scope, status: int) -> None:
+        call: Call | None = scope.get(SCOPE_KEY)
+        if call is None:
+            return
+        try:
+            self.ended(scope, call, status)
+        except Exception:  # an observation must never fail the request it observes
+            log.exception("request %s: could not record its metrics or access line", call.request_id)
+
+    def ended(self, scope: Scope, call: Call, status: int) -> None:
+        elapsed = time.perf_counter() - call.started
+        if not status:  # nothing went out: the caller left, or the server answers a bug with a bare 500
+            status = CLIENT_CLOSED_REQUEST if call.end_reason == "client_gone" else 500
+        end_reason = call.end_reason or ("done" if status < 400 else "rejected")
+        route = self.route_label(scope)
+        self.metrics.request_ended(call, route=route, status=status, end_reason=end_reason, elapsed_s=elapsed)
+        if access_log.isEnabledFor(logging.INFO):
+            usage = call.usage
+            access_log.info(
+                AccessLine(
+                    {
+                        "request_id": call.request_id,
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "key": call.key.name if call.key is not None else None,
+                        "model": call.model or None,
+                        "channel": call.channel.name if call.channel is not None else None,
+                        "stream": call.stream,
+                        "prompt_tokens": usage.prompt_tokens if usage else 0,
+                        "completion_tokens": usage.completion_tokens if usage else 0,
+                        "cached_tokens": usage.cached_tokens if usage else 0,
+                        "usage_source": call.usage_source or None,
+                        "cost_usd": format_usd(call.cost),
+                        "cost_nano_usd": call.cost,
+                        "latency_ms": round(elapsed * 1000, 3),
+                        "ttfb_ms": round(call.ttfb * 1000, 3) if call.ttfb is not None else None,
+                        "end_reason": end_reason,
+                        "attempts": call.attempts,
+                        "client": scope["client"][0] if scope.get("client") else None,
+                    }
+                )
+            )
+
+
+def route_template(routes: Iterable[object], endpoint: object, prefix: str = "") -> str | None:
+    """The path template of the route that serves `endpoint`, looking into Mounts."""
+    for route in routes:
+        path = getattr(route, "path", "")
+        if endpoint is getattr(route, "endpoint", None) or endpoint is getattr(route, "app", None):
+            return prefix + path
+        inner = route_template(getattr(route, "routes", ()), endpoint, prefix + path)
+        if inner is not None:
+            return inner
+    return None
