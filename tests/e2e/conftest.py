@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from tests.conftest import UPSTREAM_SECRET
@@ -48,6 +54,18 @@ class ConsoleSite:
 
     url: str
     admin: httpx.Client
+    config: Path
+
+    def cli_json(self, *args: str) -> Any:
+        """What the real CLI says (`--json`) about the same database, as a user would run it."""
+        done = subprocess.run(
+            [sys.executable, "-m", "tokenbridge", *args, "--json", "--config", str(self.config)],
+            capture_output=True,
+            timeout=60,
+            env={**os.environ, "PYTHONWARNINGS": "error"},
+        )
+        assert done.returncode == 0, done.stderr
+        return orjson.loads(done.stdout)
 
     def create_key(self, name: str, credit_usd: str = "1") -> str:
         answer = self.admin.post("/admin/keys", json={"name": name, "credit_usd": credit_usd})
@@ -71,4 +89,4 @@ def console_site(upstream: tuple[FakeUpstream, str], tmp_path_factory: pytest.Te
         serve_in_thread(create_app(load_settings(config))) as url,
         httpx.Client(base_url=url, headers=headers) as admin,
     ):
-        yield ConsoleSite(url, admin)
+        yield ConsoleSite(url, admin, config)

@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import UPSTREAM_SECRET
 from tests.e2e.conftest import ADMIN_TOKEN, ConsoleSite
+from tokenbridge.money import format_usd
 
 CHROMIUM = os.environ.get("TOKENBRIDGE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 # Without the background-networking flags Chromium keeps dialling Google and hangs on a closed network.
@@ -158,7 +159,7 @@ def test_admin_creates_credits_plays_and_sees_usage(page: Any, console_site: Con
     expect(usage_row).to_contain_text("alice")
     expect(usage_row).to_contain_text("echo-1")
     expect(spend).not_to_have_attribute("data-total", total_before)
-    assert float(spend.get_attribute("data-total") or "0") > float(total_before)
+    assert Decimal(spend.get_attribute("data-total") or "0") > Decimal(total_before)
     assert int(spend.get_attribute("data-bars") or "0") >= max(bars_before, 1)
     expect(page.locator('[data-testid="chart-spend"] rect.bar[data-series="echo-1"]')).not_to_have_count(0)
     expect(page.get_by_test_id("chart-tokens")).not_to_have_attribute("data-bars", "0")
@@ -166,6 +167,18 @@ def test_admin_creates_credits_plays_and_sees_usage(page: Any, console_site: Con
     expect(page.locator('[data-testid="chart-spend"] rect.bar[data-series="alice"]')).not_to_have_count(0)
     page.screenshot(path=shots / "05-usage.png", full_page=True)
     assert_no_secret_in(page, secrets, "usage")
+
+    # The console and the CLI agree on every figure shown: the row's cost, the totals, alice's balance.
+    rows = console_site.cli_json("usage", "--since", "24h")
+    (cli_row,) = [r for r in rows if r["request_id"] == request_id]
+    assert usage_row.get_by_test_id("usage-cost").inner_text() == "$" + cli_row["cost_usd"]
+    expect(page.get_by_test_id("tile-requests")).to_have_text(str(len(rows)))
+    spent = sum(r["cost_nano_usd"] for r in rows)
+    expect(page.get_by_test_id("tile-spend")).to_have_text("$" + format_usd(spent))
+    page.get_by_test_id("tab-keys").click()
+    (cli_alice,) = [k for k in console_site.cli_json("keys", "list") if k["name"] == "alice"]
+    expect(row.get_by_test_id("key-balance")).to_have_text("$" + cli_alice["balance_usd"])
+    assert Decimal(cli_alice["balance_usd"]) == Decimal("3.50") - Decimal(cli_row["cost_usd"])
 
     # Channels: both, with their circuits; the channel's secret is nowhere.
     page.get_by_test_id("tab-channels").click()
