@@ -24,6 +24,7 @@ from tokenbridge.settings import ConfigError, Settings, load_settings
 from tokenbridge.store.channels import list_channel_health
 from tokenbridge.store.db import Database, StoreError
 from tokenbridge.store.keys import (
+    BalanceOutOfRange,
     KeyExists,
     KeyNotFound,
     KeyRecord,
@@ -351,5 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyNotFound as exc:
         print(f"tokenbridge: {exc}; see `tokenbridge keys list` for the names", file=sys.stderr)
+        return 2
+    except BalanceOutOfRange as exc:
+        print(f"tokenbridge: {exc}; nothing was booked: credit a smaller amount", file=sys.stderr)
         return 2
     return int(status or 0)

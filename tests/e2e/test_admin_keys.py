@@ -187,6 +187,30 @@ def test_credit_tops_up_corrects_and_unblocks_a_broke_key_at_once(admin_gateway:
         assert error_of(answer) == (400, "invalid_request_error", param), body
 
 
+def test_credit_past_the_balance_range_is_400_and_books_nothing(admin_gateway: Gateway) -> None:
+    # Two maximal credits used to store a REAL balance (every later read of the key a 500); two maximal
+    # corrections a 500 after the commit. Now nothing is booked, and the caller is told which field.
+    create(admin_gateway, "range-rich", credit_usd="9223372036")
+    create(admin_gateway, "range-poor")
+    for name, amount in [("range-rich", "9223372036"), ("range-rich", "0.854775808"), ("range-poor", "-9223372036")]:
+        if name == "range-poor":
+            assert (
+                admin_gateway.api("POST", f"/admin/keys/{name}/credit", json={"amount_usd": amount}).status_code == 200
+            )
+        before = admin_gateway.balance(name)
+        answer = admin_gateway.api("POST", f"/admin/keys/{name}/credit", json={"amount_usd": amount})
+        assert error_of(answer) == (400, "invalid_request_error", "amount_usd"), answer.text
+        assert "9223372036.854775807" in answer.json()["error"]["message"]
+        assert admin_gateway.balance(name) == admin_gateway.ledger_sum(name) == before
+        assert admin_gateway.api("GET", f"/admin/keys/{name}").json()["balance_nano_usd"] == before
+    assert admin_gateway.api("GET", "/admin/keys").status_code == 200
+    edge = admin_gateway.api("POST", "/admin/keys/range-rich/credit", json={"amount_usd": "0.854775807"})
+    assert edge.json()["balance_nano_usd"] == 2**63 - 1 == admin_gateway.ledger_sum("range-rich")
+    refused = admin_gateway.cli("credit", "range-rich", "0.000000001")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert "nothing was booked" in refused.stderr and admin_gateway.balance("range-rich") == 2**63 - 1
+
+
 def test_holder_reads_only_its_own_key_and_cannot_write(admin_gateway: Gateway) -> None:
     mine = create(admin_gateway, "holder-mine", credit_usd="1")
     create(admin_gateway, "holder-other")

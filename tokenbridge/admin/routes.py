@@ -25,6 +25,7 @@ from tokenbridge.report import SUM_FIELDS, USAGE_FIELDS, csv_text, key_json, sum
 from tokenbridge.runtime import Runtime
 from tokenbridge.store.channels import list_channel_health
 from tokenbridge.store.keys import (
+    BalanceOutOfRange,
     KeyExists,
     KeyNotFound,
     KeyRecord,
@@ -196,9 +197,12 @@ class AdminAPI:
         amount = params.usd(body["amount_usd"], "amount_usd")
         if amount == 0:
             raise InvalidRequest("'amount_usd' must not be zero.", param="amount_usd")
-        balance: int = await self.on_key(
-            name, insert_credit(self.runtime.db, name, amount, note=params.note(body.get("note")))
-        )
+        try:
+            balance: int = await self.on_key(
+                name, insert_credit(self.runtime.db, name, amount, note=params.note(body.get("note")))
+            )
+        except BalanceOutOfRange as exc:
+            raise InvalidRequest(f"'amount_usd' cannot be booked: {exc}.", param="amount_usd") from exc
         return json_response({
             "name": name,
             "amount_usd": format_usd(amount),
