@@ -13,12 +13,12 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
-from tokenbridge import serve
-from tokenbridge.money import format_usd, to_nano
+from tokenbridge import keyrules, serve
+from tokenbridge.money import clip, format_usd, to_nano
 from tokenbridge.report import csv_text, key_json, parse_duration, sum_json, usage_json
 from tokenbridge.settings import ConfigError, Settings, load_settings
 from tokenbridge.store.channels import list_channel_health
@@ -37,6 +37,8 @@ from tokenbridge.store.usage import list_usage, sum_usage
 from tokenbridge.upstream.client import UpstreamClient
 from tokenbridge.upstream.probe import ProbeResult, probe
 
+T = TypeVar("T")
+
 
 class CliError(Exception):
     """A usage problem; the message says what to do next."""
@@ -53,7 +55,15 @@ def parse_usd(text: str) -> int:
     try:
         return to_nano(text)
     except ValueError as exc:
-        raise CliError(f"{text!r} is not an amount in USD ({exc}); write it like 5 or 0.25") from exc
+        raise CliError(f"not an amount in USD: {exc}; write it like 5 or 0.25") from exc
+
+
+def checked(rule: Callable[[Any], T], value: Any, what: str) -> T:
+    """A keyrules rule (the admin API applies the same ones) whose ValueError names the argument."""
+    try:
+        return rule(value)
+    except ValueError as exc:
+        raise CliError(f"{what} {exc}") from exc
 
 
 def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
@@ -94,19 +104,22 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> None:
     unknown = [m for m in models if m not in settings.routes]
     if unknown:
         raise CliError(f"no channel serves {', '.join(unknown)}; see `tokenbridge config check` for the models")
-    expires = time.time() + duration(args.expires_in) if args.expires_in else None
+    name = checked(keyrules.key_name, args.name, f"the key name {clip(args.name)}")
+    expires = checked(keyrules.expires_in, args.expires_in, "--expires-in") if args.expires_in else None
+    rpm = None if args.rpm is None else checked(keyrules.per_minute, args.rpm, "--rpm")
+    tpm = None if args.tpm is None else checked(keyrules.per_minute, args.tpm, "--tpm")
     credit = parse_usd(args.credit)
 
     async def work(db: Database) -> tuple[KeyRecord, str]:
         return await insert_key(
             db,
-            name=args.name,
+            name=name,
             credit=credit,
             group=args.group,
             models=models,
             expires_at=expires,
-            rpm=args.rpm,
-            tpm=args.tpm,
+            rpm=rpm,
+            tpm=tpm,
         )
 
     key, secret = asyncio.run(with_db(settings, work))

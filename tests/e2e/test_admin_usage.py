@@ -124,6 +124,13 @@ def test_usage_refuses_bad_queries_naming_the_parameter(traffic: Gateway) -> Non
         ("/admin/usage/summary", {"by": "colour"}, "by"),
         ("/admin/usage/series", {"bucket": "week"}, "bucket"),
         ("/admin/usage/series", {"by": "channel"}, "by"),
+        # 500s before: str.isdigit() takes "²" and "٥", int() refuses 5000 digits, 400 digits overflow a float.
+        ("/admin/usage", {"limit": "\u00b2"}, "limit"),
+        ("/admin/usage", {"limit": "\u0665"}, "limit"),
+        ("/admin/usage", {"limit": "1" * 5000}, "limit"),
+        ("/admin/usage", {"since": "9" * 400 + "d"}, "since"),
+        ("/admin/usage", {"since": "9" * 400}, "since"),
+        ("/admin/usage/series", {"since": "9" * 400 + "h"}, "since"),
     ]:
         answer = traffic.api("GET", path, params=params)
         assert answer.status_code == 400 and answer.json()["error"]["param"] == param, (path, params)

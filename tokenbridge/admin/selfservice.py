@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from tokenbridge.admin.routes import json_response
 from tokenbridge.errors import InvalidRequest
+from tokenbridge.keyrules import END_OF_TIME
 from tokenbridge.money import NANO_PER_USD, format_usd
 from tokenbridge.report import key_json
 from tokenbridge.runtime import Runtime
@@ -93,7 +94,7 @@ class SelfService:
             "soft_limit_usd": limit,
             "hard_limit_usd": limit,
             "system_hard_limit_usd": limit,
-            "access_until": int(key.expires_at or 0),
+            "access_until": int(min(key.expires_at or 0, END_OF_TIME)),  # an older far expiry: still an int64
         })  # fmt: skip
 
     async def usage(self, request: Request) -> Response:
