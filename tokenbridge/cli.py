@@ -19,7 +19,7 @@ import orjson
 
 from tokenbridge import keyrules, serve
 from tokenbridge.money import clip, format_usd, to_nano
-from tokenbridge.report import csv_text, key_json, parse_duration, sum_json, usage_json
+from tokenbridge.report import key_json, parse_duration, sum_csv, sum_json, usage_csv, usage_json
 from tokenbridge.settings import ConfigError, Settings, load_settings
 from tokenbridge.store.channels import list_channel_health
 from tokenbridge.store.db import Database, StoreError
@@ -165,6 +165,7 @@ def cmd_credit(settings: Settings, args: argparse.Namespace) -> None:
         )
 
 
+# The table `usage` prints (a terminal's width); --json and --csv show every field.
 USAGE_COLUMNS = [
     "request_id",
     "time",
@@ -189,17 +190,14 @@ def cmd_usage(settings: Settings, args: argparse.Namespace) -> None:
     since = time.time() - duration(args.since) if args.since else None
     filters = {"key": args.key, "model": args.model, "since": since}
     if args.by:
-        rows = asyncio.run(with_db(settings, lambda db: sum_usage(db, by=args.by, **filters)))
+        sums = asyncio.run(with_db(settings, lambda db: sum_usage(db, by=args.by, **filters)))
+        rows = [sum_json(row, args.by) for row in sums]
         columns = [args.by, "requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd"]
     else:
-        rows = asyncio.run(with_db(settings, lambda db: list_usage(db, **filters)))
+        rows = [usage_json(row) for row in asyncio.run(with_db(settings, lambda db: list_usage(db, **filters)))]
         columns = USAGE_COLUMNS
-    if args.by:
-        rows = [sum_json(row, args.by) for row in rows]
-    else:
-        rows = [usage_json(row) for row in rows]
-    if args.csv:
-        sys.stdout.write(csv_text(rows, [*columns, "cost_nano_usd"]))
+    if args.csv:  # the admin API's CSV, column for column (report.py makes both)
+        sys.stdout.write(sum_csv(rows, args.by) if args.by else usage_csv(rows))
         return
     emit(rows, args.json, columns)
 
