@@ -92,4 +92,4 @@ def test_billing_figures_carry_exactly_the_decimals_of_their_nano_values(nano: i
     # in decimal. In float arithmetic it is not (0.3 - 20.0 / 100 != 0.1), which they say too.
     assert Decimal(repr(usd(nano))) == Decimal(nano) / 10**9
     assert Decimal(repr(cents(nano))) == Decimal(nano) / 10**7
-    assert usd(300_000_000) - cents(200_000_000) / 100 != 0.1  # noqa: PLR2004 - the documented float limit
+    assert usd(300_000_000) - cents(200_000_000) / 100 != 0.1  # the documented float limit
