@@ -36,7 +36,9 @@ def parse_duration(text: str) -> float:
     """ "90s", "15m", "24h", "30d" -> seconds; ValueError says how to write one."""
     match = _DURATION.fullmatch(text.strip())
     if not match:
-        raise ValueError(f"{clip(text)} is not a duration: use a number and a unit, like 90s, 15m, 24h or 30d")
+        raise ValueError(
+            f"{clip(text)} is not a duration: use a number (at most 10 digits) and a unit, like 90s, 15m, 24h or 30d"
+        )
     return int(match[1]) * _SECONDS[match[2]]
 
 
