@@ -39,6 +39,26 @@ def test_keys_create_json_gives_key_and_list_never_shows_it(gateway: Gateway) ->
     assert created["key"] not in gateway.cli("keys", "list").stdout
 
 
+def test_keys_create_applies_the_admin_api_rules_with_a_clean_error(gateway: Gateway) -> None:
+    # "team/alice" could be made here and then never addressed by /admin/keys/{name}; an rpm of 2**63 or an
+    # expiry after the year 9999 broke the store or /v1/dashboard/billing/subscription.
+    for args, says in [
+        (("team/alice",), "letters, digits"),
+        (("=HYPERLINK(1)",), "letters, digits"),
+        (("cli-rpm", "--rpm", str(2**63)), "--rpm"),
+        (("cli-tpm", "--tpm", "0"), "--tpm"),
+        (("cli-far", "--expires-in", "9999999999d"), "--expires-in"),
+        (("cli-far", "--expires-in", "9" * 400 + "d"), "--expires-in"),
+        (("cli-amount", "--credit", "5_000"), "amount"),
+    ]:
+        result = gateway.cli("keys", "create", *args)
+        assert result.returncode == 2 and says in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr and len(result.stderr) < 400, result.stderr
+    names = [k["name"] for k in orjson.loads(gateway.cli("keys", "list", "--json").stdout)]
+    assert not {"team/alice", "=HYPERLINK(1)", "cli-rpm", "cli-tpm", "cli-far", "cli-amount"} & set(names)
+    assert gateway.cli("keys", "create", "cli-edge", "--rpm", str(10**9), "--expires-in", "30d").returncode == 0
+
+
 def test_credit_on_a_running_server_lets_a_broke_key_through(gateway: Gateway) -> None:
     secret = gateway.create_key("cli-broke", credit_usd="0")
     client = gateway.client(secret)

@@ -98,6 +98,37 @@ def test_to_nano_refuses_more_than_sqlite_integer_max(usd: str | float) -> None:
         to_nano(usd)
 
 
+@pytest.mark.parametrize("usd", ["1e99999999", "-1e99999999", "9" * 4000, "1e400"])
+def test_to_nano_refuses_a_huge_magnitude_from_its_digits_and_exponent(usd: str) -> None:
+    # Judged before any power of ten is built: "1e99999999" used to compute 10**100000008 and freeze the
+    # process (the admin credit route parses it). 4000 nines: past 4300 digits int() itself would refuse.
+    with pytest.raises(ValueError, match="too large"):
+        to_nano(usd)
+
+
+@pytest.mark.parametrize(("usd", "nano"), [("1e-99999999", None), ("0e99999999", 0), ("1." + "0" * 5000, 10**9)])
+def test_to_nano_huge_exponents_and_trailing_zeros_cost_nothing(usd: str, nano: int | None) -> None:
+    # A tiny magnitude is "more than 9 decimal places" without computing 10**99999999; zeros are exact.
+    if nano is None:
+        with pytest.raises(ValueError, match="more than 9 decimal places"):
+            to_nano(usd)
+    else:
+        assert to_nano(usd) == nano
+
+
+@pytest.mark.parametrize("usd", ["5_000", "\uff11", " 5 ", "5 ", "+5", ".5", "5.", "\u0665", "1e"])
+def test_to_nano_takes_only_plain_ascii_digits_in_strings(usd: str) -> None:
+    # Decimal() itself takes "5_000" (as 5000), full-width and Arabic-Indic digits and surrounding spaces.
+    with pytest.raises(ValueError, match="not a number"):
+        to_nano(usd)
+
+
+def test_to_nano_cuts_a_long_input_in_its_message() -> None:
+    with pytest.raises(ValueError) as info:
+        to_nano("1" * 5000)
+    assert len(str(info.value)) < 200
+
+
 # --- format_usd ---------------------------------------------------------------------------------------------------
 
 

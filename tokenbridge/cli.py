@@ -13,17 +13,18 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
-from tokenbridge import serve
-from tokenbridge.money import format_usd, to_nano
-from tokenbridge.report import csv_text, key_json, parse_duration, sum_json, usage_json
+from tokenbridge import keyrules, serve
+from tokenbridge.money import clip, format_usd, to_nano
+from tokenbridge.report import key_json, parse_duration, sum_csv, sum_json, usage_csv, usage_json
 from tokenbridge.settings import ConfigError, Settings, load_settings
 from tokenbridge.store.channels import list_channel_health
 from tokenbridge.store.db import Database, StoreError
 from tokenbridge.store.keys import (
+    BalanceOutOfRange,
     KeyExists,
     KeyNotFound,
     KeyRecord,
@@ -35,6 +36,8 @@ from tokenbridge.store.ledger import insert_credit
 from tokenbridge.store.usage import list_usage, sum_usage
 from tokenbridge.upstream.client import UpstreamClient
 from tokenbridge.upstream.probe import ProbeResult, probe
+
+T = TypeVar("T")
 
 
 class CliError(Exception):
@@ -52,7 +55,15 @@ def parse_usd(text: str) -> int:
     try:
         return to_nano(text)
     except ValueError as exc:
-        raise CliError(f"{text!r} is not an amount in USD ({exc}); write it like 5 or 0.25") from exc
+        raise CliError(f"not an amount in USD: {exc}; write it like 5 or 0.25") from exc
+
+
+def checked(rule: Callable[[Any], T], value: Any, what: str) -> T:
+    """A keyrules rule (the admin API applies the same ones) whose ValueError names the argument."""
+    try:
+        return rule(value)
+    except ValueError as exc:
+        raise CliError(f"{what} {exc}") from exc
 
 
 def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
@@ -93,19 +104,22 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> None:
     unknown = [m for m in models if m not in settings.routes]
     if unknown:
         raise CliError(f"no channel serves {', '.join(unknown)}; see `tokenbridge config check` for the models")
-    expires = time.time() + duration(args.expires_in) if args.expires_in else None
+    name = checked(keyrules.key_name, args.name, f"the key name {clip(args.name)}")
+    expires = checked(keyrules.expires_in, args.expires_in, "--expires-in") if args.expires_in else None
+    rpm = None if args.rpm is None else checked(keyrules.per_minute, args.rpm, "--rpm")
+    tpm = None if args.tpm is None else checked(keyrules.per_minute, args.tpm, "--tpm")
     credit = parse_usd(args.credit)
 
     async def work(db: Database) -> tuple[KeyRecord, str]:
         return await insert_key(
             db,
-            name=args.name,
+            name=name,
             credit=credit,
             group=args.group,
             models=models,
             expires_at=expires,
-            rpm=args.rpm,
-            tpm=args.tpm,
+            rpm=rpm,
+            tpm=tpm,
         )
 
     key, secret = asyncio.run(with_db(settings, work))
@@ -151,6 +165,7 @@ def cmd_credit(settings: Settings, args: argparse.Namespace) -> None:
         )
 
 
+# The table `usage` prints (a terminal's width); --json and --csv show every field.
 USAGE_COLUMNS = [
     "request_id",
     "time",
@@ -175,17 +190,14 @@ def cmd_usage(settings: Settings, args: argparse.Namespace) -> None:
     since = time.time() - duration(args.since) if args.since else None
     filters = {"key": args.key, "model": args.model, "since": since}
     if args.by:
-        rows = asyncio.run(with_db(settings, lambda db: sum_usage(db, by=args.by, **filters)))
+        sums = asyncio.run(with_db(settings, lambda db: sum_usage(db, by=args.by, **filters)))
+        rows = [sum_json(row, args.by) for row in sums]
         columns = [args.by, "requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd"]
     else:
-        rows = asyncio.run(with_db(settings, lambda db: list_usage(db, **filters)))
+        rows = [usage_json(row) for row in asyncio.run(with_db(settings, lambda db: list_usage(db, **filters)))]
         columns = USAGE_COLUMNS
-    if args.by:
-        rows = [sum_json(row, args.by) for row in rows]
-    else:
-        rows = [usage_json(row) for row in rows]
-    if args.csv:
-        sys.stdout.write(csv_text(rows, [*columns, "cost_nano_usd"]))
+    if args.csv:  # the admin API's CSV, column for column (report.py makes both)
+        sys.stdout.write(sum_csv(rows, args.by) if args.by else usage_csv(rows))
         return
     emit(rows, args.json, columns)
 
@@ -351,5 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyNotFound as exc:
         print(f"tokenbridge: {exc}; see `tokenbridge keys list` for the names", file=sys.stderr)
+        return 2
+    except BalanceOutOfRange as exc:
+        print(f"tokenbridge: {exc}; nothing was booked: credit a smaller amount", file=sys.stderr)
         return 2
     return int(status or 0)

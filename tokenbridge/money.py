@@ -11,6 +11,7 @@ than one nano-USD above it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -18,6 +19,9 @@ from fractions import Fraction
 NANO_PER_USD = 10**9
 MAX_NANO = 2**63 - 1  # SQLite INTEGER: ~9.2 billion USD
 TOKENS_PER_PRICE_UNIT = 10**6  # prices are USD per 1M tokens
+_MAX_NANO_DIGITS = len(str(MAX_NANO))  # 19
+# An amount as a string: ASCII digits, an optional fraction and exponent ("2.50", "-0.25", "1e-9").
+_AMOUNT = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,30 +45,45 @@ class Usage:
 def to_nano(usd: str | int | float | Decimal) -> int:
     """Exact USD -> nano-USD. Floats go through their shortest repr (0.15 -> "0.15"), never binary.
 
-    Raises ValueError for non-numbers and for more than 9 decimal places.
+    A string must be plain ASCII digits: "-12.5", optionally with an exponent ("1e-9"); no spaces,
+    no "_" separators, no other scripts' digits. Raises ValueError for non-numbers, for more than 9
+    decimal places and for more than MAX_NANO; the size is judged from the digits and the exponent
+    before any arithmetic, so "1e99999999" costs no more than "1e9" to refuse.
     """
     if isinstance(usd, bool):
         raise ValueError("expected a number, got a boolean")
     try:
         value = Decimal(repr(usd)) if isinstance(usd, float) else Decimal(usd)
     except (InvalidOperation, ValueError) as exc:
-        raise ValueError(f"{usd!r} is not a number") from exc
+        raise ValueError(f"{clip(usd)} is not a number") from exc
     if not value.is_finite():
-        raise ValueError(f"{usd!r} is not a finite number")
+        raise ValueError(f"{clip(usd)} is not a finite number")
+    if isinstance(usd, str) and not _AMOUNT.fullmatch(usd):
+        raise ValueError(f"{clip(usd)} is not a number written with plain digits, like 5 or 0.25")
     # Integer arithmetic on the digits: Decimal multiplication would round past 28 digits.
     sign, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)  # finite
-    units: int = int("".join(map(str, digits)) or "0")
-    shift: int = exponent + 9  # nano-USD are USD * 10**9
-    if shift >= 0:
-        nano: int = units * 10**shift
-    elif units % 10**-shift:
-        raise ValueError(f"{usd!r} has more than 9 decimal places")
-    else:
-        nano = units // 10**-shift
+    significant = len(digits)
+    while significant and digits[significant - 1] == 0:  # trailing zeros: "1.000" is 1
+        significant -= 1
+    if not significant:
+        return 0
+    exponent += len(digits) - significant
+    if exponent < -9:
+        raise ValueError(f"{clip(usd)} has more than 9 decimal places")
+    shift: int = exponent + 9  # nano-USD are USD * 10**9; here 0 <= shift
+    if significant + shift > _MAX_NANO_DIGITS:  # at least 10**19 > MAX_NANO: refuse before 10**shift
+        raise ValueError(f"{clip(usd)} is too large (the most is {MAX_NANO // NANO_PER_USD} USD)")
+    nano: int = int("".join(map(str, digits[:significant]))) * 10**shift
     if nano > MAX_NANO:
-        raise ValueError(f"{usd!r} is too large (the most is {MAX_NANO // NANO_PER_USD} USD)")
+        raise ValueError(f"{clip(usd)} is too large (the most is {MAX_NANO // NANO_PER_USD} USD)")
     return -nano if sign else nano
+
+
+def clip(value: object, limit: int = 100) -> str:
+    """A caller's value as echoed in an error message: its repr, cut to about `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def format_usd(nano: int) -> str:

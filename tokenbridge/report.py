@@ -11,10 +11,10 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from tokenbridge.money import format_usd
+from tokenbridge.money import clip, format_usd
 from tokenbridge.store.keys import KeyRecord
 
-_DURATION = re.compile(r"(\d+)([smhd])")
+_DURATION = re.compile(r"([0-9]{1,10})([smhd])")  # ASCII digits; ten at most (9999999999d is 300 million years)
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 # A usage row's fields, in order (`usage --json`, `GET /admin/usage`, and the admin API's CSV).
@@ -24,13 +24,21 @@ USAGE_FIELDS = (
     "end_reason", "attempts", "latency_ms", "ttfb_ms", "error",
 )  # fmt: skip
 SUM_FIELDS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "cost_nano_usd")
+# Cells of free text (names a caller or an upstream chose) that a spreadsheet would run as a formula when
+# they start with one of _FORMULA_STARTS: CSV gives them a leading ' (numbers, negative ones too, stay).
+TEXT_FIELDS = frozenset({
+    "request_id", "key", "route", "model", "channel", "upstream_model", "usage_source", "end_reason", "error",
+})  # fmt: skip
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def parse_duration(text: str) -> float:
     """ "90s", "15m", "24h", "30d" -> seconds; ValueError says how to write one."""
     match = _DURATION.fullmatch(text.strip())
     if not match:
-        raise ValueError(f"{text!r} is not a duration: use a number and a unit, like 90s, 15m, 24h or 30d")
+        raise ValueError(
+            f"{clip(text)} is not a duration: use a number (at most 10 digits) and a unit, like 90s, 15m, 24h or 30d"
+        )
     return int(match[1]) * _SECONDS[match[2]]
 
 
@@ -82,10 +90,28 @@ def sum_json(row: Mapping[str, Any], by: str) -> dict[str, Any]:
     return {by: shown[by], **{f: shown.get(f) or 0 for f in SUM_FIELDS}}
 
 
+def csv_cell(column: str, value: Any) -> Any:
+    """A value as a CSV cell: a text field that a spreadsheet would take for a formula gets a leading '."""
+    if column in TEXT_FIELDS and isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """Rows as CSV with a header line; columns not in `columns` are left out."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    """Rows as CSV (RFC 4180: CRLF line ends, so a CR or LF inside a cell is quoted) with a header line;
+    columns not in `columns` are left out."""
+    out = io.StringIO(newline="")
+    writer = csv.DictWriter(out, fieldnames=list(columns), lineterminator="\r\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({c: csv_cell(c, row.get(c)) for c in columns} for row in rows)
     return out.getvalue()
+
+
+def usage_csv(rows: Iterable[Mapping[str, Any]]) -> str:
+    """Usage rows as shown (`usage_json`) in CSV: USAGE_FIELDS, for `usage --csv` and the admin API alike."""
+    return csv_text(rows, USAGE_FIELDS)
+
+
+def sum_csv(rows: Iterable[Mapping[str, Any]], by: str) -> str:
+    """Sum rows as shown (`sum_json`) in CSV: `by`, then SUM_FIELDS."""
+    return csv_text(rows, (by, *SUM_FIELDS))

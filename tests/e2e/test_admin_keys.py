@@ -109,6 +109,44 @@ def test_create_refuses_bad_bodies_naming_the_field(admin_gateway: Gateway) -> N
     assert "ok-1" not in admin_gateway.api("GET", "/admin/keys").text
 
 
+def test_out_of_range_limits_expiries_and_amounts_are_400_naming_the_field(admin_gateway: Gateway) -> None:
+    # Each of these was a 500 (OverflowError binding a SQLite INTEGER or making a float, orjson refusing an
+    # int past 64 bits) or was taken: "5_000", full-width digits and spaces as amounts, an expiry of 1e308.
+    secret = create(admin_gateway, "bounded", credit_usd="1")
+    creates = [
+        ({"rpm": 2**63}, "rpm"),
+        ({"tpm": 10**9 + 1}, "tpm"),
+        ({"expires_in": "9" * 400 + "d"}, "expires_in"),
+        ({"expires_in": "999999999999999d"}, "expires_in"),
+        ({"expires_in": "9999999999d"}, "expires_in"),  # a duration, but it ends after the year 9999
+        ({"expires_in": "\u0665d"}, "expires_in"),
+        ({"credit_usd": "5_000"}, "credit_usd"),
+        ({"credit_usd": "\uff11"}, "credit_usd"),
+        ({"credit_usd": " 5 "}, "credit_usd"),
+        ({"credit_usd": "1e99999999"}, "credit_usd"),
+    ]
+    for body, param in creates:
+        answer = admin_gateway.api("POST", "/admin/keys", json={"name": "never-bounded", **body})
+        assert error_of(answer) == (400, "invalid_request_error", param), (body, answer.text)
+    patches = [({"rpm": 2**63}, "rpm"), ({"tpm": 2**64 - 1}, "tpm"), ({"expires_at": 1e308}, "expires_at"),
+               ({"expires_at": 2**64 - 1}, "expires_at"), ({"expires_at": 253402300800}, "expires_at")]  # fmt: skip
+    for body, param in patches:
+        answer = admin_gateway.api("PATCH", "/admin/keys/bounded", json=body)
+        assert error_of(answer) == (400, "invalid_request_error", param), (body, answer.text)
+    for amount in ("5_000", "\uff11", " 5 ", "1" * 5000):
+        answer = admin_gateway.api("POST", "/admin/keys/bounded/credit", json={"amount_usd": amount})
+        assert error_of(answer) == (400, "invalid_request_error", "amount_usd"), (amount, answer.text)
+        assert len(answer.json()["error"]["message"]) < 300  # the input is echoed cut short
+    assert admin_gateway.balance("bounded") == admin_gateway.ledger_sum("bounded") == 10**9
+    assert "never-bounded" not in admin_gateway.api("GET", "/admin/keys").text
+    edge = admin_gateway.api("PATCH", "/admin/keys/bounded", json={"rpm": 10**9, "expires_at": 253402300799})
+    assert edge.status_code == 200 and edge.json()["rpm"] == 10**9, edge.text
+    subscription = admin_gateway.api("GET", "/v1/dashboard/billing/subscription", token=secret)
+    assert subscription.status_code == 200 and subscription.json()["access_until"] == 253402300799
+    missing = admin_gateway.api("GET", "/admin/keys/" + "a" * 10000)
+    assert error_of(missing)[:2] == (404, "key_not_found") and len(missing.json()["error"]["message"]) < 200
+
+
 def test_create_with_a_taken_name_is_409_key_exists(admin_gateway: Gateway) -> None:
     create(admin_gateway, "twice")
     assert error_of(admin_gateway.api("POST", "/admin/keys", json={"name": "twice"})) == (409, "key_exists", "name")
@@ -185,6 +223,30 @@ def test_credit_tops_up_corrects_and_unblocks_a_broke_key_at_once(admin_gateway:
                         ({"amount_usd": "1", "note": 7}, "note")]:  # fmt: skip
         answer = admin_gateway.api("POST", "/admin/keys/topped/credit", json=body)
         assert error_of(answer) == (400, "invalid_request_error", param), body
+
+
+def test_credit_past_the_balance_range_is_400_and_books_nothing(admin_gateway: Gateway) -> None:
+    # Two maximal credits used to store a REAL balance (every later read of the key a 500); two maximal
+    # corrections a 500 after the commit. Now nothing is booked, and the caller is told which field.
+    create(admin_gateway, "range-rich", credit_usd="9223372036")
+    create(admin_gateway, "range-poor")
+    for name, amount in [("range-rich", "9223372036"), ("range-rich", "0.854775808"), ("range-poor", "-9223372036")]:
+        if name == "range-poor":
+            assert (
+                admin_gateway.api("POST", f"/admin/keys/{name}/credit", json={"amount_usd": amount}).status_code == 200
+            )
+        before = admin_gateway.balance(name)
+        answer = admin_gateway.api("POST", f"/admin/keys/{name}/credit", json={"amount_usd": amount})
+        assert error_of(answer) == (400, "invalid_request_error", "amount_usd"), answer.text
+        assert "9223372036.854775807" in answer.json()["error"]["message"]
+        assert admin_gateway.balance(name) == admin_gateway.ledger_sum(name) == before
+        assert admin_gateway.api("GET", f"/admin/keys/{name}").json()["balance_nano_usd"] == before
+    assert admin_gateway.api("GET", "/admin/keys").status_code == 200
+    edge = admin_gateway.api("POST", "/admin/keys/range-rich/credit", json={"amount_usd": "0.854775807"})
+    assert edge.json()["balance_nano_usd"] == 2**63 - 1 == admin_gateway.ledger_sum("range-rich")
+    refused = admin_gateway.cli("credit", "range-rich", "0.000000001")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert "nothing was booked" in refused.stderr and admin_gateway.balance("range-rich") == 2**63 - 1
 
 
 def test_holder_reads_only_its_own_key_and_cannot_write(admin_gateway: Gateway) -> None:

@@ -14,6 +14,11 @@ import pytest
 
 from tests.conftest import UPSTREAM_SECRET, Gateway
 from tests.e2e.test_chat import expected_cost
+from tokenbridge.report import USAGE_FIELDS
+from tokenbridge.store.db import Database
+from tokenbridge.store.keys import get_key_by_name
+from tokenbridge.store.ledger import settle_hold
+from tokenbridge.store.usage import UsageRow
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -124,6 +129,13 @@ def test_usage_refuses_bad_queries_naming_the_parameter(traffic: Gateway) -> Non
         ("/admin/usage/summary", {"by": "colour"}, "by"),
         ("/admin/usage/series", {"bucket": "week"}, "bucket"),
         ("/admin/usage/series", {"by": "channel"}, "by"),
+        # 500s before: str.isdigit() takes "²" and "٥", int() refuses 5000 digits, 400 digits overflow a float.
+        ("/admin/usage", {"limit": "\u00b2"}, "limit"),
+        ("/admin/usage", {"limit": "\u0665"}, "limit"),
+        ("/admin/usage", {"limit": "1" * 5000}, "limit"),
+        ("/admin/usage", {"since": "9" * 400 + "d"}, "since"),
+        ("/admin/usage", {"since": "9" * 400}, "since"),
+        ("/admin/usage/series", {"since": "9" * 400 + "h"}, "since"),
     ]:
         answer = traffic.api("GET", path, params=params)
         assert answer.status_code == 400 and answer.json()["error"]["param"] == param, (path, params)
@@ -169,3 +181,27 @@ def test_channels_show_config_and_circuit_state_without_secrets(traffic: Gateway
     circuits = {c["model"]: c for c in fake["circuits"]}
     assert circuits["fake-500"]["state"] == "open" and circuits["fake-ok"]["state"] == "closed"
     assert 0 <= circuits["fake-500"]["retry_in_s"] <= 5
+
+
+def test_usage_csv_keeps_formula_like_text_as_text_in_the_api_and_the_cli(traffic: Gateway) -> None:
+    # A model, channel or upstream error starting with = + - @ would run as a formula in a spreadsheet.
+    async def booked(db: Database) -> None:
+        key = await get_key_by_name(db, "u-one")
+        assert key is not None
+        row = UsageRow("req-csv-formula", time.time(), key.id, "chat", '=HYPERLINK("http://evil.example","x")',
+                       "+chan", "@SUM(A1)", 502, False, 1, 1, 0, 1000, "upstream", "error", 1, 1.0, 1.0,
+                       "-2+3 upstream said")  # fmt: skip
+        await settle_hold(db, row)
+
+    traffic.db_run(booked)
+    api = traffic.api("GET", "/admin/usage", params={"key": "u-one", "format": "csv"}).text
+    cli = traffic.cli("usage", "--key", "u-one", "--csv").stdout
+    for text in (api, cli):
+        [row] = [r for r in csv.DictReader(io.StringIO(text)) if r["request_id"] == "req-csv-formula"]
+        assert row["model"] == '\'=HYPERLINK("http://evil.example","x")' and row["channel"] == "'+chan"
+        assert row["upstream_model"] == "'@SUM(A1)" and row["error"] == "'-2+3 upstream said"
+        assert row["cost_usd"] == "0.000001" and row["cost_nano_usd"] == "1000" and row["status"] == "502"
+    assert api.splitlines()[0] == cli.splitlines()[0] == ",".join(USAGE_FIELDS)  # one column list
+    summary = traffic.api("GET", "/admin/usage/summary", params={"by": "model", "format": "csv"}).text
+    assert "'=HYPERLINK" in summary and "\n=HYPERLINK" not in summary and "\r\n" in summary
+    assert summary.replace("\r\n", "\n") == traffic.cli("usage", "--by", "model", "--csv").stdout  # text=True

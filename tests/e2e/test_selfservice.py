@@ -7,9 +7,12 @@ import datetime as dt
 from decimal import Decimal
 
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import ADMIN_TOKEN, Gateway
 from tests.e2e.test_chat import expected_cost
+from tokenbridge.admin.selfservice import cents, usd
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -79,3 +82,14 @@ def test_admin_api_is_off_without_admin_token_but_holders_still_read_their_own(g
     secret = gateway.create_key("self-holder-off")
     me = gateway.api("GET", "/admin/me", token=secret).json()
     assert me["role"] == "holder" and me["key"]["name"] == "self-holder-off"
+
+
+@settings(max_examples=300)
+@given(st.integers(0, 10**15 - 1))
+def test_billing_figures_carry_exactly_the_decimals_of_their_nano_values(nano: int) -> None:
+    # What the subscription docstring and the README promise: below 15 significant digits (1,000,000 USD)
+    # the JSON numbers are the exact decimals, so hard_limit_usd - total_usage / 100 is the balance exactly
+    # in decimal. In float arithmetic it is not (0.3 - 20.0 / 100 != 0.1), which they say too.
+    assert Decimal(repr(usd(nano))) == Decimal(nano) / 10**9
+    assert Decimal(repr(cents(nano))) == Decimal(nano) / 10**7
+    assert usd(300_000_000) - cents(200_000_000) / 100 != 0.1  # the documented float limit

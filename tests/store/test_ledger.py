@@ -18,9 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tokenbridge.money import MAX_NANO
 from tokenbridge.store.db import Database
 from tokenbridge.store.keys import (
     DISPLAY_PREFIX_CHARS,
+    BalanceOutOfRange,
     KeyExists,
     KeyNotFound,
     KeyRecord,
@@ -141,6 +143,35 @@ async def test_insert_credit_unknown_key_raises_and_writes_nothing(db: Database)
     with pytest.raises(KeyNotFound):
         await insert_credit(db, "nobody", 100)
     assert await rows(db, "SELECT * FROM ledger") == []
+
+
+@pytest.mark.parametrize(("start", "amount"), [(MAX_NANO, 1), (MAX_NANO - 5, 6), (-MAX_NANO, -1), (1, MAX_NANO)])
+async def test_insert_credit_past_the_integer_range_changes_nothing(db: Database, start: int, amount: int) -> None:
+    # Past ±(2**63 - 1) SQLite stores a REAL: later reads fail and the ledger sum overflows. The bound is in
+    # the UPDATE itself, so nothing is written, not even a ledger row.
+    key = await new_key(db, credit=max(start, 0))
+    if start < 0:
+        await insert_credit(db, "k", start)
+    ledger_before = await rows(db, "SELECT * FROM ledger")
+    with pytest.raises(BalanceOutOfRange, match="the most a balance holds"):
+        await insert_credit(db, "k", amount)
+    assert await rows(db, "SELECT * FROM ledger") == ledger_before
+    assert await rows(db, "SELECT typeof(balance) FROM api_keys") == [("integer",)]
+    assert await balance(db) == await get_ledger_sum(db, key.id) == start
+
+
+async def test_insert_credit_up_to_the_integer_range_exactly(db: Database) -> None:
+    key = await new_key(db, credit=MAX_NANO - 1)
+    assert await insert_credit(db, "k", 1) == MAX_NANO
+    assert await insert_credit(db, "k", -MAX_NANO) == 0
+    assert await insert_credit(db, "k", -MAX_NANO) == -MAX_NANO
+    assert await balance(db) == await get_ledger_sum(db, key.id) == -MAX_NANO
+
+
+async def test_insert_key_refuses_an_opening_credit_past_the_integer_range(db: Database) -> None:
+    with pytest.raises(BalanceOutOfRange):
+        await new_key(db, credit=MAX_NANO + 1)
+    assert await count_keys(db) == 0
 
 
 # --- reserve_hold -------------------------------------------------------------------------------------------------

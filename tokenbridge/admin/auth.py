@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from tokenbridge.asgi import Scope
 from tokenbridge.errors import PermissionDenied, UnknownKey
+from tokenbridge.money import clip
 from tokenbridge.runtime import Runtime
 from tokenbridge.stages.auth import bearer_token, resolve_key
 from tokenbridge.store.keys import KeyRecord
@@ -47,7 +48,7 @@ class Principal:
 
 
 def unknown_key(name: str) -> UnknownKey:
-    return UnknownKey(f"No key named '{name}'.", param="name")
+    return UnknownKey(f"No key named {clip(name)}.", param="name")
 
 
 async def authenticate(runtime: Runtime, scope: Scope) -> Principal:

@@ -13,6 +13,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tokenbridge.keyrules import END_OF_TIME, KEY_NAME, MAX_PER_MINUTE
+
 Schema = dict[str, Any]
 
 
@@ -38,6 +40,7 @@ USD: Schema = {"type": "string", "description": 'exact decimal USD, like "2.50"'
 NANO: Schema = {"type": "integer", "description": "nano-USD (1e-9 USD), exact"}
 AMOUNT: Schema = {"oneOf": [STR, NUM], "description": 'USD as a string ("2.50", exact) or a number'}
 OPT_INT: Schema = {"type": ["integer", "null"], "minimum": 1}
+PER_MINUTE: Schema = {**OPT_INT, "maximum": MAX_PER_MINUTE}
 UNIX: Schema = {"type": ["number", "null"], "description": "unix seconds; null = never"}
 
 _KEY = obj(
@@ -122,15 +125,21 @@ SCHEMAS: dict[str, Schema] = {
     "CreatedKey": {"allOf": [ref("Key"), obj(["key"], key={"type": "string", "description": "shown this once"})]},
     "CreateKey": obj(
         ["name"],
-        name={"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"},
+        name={"type": "string", "pattern": f"^{KEY_NAME.pattern}$"},
         credit_usd=AMOUNT,
         group=STR,
         models={"type": "array", "items": STR},
-        expires_in={"type": ["string", "null"], "examples": ["30d", "12h"]},
-        rpm=OPT_INT,
-        tpm=OPT_INT,
+        expires_in={"type": ["string", "null"], "examples": ["30d", "12h"], "description": "ends by 9999 (UTC)"},
+        rpm=PER_MINUTE,
+        tpm=PER_MINUTE,
     ),
-    "EditKey": obj(group=STR, models={"type": "array", "items": STR}, expires_at=UNIX, rpm=OPT_INT, tpm=OPT_INT),
+    "EditKey": obj(
+        group=STR,
+        models={"type": "array", "items": STR},
+        expires_at={**UNIX, "exclusiveMinimum": 0, "maximum": END_OF_TIME},
+        rpm=PER_MINUTE,
+        tpm=PER_MINUTE,
+    ),
     "Credit": obj(["amount_usd"], amount_usd=AMOUNT, note={"type": ["string", "null"], "maxLength": 500}),
     "Credited": obj(
         ["name", "amount_usd", "amount_nano_usd", "balance_usd", "balance_nano_usd"],

@@ -10,15 +10,16 @@ from typing import Any
 
 import orjson
 
+from tokenbridge import keyrules
 from tokenbridge.errors import InvalidRequest
-from tokenbridge.money import to_nano
+from tokenbridge.money import clip, to_nano
 from tokenbridge.report import parse_duration
 from tokenbridge.settings import Settings
 
-# Names go into URLs (/admin/keys/{name}): keep them to characters that need no escaping.
-KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 MAX_NOTE_CHARS = 500
 MAX_USAGE_ROWS = 1000
+_LIMIT = re.compile(r"[0-9]{1,4}")  # ASCII digits only: str.isdigit() also takes "²" and "٥"
+_UNIX_S = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
 
 
 def json_object(raw: bytes, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -31,7 +32,7 @@ def json_object(raw: bytes, allowed: tuple[str, ...]) -> dict[str, Any]:
         raise InvalidRequest("The body must be a JSON object.")
     for field in body:
         if field not in allowed:
-            raise InvalidRequest(f"Unknown field '{field}'; expected any of: {', '.join(allowed)}.", param=field)
+            raise InvalidRequest(f"Unknown field {clip(field)}; expected any of: {', '.join(allowed)}.", param=field)
     return body
 
 
@@ -46,12 +47,10 @@ def usd(value: Any, field: str) -> int:
 
 
 def key_name(value: Any) -> str:
-    if not isinstance(value, str) or not KEY_NAME.fullmatch(value):
-        raise InvalidRequest(
-            "'name' must be 1 to 64 letters, digits or ._@- characters, starting with a letter or digit.",
-            param="name",
-        )
-    return value
+    try:
+        return keyrules.key_name(value)
+    except ValueError as exc:
+        raise InvalidRequest(f"'name' {exc}.", param="name") from exc
 
 
 def note(value: Any) -> str | None:
@@ -63,18 +62,19 @@ def note(value: Any) -> str | None:
 
 
 def per_minute(value: Any, field: str) -> int | None:
-    """An rpm/tpm limit: a positive integer, or null for none."""
+    """An rpm/tpm limit: a positive integer (at most keyrules.MAX_PER_MINUTE), or null for none."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise InvalidRequest(f"'{field}' must be a positive integer or null.", param=field)
-    return value
+    try:
+        return keyrules.per_minute(value)
+    except ValueError as exc:
+        raise InvalidRequest(f"'{field}' {exc}, or null for none.", param=field) from exc
 
 
 def group(value: Any, settings: Settings) -> str:
     if not isinstance(value, str) or value not in settings.groups:
         raise InvalidRequest(
-            f"Unknown group '{value}'; the config has: {', '.join(sorted(settings.groups))}.", param="group"
+            f"Unknown group {clip(value)}; the config has: {', '.join(sorted(settings.groups))}.", param="group"
         )
     return value
 
@@ -85,7 +85,7 @@ def models(value: Any, settings: Settings) -> tuple[str, ...]:
         raise InvalidRequest("'models' must be a list of model names ([] allows every model).", param="models")
     for model in value:
         if model not in settings.routes:
-            raise InvalidRequest(f"No channel serves the model '{model}'.", param="models")
+            raise InvalidRequest(f"No channel serves the model {clip(model)}.", param="models")
     return tuple(dict.fromkeys(value))
 
 
@@ -95,7 +95,7 @@ def expires_in(value: Any) -> float | None:
     if not isinstance(value, str):
         raise InvalidRequest("'expires_in' must be a duration like \"30d\", or null for never.", param="expires_in")
     try:
-        return time.time() + parse_duration(value)
+        return keyrules.expires_in(value)
     except ValueError as exc:
         raise InvalidRequest(f"'expires_in': {exc}.", param="expires_in") from exc
 
@@ -103,9 +103,12 @@ def expires_in(value: Any) -> float | None:
 def expires_at(value: Any) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidRequest("'expires_at' must be a unix time in seconds, or null for never.", param="expires_at")
-    return float(value)
+    try:
+        return keyrules.expiry(value)
+    except ValueError as exc:
+        raise InvalidRequest(f"'expires_at' {exc}, or null for never.", param="expires_at") from exc
 
 
 # --- query strings --------------------------------------------------------------------------------
@@ -125,7 +128,7 @@ def since(query: Mapping[str, str], default_s: float | None) -> float | None:
     if value is None:
         return None if default_s is None else now - default_s
     try:
-        return float(value) if re.fullmatch(r"\d+(\.\d+)?", value) else now - parse_duration(value)
+        return float(value) if _UNIX_S.fullmatch(value) else now - parse_duration(value)
     except ValueError as exc:
         raise InvalidRequest(f"'since' must be unix seconds or a duration like 24h: {exc}.", param="since") from exc
 
@@ -134,6 +137,6 @@ def limit(query: Mapping[str, str], default: int = 100) -> int:
     value = query.get("limit")
     if value is None:
         return default
-    if not value.isdigit() or not 1 <= int(value) <= MAX_USAGE_ROWS:
+    if not _LIMIT.fullmatch(value) or not 1 <= int(value) <= MAX_USAGE_ROWS:
         raise InvalidRequest(f"'limit' must be an integer from 1 to {MAX_USAGE_ROWS}.", param="limit")
     return int(value)

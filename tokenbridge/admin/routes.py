@@ -21,10 +21,11 @@ from tokenbridge.admin.auth import Principal, authenticate, unknown_key
 from tokenbridge.admin.openapi import openapi_document
 from tokenbridge.errors import DuplicateKey, InvalidRequest, RequestTooLarge
 from tokenbridge.money import format_usd
-from tokenbridge.report import SUM_FIELDS, USAGE_FIELDS, csv_text, key_json, sum_json, usage_json
+from tokenbridge.report import key_json, sum_csv, sum_json, usage_csv, usage_json
 from tokenbridge.runtime import Runtime
 from tokenbridge.store.channels import list_channel_health
 from tokenbridge.store.keys import (
+    BalanceOutOfRange,
     KeyExists,
     KeyNotFound,
     KeyRecord,
@@ -54,8 +55,8 @@ def listing(data: list[Any]) -> Response:
     return json_response({"object": "list", "data": data})
 
 
-def csv_response(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> Response:
-    return Response(csv_text(rows, columns), media_type="text/csv", headers={"cache-control": "no-store"})
+def csv_response(text: str) -> Response:
+    return Response(text, media_type="text/csv", headers={"cache-control": "no-store"})
 
 
 class AdminAPI:
@@ -196,9 +197,12 @@ class AdminAPI:
         amount = params.usd(body["amount_usd"], "amount_usd")
         if amount == 0:
             raise InvalidRequest("'amount_usd' must not be zero.", param="amount_usd")
-        balance: int = await self.on_key(
-            name, insert_credit(self.runtime.db, name, amount, note=params.note(body.get("note")))
-        )
+        try:
+            balance: int = await self.on_key(
+                name, insert_credit(self.runtime.db, name, amount, note=params.note(body.get("note")))
+            )
+        except BalanceOutOfRange as exc:
+            raise InvalidRequest(f"'amount_usd' cannot be booked: {exc}.", param="amount_usd") from exc
         return json_response({
             "name": name,
             "amount_usd": format_usd(amount),
@@ -229,7 +233,7 @@ class AdminAPI:
             newest_first=True,
         )
         shown = [usage_json(row) for row in rows]
-        return csv_response(shown, USAGE_FIELDS) if fmt == "csv" else listing(shown)
+        return csv_response(usage_csv(shown)) if fmt == "csv" else listing(shown)
 
     async def usage_summary(self, request: Request) -> Response:
         principal = await self.caller(request)
@@ -240,7 +244,7 @@ class AdminAPI:
             self.runtime.db, by=by, **self.filters(principal, request), since=params.since(query, None)
         )
         shown = [sum_json(row, by) for row in rows]
-        return csv_response(shown, (by, *SUM_FIELDS)) if fmt == "csv" else listing(shown)
+        return csv_response(sum_csv(shown, by)) if fmt == "csv" else listing(shown)
 
     async def usage_series(self, request: Request) -> Response:
         principal = await self.caller(request)

@@ -7,7 +7,7 @@
 Those clients show `hard_limit_usd - total_usage / 100` as the balance (total_usage is in cents).
 So, as one-api and New API do, `hard_limit_usd` is everything ever credited to the key (balance +
 spent) and `total_usage` is everything ever spent, whatever dates are asked: the difference is the
-balance exactly. `daily_costs` does honour the dates: cost per UTC day and model in the range.
+balance. `daily_costs` does honour the dates: cost per UTC day and model in the range.
 The figures are JSON numbers (the shape wants them); the exact integers stay on /v1/me.
 """
 
@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from tokenbridge.admin.routes import json_response
 from tokenbridge.errors import InvalidRequest
+from tokenbridge.keyrules import END_OF_TIME
 from tokenbridge.money import NANO_PER_USD, format_usd
 from tokenbridge.report import key_json
 from tokenbridge.runtime import Runtime
@@ -85,6 +86,15 @@ class SelfService:
         })  # fmt: skip
 
     async def subscription(self, request: Request) -> Response:
+        """`hard_limit_usd` = balance + everything spent, a JSON number.
+
+        With /billing/usage's `total_usage` (cents), `hard_limit_usd - total_usage / 100` is the balance
+        exactly in decimal arithmetic on the numbers sent: each is the shortest repr of nano / 10**k,
+        which carries exactly the decimals of the nano value up to 15 significant digits (amounts under
+        1,000,000 USD). In a client's float arithmetic it holds only to float precision (0.3 - 20.0/100
+        is 0.09999999999999998): binary floats cannot do better, and no JSON number could fix that. The
+        exact integers are on /v1/me.
+        """
         key, spent, _ = await self.caller(request)
         limit = usd(key.balance + spent)
         return json_response({
@@ -93,7 +103,7 @@ class SelfService:
             "soft_limit_usd": limit,
             "hard_limit_usd": limit,
             "system_hard_limit_usd": limit,
-            "access_until": int(key.expires_at or 0),
+            "access_until": int(min(key.expires_at or 0, END_OF_TIME)),  # an older far expiry: still an int64
         })  # fmt: skip
 
     async def usage(self, request: Request) -> Response:

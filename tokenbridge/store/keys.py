@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import aiosqlite
 import orjson
 
+from tokenbridge.money import MAX_NANO, format_usd
 from tokenbridge.store.db import Database
 
 KEY_PREFIX = "sk-tb-"
@@ -26,6 +27,10 @@ class KeyExists(Exception):
 
 class KeyNotFound(Exception):
     """No key has that name."""
+
+
+class BalanceOutOfRange(Exception):
+    """The change would take a balance past ±MAX_NANO (a SQLite INTEGER); nothing was written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +100,11 @@ async def insert_key(
     tpm: int | None = None,
 ) -> tuple[KeyRecord, str]:
     """Create a key (and its opening credit as a ledger row); returns the record and the secret, shown once."""
+    if not -MAX_NANO <= credit <= MAX_NANO:
+        raise BalanceOutOfRange(
+            f"an opening credit of {format_usd(credit)} USD is outside ±{format_usd(MAX_NANO)} USD,"
+            " the most a balance holds"
+        )
     secret = new_secret()
     now = time.time()
 

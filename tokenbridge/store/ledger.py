@@ -11,8 +11,9 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from tokenbridge.money import MAX_NANO, format_usd
 from tokenbridge.store.db import Database
-from tokenbridge.store.keys import KeyNotFound
+from tokenbridge.store.keys import BalanceOutOfRange, KeyNotFound
 from tokenbridge.store.usage import UsageRow, insert_usage
 
 
@@ -21,15 +22,28 @@ class DuplicateRequestId(Exception):
 
 
 async def insert_credit(db: Database, name: str, amount: int, *, note: str | None = None) -> int:
-    """Top up (amount > 0) or correct (amount < 0) a key; returns the new balance."""
+    """Top up (amount > 0) or correct (amount < 0) a key; returns the new balance.
+
+    The new balance must stay within ±MAX_NANO (a SQLite INTEGER: past it SQLite would store a REAL).
+    The bound is part of the one conditional UPDATE, so a credit that would break it changes nothing
+    and raises BalanceOutOfRange; otherwise the update and its ledger row commit together.
+    """
     kind = "credit" if amount >= 0 else "correction"
 
     def change(conn: sqlite3.Connection) -> int:
         row = conn.execute(
-            "UPDATE api_keys SET balance = balance + ? WHERE name = ? RETURNING id, balance", (amount, name)
+            "UPDATE api_keys SET balance = balance + :amount"
+            " WHERE name = :name AND balance + :amount BETWEEN -:most AND :most RETURNING id, balance",
+            {"amount": amount, "name": name, "most": MAX_NANO},
         ).fetchone()
         if row is None:
-            raise KeyNotFound(f"no key named {name!r}")
+            found = conn.execute("SELECT balance FROM api_keys WHERE name = ?", (name,)).fetchone()
+            if found is None:
+                raise KeyNotFound(f"no key named {name!r}")
+            raise BalanceOutOfRange(
+                f"key {name!r} holds {format_usd(found[0])} USD: adding {format_usd(amount)} USD would take its balance"
+                f" outside ±{format_usd(MAX_NANO)} USD, the most a balance holds"
+            )
         conn.execute(
             "INSERT INTO ledger (key_id, kind, amount, note, created_at) VALUES (?, ?, ?, ?, ?)",
             (row[0], kind, amount, note, time.time()),
