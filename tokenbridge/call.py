@@ -35,7 +35,7 @@ class Call:
     raw_body: bytes = b""
     model: str = ""
     stream: bool = False
-    # auth
+    # auth (and the admin and self-service routes, which authenticate a key holder themselves)
     key: KeyRecord | None = None
     # quota: nano-USD held for the worst case; 0 when nothing is held
     hold: int = 0

@@ -15,7 +15,7 @@ from tokenbridge.asgi import Scope
 from tokenbridge.errors import PermissionDenied, UnknownKey
 from tokenbridge.money import clip
 from tokenbridge.runtime import Runtime
-from tokenbridge.stages.auth import bearer_token, resolve_key
+from tokenbridge.stages.auth import bearer_token, name_caller, resolve_key
 from tokenbridge.store.keys import KeyRecord
 
 
@@ -56,4 +56,6 @@ async def authenticate(runtime: Runtime, scope: Scope) -> Principal:
     admin_token = runtime.settings.server.admin_token.encode()
     if token and admin_token and hmac.compare_digest(token, admin_token):
         return Principal(None)
-    return Principal(await resolve_key(runtime, token))
+    key = await resolve_key(runtime, token)
+    name_caller(scope, key)
+    return Principal(key)

@@ -26,7 +26,7 @@ from tokenbridge.keyrules import END_OF_TIME
 from tokenbridge.money import NANO_PER_USD, format_usd
 from tokenbridge.report import key_json
 from tokenbridge.runtime import Runtime
-from tokenbridge.stages.auth import bearer_token, resolve_key
+from tokenbridge.stages.auth import bearer_token, name_caller, resolve_key
 from tokenbridge.store.keys import KeyRecord, get_key_by_name
 from tokenbridge.store.ledger import get_key_spending
 from tokenbridge.store.usage import sum_usage_series
@@ -70,6 +70,7 @@ class SelfService:
     async def caller(self, request: Request) -> tuple[KeyRecord, int, int]:
         """The caller's key read fresh (cached records carry stale balances), its spend and its holds."""
         cached = await resolve_key(self.runtime, bearer_token(request.scope))
+        name_caller(request.scope, cached)
         key = await get_key_by_name(self.runtime.db, cached.name)
         assert key is not None  # keys are never deleted
         spent, held = await get_key_spending(self.runtime.db, key.id)
