@@ -22,6 +22,13 @@ def test_our_ids_do_not_repeat() -> None:
     assert len(ids) == 10_000
 
 
+def test_our_ids_cannot_be_guessed_from_the_last_one() -> None:
+    # A caller who could name the next ids could claim them with X-Request-ID (ids are unique across
+    # the database) and make other callers' requests fail: the ids must not be a visible counter.
+    first, second = (request_id_from({"headers": []}) for _ in range(2))
+    assert first[:-8] != second[:-8] or int(second[-8:], 16) != int(first[-8:], 16) + 1
+
+
 @pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin", reason="needs fork")
 def test_a_forked_process_draws_its_own_prefix() -> None:
     parent = request_id_from({"headers": []})
