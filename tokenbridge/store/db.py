@@ -156,13 +156,17 @@ def _resolve_all(outcomes: list[Outcome]) -> None:
 
 
 def _settle_futures(outcomes: list[Outcome]) -> None:
+    """Settle each future on its own: one that refuses its outcome must not leave the rest waiting."""
     for future, result, error in outcomes:
-        if future.cancelled():
+        if future.done():
             continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
+        try:
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+        except (TypeError, asyncio.InvalidStateError) as exc:  # e.g. a change raised StopIteration
+            future.set_exception(StoreError(f"a database change ended with an unusable outcome: {exc}"))
 
 
 class Database:
