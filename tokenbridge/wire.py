@@ -5,9 +5,9 @@
    first on a keep-alive connection then took ~44 ms instead of ~2 ms.
 2. Writes made in one pass of the event loop leave in one system call. uvicorn writes a response's
    head as soon as `http.response.start` is sent and its body separately, and a chunked body's end
-   marker separately again: two or three writes (and packets) where one does. Nothing waits: the
-   batch goes out at the end of the current loop pass, before the loop polls for I/O again, so a
-   stream's events still leave as they arrive.
+   marker separately again: two or three writes (and packets) where one does. Nothing waits on a
+   timer: the batch goes out in the loop's next pass (after at most one poll that does not block,
+   since a callback is ready), so a stream's events still leave as they arrive.
 """
 
 from __future__ import annotations

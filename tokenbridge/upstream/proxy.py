@@ -64,7 +64,9 @@ class UpstreamProxy:
             nonlocal caller_left
             while (await receive())["type"] != "http.disconnect":
                 pass
-            if not finished:
+            # Once the meter has seen the answer complete, what is left is the settle and the last
+            # bytes: cancelling then would cut the settle's bookkeeping short for a bill already final.
+            if not finished and call.end_reason != "done":
                 caller_left = True
                 task.cancel()  # closes the upstream response in _forward's finally
 
