@@ -27,6 +27,7 @@ MAX_VALUE_CHARS = 200  # a caller-chosen value (a path, a model name) is cut her
 # A value written bare in logfmt; anything else is quoted as a JSON string, so a caller's value with a
 # space, a quote or a newline can neither forge a field nor a second line.
 _BARE = re.compile(r"[A-Za-z0-9._:/@+\-]+")
+_UNICODE_LINE_ENDS = str.maketrans({"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
 class AccessLine:
@@ -49,7 +50,11 @@ def logfmt_value(value: Any) -> str:
     if type(value) is int or type(value) is float:
         return str(value)  # bare by construction: no regex for most fields of a line
     text = str(value)[:MAX_VALUE_CHARS]
-    return text if _BARE.fullmatch(text) else orjson.dumps(text).decode()
+    if _BARE.fullmatch(text):
+        return text
+    # JSON escapes the ASCII controls but not these three, which str.splitlines() and some viewers
+    # take for line ends: escaped too, a caller's path cannot even look like a second line.
+    return orjson.dumps(text).decode().translate(_UNICODE_LINE_ENDS)
 
 
 class JsonFormatter(logging.Formatter):
@@ -74,7 +79,7 @@ class JsonFormatter(logging.Formatter):
             line["exc_info"] = record.exc_text
         if record.stack_info:
             line["stack_info"] = self.formatStack(record.stack_info)
-        return orjson.dumps(line, default=str).decode()
+        return orjson.dumps(line, default=str).decode().translate(_UNICODE_LINE_ENDS)  # one line, as in text
 
 
 def configure_logging(log_format: str | None = None) -> None:
@@ -89,4 +94,11 @@ def configure_logging(log_format: str | None = None) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if chosen == "json" else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    # Under `uvicorn --factory tokenbridge.app:app_from_env`, uvicorn set up its own text handlers
+    # (and an access log that shows query strings) before building the app: theirs go, ours write.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = True
+    logging.getLogger("uvicorn.access").disabled = True  # observe.py writes the one access line
     logging.captureWarnings(True)  # a Python warning is a log line too, in the same format

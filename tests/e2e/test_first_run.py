@@ -27,13 +27,22 @@ STARTUP_LINES = 200
 class Served:
     """A `tokenbridge serve` process whose output lines are read as they come."""
 
-    def __init__(self, config: Path, port: int, *options: str) -> None:
+    def __init__(
+        self,
+        config: Path,
+        port: int,
+        *options: str,
+        command: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """`tokenbridge serve` with `options`, or another `command` (uvicorn run directly) with `env` added."""
+        serve = [sys.executable, "-m", "tokenbridge", "serve", "--config", str(config), "--port", str(port), *options]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tokenbridge", "serve", "--config", str(config), "--port", str(port), *options],
+            command or serve,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []

@@ -4,6 +4,7 @@ has one access line per request, and never holds a secret."""
 from __future__ import annotations
 
 import queue
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -131,3 +132,25 @@ def test_serve_log_never_holds_a_secret(config: Gateway) -> None:
         served.stop()
     assert any("channel 'broken' failed" in line for line in served.seen)  # the failover was logged, secret-free
     assert_no_secret(served, [*secrets, wrong, CHANNEL_SECRET, BROKEN_SECRET, ADMIN_TOKEN])
+
+
+def test_uvicorn_run_directly_logs_only_our_json_lines_and_no_query_string(config: Gateway) -> None:
+    """The README's other way to serve: `uvicorn --factory tokenbridge.app:app_from_env`. uvicorn sets up its
+    own text handlers and access log (which shows query strings) before it builds the app; ours replace them."""
+    secret = config.create_key("direct", credit_usd="5")
+    port = int(config.url.rsplit(":", 1)[1])
+    command = [sys.executable, "-m", "uvicorn", "--factory", "tokenbridge.app:app_from_env", "--port", str(port)]
+    env = {"TOKENBRIDGE_CONFIG": str(config.config), "TOKENBRIDGE_LOG_FORMAT": "json"}
+    served = Served(config.config, port, command=command, env=env)
+    log = Log(served, json=True)
+    try:
+        log.until(lambda line: "Application startup complete" in line)
+        rid = "direct-" + uuid.uuid4().hex
+        headers = {"Authorization": f"Bearer {secret}", "X-Request-ID": rid}
+        assert httpx.get(f"{config.url}/v1/models?api_key={secret}", headers=headers, timeout=30).status_code == 200
+        assert log.access_line(rid)["path"] == "/v1/models"
+    finally:
+        served.stop()
+    assert [orjson.loads(line)["logger"] for line in served.seen].count("tokenbridge.access") == 1
+    assert not any("uvicorn.access" in line for line in served.seen)
+    assert_no_secret(served, [secret])
