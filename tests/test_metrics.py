@@ -183,3 +183,57 @@ def test_the_cli_leaves_prometheus_client_unimported_until_serve_has_set_its_dir
     check = "import sys, tokenbridge.cli, tokenbridge.serve; print('prometheus_client' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "False"
+
+
+class Circuits:
+    """Breakers as render() reads them: every circuit open."""
+
+    def state(self, channel: str, model: str) -> str:
+        return "open"
+
+
+def breaker_series(text: bytes) -> set[tuple[str, str]]:
+    return {
+        (sample.labels["channel"], sample.labels["model"])
+        for family in text_string_to_metric_families(text.decode())
+        for sample in family.samples
+        if sample.name == "tokenbridge_breaker_state"
+    }
+
+
+def test_a_circuit_a_reload_stopped_serving_leaves_the_breaker_gauge(tmp_path: Path) -> None:
+    from tokenbridge.metrics import Metrics
+
+    before, after = tmp_path / "before.toml", tmp_path / "after.toml"
+    before.write_text(config_for("http://127.0.0.1:9"))
+    after.write_text(config_for("http://127.0.0.1:9").replace('name = "broken"', 'name = "renamed"'))
+    metrics = Metrics()
+    shown = metrics.render(settings=load_settings(before), breakers=Circuits(), open_holds=0)  # type: ignore[arg-type]
+    assert ("broken", "failover") in breaker_series(shown)
+    shown = metrics.render(settings=load_settings(after), breakers=Circuits(), open_holds=0)  # type: ignore[arg-type]
+    assert ("renamed", "failover") in breaker_series(shown)
+    assert not any(channel == "broken" for channel, _ in breaker_series(shown))
+
+
+DYING_WORKER = """
+import os
+from prometheus_client import Gauge
+Gauge("tokenbridge_breaker_state", "x", ["channel", "model"], multiprocess_mode="livemax").labels("c", "m").set(2)
+os._exit(0)  # killed, as far as its files know: no mark_process_dead
+"""
+
+
+def test_a_worker_that_died_without_shutdown_leaves_no_live_gauge(tmp_path: Path) -> None:
+    import os
+
+    from tokenbridge.metrics import forget_dead_workers
+
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    dead = subprocess.run([sys.executable, "-c", DYING_WORKER], env=env, timeout=60, check=True)
+    assert dead.returncode == 0
+    left = [p.name for p in tmp_path.iterdir() if p.name.startswith("gauge_livemax_")]
+    assert len(left) == 1, left
+    alive = tmp_path / f"gauge_livemax_{os.getpid()}.db"
+    alive.write_bytes(b"")  # a live worker's file (this process) must stay
+    forget_dead_workers(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("gauge_live")) == [alive.name]

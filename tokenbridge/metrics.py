@@ -125,6 +125,9 @@ class Metrics:
         )  # fmt: skip
         if self.registry is not None:
             self.registry.register(self.holds)
+        self.shown_circuits: set[tuple[str, str]] = set()  # (channel, model) pairs the last scrape showed
+        if self.multiprocess:
+            forget_dead_workers(os.environ[MULTIPROC_ENV])
 
     def request_ended(self, call: Call, *, route: str, status: int, end_reason: str, elapsed_s: float) -> None:
         """Everything one finished request adds; called once per request, by observe.py."""
@@ -154,9 +157,16 @@ class Metrics:
 
     def render(self, *, settings: Settings, breakers: Breakers, open_holds: int) -> bytes:
         """The exposition text. Every served (channel, model) shows its circuit, not only those that moved."""
-        for model, channels in settings.routes.items():
-            for channel in channels:
-                self.breaker_changed(channel.name, model, breakers.state(channel.name, model))
+        served = {(channel.name, model) for model, channels in settings.routes.items() for channel in channels}
+        for channel_name, model in served:
+            self.breaker_changed(channel_name, model, breakers.state(channel_name, model))
+        for gone in self.shown_circuits - served:  # a reload dropped it: it must not stay open forever
+            if self.multiprocess:  # other workers' files cannot be removed from here; closed reads as healthy
+                self.breakers.get(*gone).set(BREAKER_STATES[CLOSED])
+            else:
+                self.breakers.metric.remove(*gone)
+                self.breakers.cache.pop(gone, None)
+        self.shown_circuits = served
         self.holds.value = open_holds
         if self.registry is not None:
             return generate_latest(self.registry)
@@ -169,6 +179,21 @@ class Metrics:
         """At a worker's end: its live-only gauges (the breakers) stop counting."""
         if self.multiprocess:
             mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+def forget_dead_workers(directory: str) -> None:
+    """A worker killed without its shutdown (SIGKILL, the OOM killer) left its live gauges' files: its last
+    breaker states would count among the live ones for good. Each new worker drops those of dead pids."""
+    for name in os.listdir(directory):
+        if not name.startswith("gauge_live") or not name.endswith(".db"):
+            continue
+        pid = int(name.rsplit("_", 1)[1].removesuffix(".db"))
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+        except PermissionError:  # alive, another user's
+            pass
 
 
 def metrics_endpoint(runtime: Runtime) -> Callable[[Request], Awaitable[Response]]:
