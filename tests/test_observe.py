@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,3 +205,49 @@ def test_json_formatter_keeps_a_traceback_inside_one_line() -> None:
     assert "\n" not in line
     obj = orjson.loads(line)
     assert obj["message"] == "failed here" and "ValueError: boom" in obj["exc_info"] and obj["level"] == "ERROR"
+
+
+class Waiter(logging.Handler):
+    """Hands the test the access line of one request id as soon as it is written (no polling)."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__()
+        self.request_id = request_id
+        self.fields: dict[str, Any] = {}
+        self.written = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if isinstance(record.msg, AccessLine) and record.msg.fields["request_id"] == self.request_id:
+            self.fields = record.msg.fields
+            self.written.set()
+
+
+def test_a_caller_leaving_inside_its_body_counts_as_gone_not_as_a_bad_request(observed: Gateway) -> None:
+    secret = observed.create_key("half-body")
+    waiter = Waiter("half-body-1")
+    access = logging.getLogger(ACCESS)
+    access.addHandler(waiter)
+    level = access.level
+    access.setLevel(logging.INFO)
+    try:
+        host, port = observed.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Authorization: Bearer " + secret.encode() + b"\r\nX-Request-ID: half-body-1\r\n"
+                b'Content-Length: 5000\r\n\r\n{"model": "fake-ok", "mess'
+            )  # then it leaves, 4,974 bytes short
+        assert waiter.written.wait(30), "no access line for the request"
+    finally:
+        access.removeHandler(waiter)
+        access.setLevel(level)
+    assert (waiter.fields["status"], waiter.fields["end_reason"]) == (499, "client_gone")
+
+
+def test_unicode_line_ends_from_a_caller_are_escaped_in_text_and_json_lines() -> None:
+    path = "/x\u2028forged=1\x85y\u2029z"
+    value = logfmt_value(path)
+    assert len(value.splitlines()) == 1 and orjson.loads(value) == path
+    record = logging.LogRecord(ACCESS, logging.INFO, __file__, 1, AccessLine({"path": path}), None, None)
+    line = JsonFormatter().format(record)
+    assert len(line.splitlines()) == 1 and orjson.loads(line)["path"] == path

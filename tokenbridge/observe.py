@@ -60,9 +60,13 @@ class ObserveMiddleware:
 
         try:
             await self.app(scope, receive, send_observed)
-        finally:
-            if not observed:
-                self.observe(scope, status)
+        except BaseException:
+            if not observed:  # escaped intake: the server answers a bare 500, or drops the connection
+                observed = True
+                self.observe(scope, status or 500)
+            raise
+        if not observed:  # returned without completing an answer: the caller left
+            self.observe(scope, status)
 
     def route_label(self, scope: Scope) -> str:
         """The matched route's path template (`/admin/keys/{name}`; a Mount's prefix), never the values in it,
@@ -87,9 +91,11 @@ class ObserveMiddleware:
 
     def ended(self, scope: Scope, call: Call, status: int) -> None:
         elapsed = time.perf_counter() - call.started
-        if not status:  # nothing went out: the caller left, or the server answers a bug with a bare 500
-            status = CLIENT_CLOSED_REQUEST if call.end_reason == "client_gone" else 500
-        end_reason = call.end_reason or ("done" if status < 400 else "rejected")
+        if not status:  # nothing went out and intake returned: the caller left (a bug is a 500, above)
+            status = CLIENT_CLOSED_REQUEST
+        end_reason = call.end_reason or (
+            "client_gone" if status == CLIENT_CLOSED_REQUEST else "done" if status < 400 else "rejected"
+        )
         route = self.route_label(scope)
         self.metrics.request_ended(call, route=route, status=status, end_reason=end_reason, elapsed_s=elapsed)
         if access_log.isEnabledFor(logging.INFO):

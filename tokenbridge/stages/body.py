@@ -11,7 +11,7 @@ import orjson
 
 from tokenbridge.asgi import ASGIApp, Receive, Scope, Send
 from tokenbridge.call import get_call
-from tokenbridge.errors import InvalidRequest, RequestTooLarge
+from tokenbridge.errors import ClientGone, InvalidRequest, RequestTooLarge
 
 # The field that carries the input, per route kind.
 INPUT_FIELD = {"chat": "messages", "completions": "prompt"}
@@ -34,7 +34,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientGone()  # it left before its body was whole: nobody is there to read an answer
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
