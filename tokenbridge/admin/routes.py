@@ -19,10 +19,11 @@ from starlette.routing import BaseRoute, Route
 from tokenbridge.admin import params
 from tokenbridge.admin.auth import Principal, authenticate, unknown_key
 from tokenbridge.admin.openapi import openapi_document
-from tokenbridge.errors import DuplicateKey, InvalidRequest, RequestTooLarge
+from tokenbridge.errors import DuplicateKey, InvalidRequest
 from tokenbridge.money import format_usd
 from tokenbridge.report import key_json, sum_csv, sum_json, usage_csv, usage_json
 from tokenbridge.runtime import Runtime
+from tokenbridge.stages.body import read_body
 from tokenbridge.store.channels import list_channel_health
 from tokenbridge.store.keys import (
     BalanceOutOfRange,
@@ -90,11 +91,8 @@ class AdminAPI:
         return principal
 
     async def body(self, request: Request, allowed: tuple[str, ...]) -> dict[str, Any]:
-        raw = b""
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > self.runtime.settings.server.max_body_bytes:
-                raise RequestTooLarge("The body is too large.")
+        """The JSON body, read as the OpenAI routes read theirs (size limit, a caller that leaves)."""
+        raw = await read_body(request.scope, request.receive, self.runtime.settings.server.max_body_bytes)
         return params.json_object(raw, allowed)
 
     async def key(self, name: str) -> KeyRecord:
@@ -258,7 +256,10 @@ class AdminAPI:
             self.runtime.db, bucket_s=bucket_s, by=by, since=since, **self.filters(principal, request)
         )
         fields = ("requests", "prompt_tokens", "completion_tokens", "cost_usd", "cost_nano_usd")
-        data = [{"t": row["t"], by: row[by], **{f: sum_json(row, by)[f] for f in fields}} for row in rows]
+        data = []
+        for row in rows:
+            shown = sum_json(row, by)
+            data.append({"t": row["t"], by: shown[by], **{f: shown[f] for f in fields}})
         return json_response({"object": "list", "bucket": bucket, "by": by, "data": data})
 
     # --- channels ----------------------------------------------------------------------------------
