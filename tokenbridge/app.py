@@ -24,6 +24,7 @@ from tokenbridge.console import console_routes
 from tokenbridge.endpoints import ModelsEndpoint, healthz, http_exception, readyz
 from tokenbridge.metrics import metrics_endpoint
 from tokenbridge.observe import ObserveMiddleware
+from tokenbridge.process import die_with_supervisor
 from tokenbridge.runtime import Runtime
 from tokenbridge.settings import Settings, load_settings
 from tokenbridge.stages.auth import AuthMiddleware
@@ -97,8 +98,13 @@ def create_app(
 
 
 def app_from_env() -> Any:
-    """Factory for `uvicorn --factory` and `serve --workers N`: the config path comes from the environment."""
+    """Factory for `uvicorn --factory` and `serve --workers N`: the config path comes from the environment.
+
+    A worker of `serve --workers N` first ties its life to the supervisor's: a supervisor killed
+    with SIGKILL cannot stop its workers, and orphans serving on would spend holds nobody tracks."""
     from tokenbridge.logs import configure_logging
+
+    die_with_supervisor()
 
     configure_logging()  # a worker process starts with none of the parent's logging
     return create_app(load_settings(os.environ.get("TOKENBRIDGE_CONFIG", "config.toml")))

@@ -27,6 +27,7 @@ from tokenbridge.settings import ConfigError, Settings, load_settings
 from tokenbridge.store.channels import upsert_channel_health
 from tokenbridge.store.db import Database
 from tokenbridge.store.keys import KeyCache, get_keys_version
+from tokenbridge.store.ledger import release_dead_holds
 from tokenbridge.upstream.breaker import Breakers, Transition
 from tokenbridge.upstream.client import UpstreamClient
 
@@ -34,6 +35,7 @@ log = logging.getLogger("tokenbridge")
 
 WATCH_INTERVAL_S = 1.0  # how often the config file's mtime is looked at
 KEY_CACHE_POLL_S = 0.25  # how often the key cache asks whether a key changed (revocations count within this)
+HOLD_SWEEP_S = 5.0  # how often holds of processes that are gone (a killed worker) are looked for
 
 
 class Runtime:
@@ -65,9 +67,12 @@ class Runtime:
 
     async def start(self) -> None:
         self._db = await Database.open(self.settings.server.database)
+        # Before any request: what a crash left, or a killed worker this one may be replacing.
+        await self._release_dead_holds()
         await self.upstream.start()
         self.keys.observe(await get_keys_version(self._db))
         self._spawn(self._watch_keys())
+        self._spawn(self._sweep_holds())
         if self.settings.server.watch_config:
             self._spawn(self._watch())
         with suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread, or no SIGHUP here
@@ -127,6 +132,20 @@ class Runtime:
                 self.keys.observe(await get_keys_version(self.db))
             except Exception:  # a locked or vanished database: keep the cache, try again next tick
                 log.exception("could not check for key changes")
+
+    async def _release_dead_holds(self) -> None:
+        released = await release_dead_holds(self.db)
+        if released:
+            log.warning("released %d hold%s of processes that are gone", released, "s" if released > 1 else "")
+
+    async def _sweep_holds(self) -> None:
+        """A worker killed while others serve on: its holds come back within HOLD_SWEEP_S."""
+        while True:
+            await asyncio.sleep(HOLD_SWEEP_S)
+            try:
+                await self._release_dead_holds()
+            except Exception:  # a locked or vanished database: try again next round
+                log.exception("could not look for holds of processes that are gone")
 
     def _breaker_changed(self, change: Transition) -> None:
         self.metrics.breaker_changed(change.channel, change.model, change.state)

@@ -12,11 +12,11 @@ from typing import IO
 
 from tokenbridge.logs import LOG_FORMAT_ENV, configure_logging
 from tokenbridge.money import format_usd
+from tokenbridge.process import SUPERVISOR_ENV
 from tokenbridge.settings import Settings
 from tokenbridge.store.channels import clear_channel_health
 from tokenbridge.store.db import Database
 from tokenbridge.store.keys import KeyRecord, count_keys, insert_key
-from tokenbridge.store.ledger import release_all_holds
 from tokenbridge.wire import HTTP_PROTOCOL
 
 log = logging.getLogger("tokenbridge")
@@ -25,13 +25,11 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's; read by metri
 
 
 def first_run(settings: Settings, host: str, port: int) -> None:
-    """Before serving: migrate, release holds a crash left, and on an empty database make the `default` key."""
+    """Before serving: migrate, and on an empty database make the `default` key. (Holds a crash left
+    are released by each server process as it starts: runtime.py.)"""
 
     async def work(db: Database) -> tuple[KeyRecord, str] | None:
-        released = await release_all_holds(db)
         await clear_channel_health(db)  # breaker states of a previous run say nothing about this one
-        if released:
-            log.warning("released %d holds left by an earlier run", released)
         if await count_keys(db):
             return None
         return await insert_key(db, name="default", credit=settings.server.demo_credit)
@@ -93,10 +91,11 @@ def run(settings: Settings, *, host: str, port: int, workers: int, log_format: s
     configure_logging(log_format)
     os.environ[LOG_FORMAT_ENV] = log_format  # for the workers' own configure_logging (app_from_env)
     settings.server.database.parent.mkdir(parents=True, exist_ok=True)
-    lock = lock_database(settings.server.database)  # noqa: F841 - held while uvicorn runs
+    lock = lock_database(settings.server.database)  # noqa: F841 - held while uvicorn runs (not by workers)
     first_run(settings, host, port)
     if workers > 1:
         os.environ["TOKENBRIDGE_CONFIG"] = str(settings.path)
+        os.environ[SUPERVISOR_ENV] = str(os.getpid())  # uvicorn's supervisor runs in this process
         # Each worker's metrics go to files here and a scrape sums them all (metrics.py). A fresh
         # directory per run: counters of an earlier run must not count again. Set before any worker
         # starts, since prometheus-client reads it when a worker first imports it.

@@ -35,10 +35,10 @@ class Workers:
         self.served = Served(config, port, "--workers", "2")
         self.served.until(r"Application startup complete")
         self.served.until(r"Application startup complete")  # one line per worker
-        self.pids = [pid for pid in children(self.served.process.pid) if self._is_worker(pid)]
+        self.pids = [pid for pid in children(self.served.process.pid) if self.is_worker(pid)]
         assert len(self.pids) == 2, f"expected 2 workers, found {self.pids}"
 
-    def _is_worker(self, pid: int) -> bool:
+    def is_worker(self, pid: int) -> bool:
         """A spawned worker, not multiprocessing's resource tracker (also a child)."""
         return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
 

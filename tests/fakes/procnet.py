@@ -6,6 +6,7 @@ Used to show that a `serve --workers 2` test really spread its connections over 
 from __future__ import annotations
 
 import os
+import select
 from collections import Counter
 from pathlib import Path
 
@@ -55,3 +56,15 @@ def owner_of_client_port(pids: list[int], server_port: int, client_port: int) ->
         if _socket_inodes(pid) & inodes:
             return pid
     return None
+
+
+def wait_exited(pid: int, timeout_s: float) -> bool:
+    """Wait for a process that is not our child to exit (a pidfd becomes readable when it does)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout_s)[0])
+    finally:
+        os.close(fd)

@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tokenbridge.money import MAX_NANO
+from tokenbridge.process import ProcessId, this_process
 from tokenbridge.store.db import Database
 from tokenbridge.store.keys import (
     DISPLAY_PREFIX_CHARS,
@@ -40,7 +41,7 @@ from tokenbridge.store.ledger import (
     Refusal,
     get_ledger_sum,
     insert_credit,
-    release_all_holds,
+    release_dead_holds,
     reserve_hold,
     settle_hold,
 )
@@ -48,6 +49,8 @@ from tokenbridge.store.usage import UsageRow, list_usage, sum_usage
 
 T0 = 1_750_000_000.0  # a fixed time for usage rows (2025-06-15 UTC), long outside any rate window
 NO_MONEY = Refusal("insufficient_quota")
+# A process that is gone: this pid, but started in another boot (as a reused pid would be, later).
+GONE = str(ProcessId(this_process().pid, "another-boot/1"))
 
 
 @pytest.fixture
@@ -323,17 +326,38 @@ async def test_settle_hold_reused_id_raises_and_changes_nothing(db: Database) ->
     assert await open_holds(db) == {"r2": 500}
 
 
-async def test_release_all_holds_drops_every_hold_and_keeps_balances(db: Database) -> None:
-    a, b = await new_key(db, "a", credit=1_000), await new_key(db, "b", credit=2_000)
-    for key, rid, amount in [(a, "r1", 400), (a, "r2", 600), (b, "r3", 2_000)]:
-        assert await reserve_hold(db, key_id=key.id, request_id=rid, amount=amount) is None
+async def test_release_dead_holds_drops_the_holds_of_a_gone_process_and_keeps_balances(tmp_path: Path) -> None:
+    async with await Database.open(tmp_path / "t.db", owner=GONE) as gone:
+        a, b = await new_key(gone, "a", credit=1_000), await new_key(gone, "b", credit=2_000)
+        for key, rid, amount in [(a, "r1", 400), (a, "r2", 600), (b, "r3", 2_000)]:
+            assert await reserve_hold(gone, key_id=key.id, request_id=rid, amount=amount) is None
+    async with await Database.open(tmp_path / "t.db") as db:
+        assert await release_dead_holds(db) == 3
 
-    assert await release_all_holds(db) == 3
+        assert await open_holds(db) == {}
+        assert (await balance(db, "a"), await balance(db, "b")) == (1_000, 2_000)
+        assert await reserve_hold(db, key_id=a.id, request_id="r4", amount=1_000) is None
 
+
+async def test_release_dead_holds_keeps_the_holds_of_live_processes(tmp_path: Path) -> None:
+    """A second server (or a sweeping worker) must not free money that a live worker is still spending."""
+    async with await Database.open(tmp_path / "t.db") as live, await Database.open(tmp_path / "t.db", owner=GONE) as gone:
+        key = await new_key(live, "a", credit=1_000)
+        assert await reserve_hold(live, key_id=key.id, request_id="live", amount=600) is None
+        assert await reserve_hold(gone, key_id=key.id, request_id="gone", amount=400) is None
+
+        assert await release_dead_holds(live) == 1
+        assert await open_holds(live) == {"live": 600}
+        assert await reserve_hold(live, key_id=key.id, request_id="r3", amount=401) == NO_MONEY
+
+
+async def test_release_dead_holds_drops_holds_from_before_owners_were_recorded(db: Database) -> None:
+    key = await new_key(db, "a", credit=1_000)
+    assert await reserve_hold(db, key_id=key.id, request_id="old", amount=500) is None
+    await db.write(lambda conn: conn.execute("UPDATE holds SET owner = NULL"))  # as m004 leaves an old hold
+
+    assert await release_dead_holds(db) == 1
     assert await open_holds(db) == {}
-    assert (await balance(db, "a"), await balance(db, "b")) == (1_000, 2_000)
-    assert await reserve_hold(db, key_id=a.id, request_id="r4", amount=1_000) is None
-    assert await release_all_holds(db) == 1
 
 
 # --- keys ---------------------------------------------------------------------------------------------------------
@@ -489,7 +513,7 @@ class _Model:
 
 
 async def _run_interleaving(path: Path, ops: list[tuple[Any, ...]]) -> None:
-    db = await Database.open(path)
+    db = await Database.open(path, owner=GONE)  # each run "crashes" at its restart, so its holds are a dead one's
     try:
         ids = {name: (await new_key(db, name)).id for name in KEYS}
         model = _Model()
@@ -524,8 +548,8 @@ async def _run_interleaving(path: Path, ops: list[tuple[Any, ...]]) -> None:
                 assert rid not in await open_holds(db)
             elif op[0] == "restart":  # a crash: the process goes away mid-requests, the next one starts clean
                 await db.close()
-                db = await Database.open(path)
-                assert await release_all_holds(db) == len(model.holds)
+                db = await Database.open(path, owner=GONE)
+                assert await release_dead_holds(db) == len(model.holds)
                 model.holds.clear()
             for name, key_id in ids.items():
                 assert await balance(db, name) == await get_ledger_sum(db, key_id) == model.balance[name]

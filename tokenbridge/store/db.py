@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from tokenbridge.process import this_process
 from tokenbridge.store.migrations import apply_migrations
 
 BUSY_TIMEOUT_MS = 5000  # another process (CLI, worker) holding the write lock is waited for this long
@@ -170,15 +171,19 @@ def _settle_futures(outcomes: list[Outcome]) -> None:
 
 
 class Database:
-    """Open with `await Database.open(path)`; `close()` (or `async with`) stops the writer and the reader."""
+    """Open with `await Database.open(path)`; `close()` (or `async with`) stops the writer and the reader.
 
-    def __init__(self, path: Path, writer: Writer, reader: aiosqlite.Connection) -> None:
+    `owner` names the process whose holds this connection takes (process.py): this one, unless a
+    test plays another process."""
+
+    def __init__(self, path: Path, writer: Writer, reader: aiosqlite.Connection, *, owner: str) -> None:
         self.path = path
         self.reader = reader
+        self.owner = owner
         self._writer = writer
 
     @classmethod
-    async def open(cls, path: Path) -> Database:
+    async def open(cls, path: Path, *, owner: str | None = None) -> Database:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(_prepare, path)
@@ -192,7 +197,7 @@ class Database:
         except BaseException:
             await asyncio.to_thread(writer.close)
             raise
-        return cls(path, writer, reader)
+        return cls(path, writer, reader, owner=owner or str(this_process()))
 
     async def __aenter__(self) -> Database:
         return self

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 from tokenbridge.money import MAX_NANO, format_usd
+from tokenbridge.process import is_alive
 from tokenbridge.store.db import Database
 from tokenbridge.store.keys import BalanceOutOfRange, KeyNotFound
 from tokenbridge.store.usage import UsageRow, insert_usage
@@ -109,8 +110,8 @@ async def reserve_hold(db: Database, *, key_id: int, request_id: str, amount: in
             return Refusal("insufficient_quota")
         try:
             conn.execute(
-                "INSERT INTO holds (request_id, key_id, amount, created_at) VALUES (?, ?, ?, ?)",
-                (request_id, key_id, amount, now),
+                "INSERT INTO holds (request_id, key_id, amount, created_at, owner) VALUES (?, ?, ?, ?, ?)",
+                (request_id, key_id, amount, now, db.owner),
             )
         except sqlite3.IntegrityError as exc:  # the same id in flight twice
             raise DuplicateRequestId(request_id) from exc
@@ -140,9 +141,21 @@ async def settle_hold(db: Database, row: UsageRow) -> None:
         raise DuplicateRequestId(row.request_id) from exc
 
 
-async def release_all_holds(db: Database) -> int:
-    """At start-up, before any worker serves: holds of requests a crash cut off are released."""
-    return await db.write(lambda conn: conn.execute("DELETE FROM holds").rowcount)
+async def release_dead_holds(db: Database) -> int:
+    """Release the holds whose owner is gone (killed, crashed): its requests can never settle them.
+
+    A hold of a live process stays, whatever that process is (a worker whose supervisor died, the
+    worker next door): releasing it would let its key spend the same money twice. Holds without an
+    owner predate m004 and so an earlier run. Liveness is read in the writer thread, inside the
+    transaction: a process that is dead stays dead, and new holds name a live owner.
+    """
+
+    def change(conn: sqlite3.Connection) -> int:
+        owners = [row[0] for row in conn.execute("SELECT DISTINCT owner FROM holds")]
+        dead = [(owner,) for owner in owners if owner is None or not is_alive(owner)]
+        return conn.executemany("DELETE FROM holds WHERE owner IS ?", dead).rowcount if dead else 0
+
+    return await db.write(change)
 
 
 async def count_holds(db: Database) -> int:

@@ -128,7 +128,13 @@ def m003_key_changes(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (m001_initial, m002_channel_health, m003_key_changes)
+def m004_hold_owner(conn: sqlite3.Connection) -> None:
+    """Which process took each hold, so one is released only once that process is gone (process.py).
+    Holds from before this migration have none: they are a crash's leftovers, released at the next start."""
+    run_script(conn, "ALTER TABLE holds ADD COLUMN owner TEXT;  -- str(ProcessId): pid, boot id, start time")
+
+
+MIGRATIONS: tuple[Migration, ...] = (m001_initial, m002_channel_health, m003_key_changes, m004_hold_owner)
 
 
 def apply_migrations(conn: sqlite3.Connection) -> None:
