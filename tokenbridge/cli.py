@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,7 +23,7 @@ from tokenbridge.money import clip, format_usd, to_nano
 from tokenbridge.report import key_json, parse_duration, sum_csv, sum_json, usage_csv, usage_json
 from tokenbridge.settings import ConfigError, Settings, load_settings
 from tokenbridge.store.channels import list_channel_health
-from tokenbridge.store.db import Database, StoreError
+from tokenbridge.store.db import Database, StoreError, as_unavailable
 from tokenbridge.store.keys import (
     BalanceOutOfRange,
     KeyExists,
@@ -351,7 +352,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = Path(args.config or os.environ.get("TOKENBRIDGE_CONFIG") or "config.toml")
     try:
         settings = load_settings(path)
-        status = args.run(settings, args)
+        try:
+            status = args.run(settings, args)
+        except sqlite3.Error as exc:  # a read of a broken database (writes are StoreUnavailable already)
+            raise as_unavailable(settings.server.database, exc) or exc
     except ConfigError as exc:
         print(f"tokenbridge: bad config: {exc}", file=sys.stderr)
         return 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -15,6 +14,7 @@ from tokenbridge.asgi import Receive, Scope, Send
 from tokenbridge.call import get_call
 from tokenbridge.errors import GatewayError, MethodNotAllowed, RouteNotFound
 from tokenbridge.runtime import Runtime
+from tokenbridge.store.db import StoreError
 
 JSON = "application/json"
 log = logging.getLogger("tokenbridge")
@@ -40,9 +40,8 @@ def readyz(runtime: Runtime) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         """Ready when the config is loaded and the database takes a write."""
         try:
-            await runtime.db.write(lambda conn: conn.execute("SELECT 1"))
-        except sqlite3.Error:
-            log.exception("readyz: the database does not take a write")
+            await runtime.db.probe_write()
+        except StoreError:  # StoreUnavailable is logged by the store, once per outage
             return Response(b'{"status":"unavailable","database":"not writable"}', status_code=503, media_type=JSON)
         return Response(orjson.dumps({"status": "ready", "channels": len(runtime.settings.channels)}), media_type=JSON)
 

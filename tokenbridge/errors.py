@@ -13,6 +13,7 @@
     ├── RateLimited               429 rate_limit_exceeded (Retry-After)
     ├── UpstreamError             502 upstream_error
     ├── NoAvailableChannel        503 no_available_channel
+    ├── DatabaseUnavailable       503 database_unavailable (unwritable or full; the reason is in the server log)
     ├── UpstreamTimeout           504 upstream_timeout
     └── InternalError             500 internal_error (details only in the server log)
 
@@ -169,6 +170,14 @@ class NoAvailableChannel(GatewayError):
     status = 503
     type = "upstream_error"
     code = "no_available_channel"
+
+
+class DatabaseUnavailable(GatewayError):
+    """The gateway's database cannot take a write now (read-only, disk full, I/O error): not the caller's doing."""
+
+    status = 503
+    type = "server_error"
+    code = "database_unavailable"
 
 
 class UpstreamTimeout(GatewayError):

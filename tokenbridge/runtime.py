@@ -66,7 +66,7 @@ class Runtime:
         return self.settings
 
     async def start(self) -> None:
-        self._db = await Database.open(self.settings.server.database)
+        self._db = await Database.open(self.settings.server.database, log_outages=True)
         # Before any request: what a crash left, or a killed worker this one may be replacing.
         await self._release_dead_holds()
         await self.upstream.start()

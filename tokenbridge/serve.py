@@ -91,8 +91,12 @@ def run(settings: Settings, *, host: str, port: int, workers: int, log_format: s
     configure_logging(log_format)
     os.environ[LOG_FORMAT_ENV] = log_format  # for the workers' own configure_logging (app_from_env)
     settings.server.database.parent.mkdir(parents=True, exist_ok=True)
-    lock = lock_database(settings.server.database)  # noqa: F841 - held while uvicorn runs (not by workers)
-    first_run(settings, host, port)
+    lock = lock_database(settings.server.database)  # held while uvicorn runs (not by workers)
+    try:
+        first_run(settings, host, port)
+    except BaseException:  # a database that cannot take writes, say: the CLI says so in one line
+        lock.close()
+        raise
     if workers > 1:
         os.environ["TOKENBRIDGE_CONFIG"] = str(settings.path)
         os.environ[SUPERVISOR_ENV] = str(os.getpid())  # uvicorn's supervisor runs in this process

@@ -19,8 +19,9 @@ from hashlib import blake2b
 
 from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send, is_event_stream
 from tokenbridge.call import SCOPE_KEY, Call
-from tokenbridge.errors import ClientGone, GatewayError, InternalError, render, sse_error_event
+from tokenbridge.errors import ClientGone, DatabaseUnavailable, GatewayError, InternalError, render, sse_error_event
 from tokenbridge.settings import Settings
+from tokenbridge.store.db import StoreUnavailable, as_unavailable
 
 log = logging.getLogger("tokenbridge")
 
@@ -82,6 +83,10 @@ class IntakeMiddleware:
             return  # nobody is listening; the meter recorded it
         except Exception as exc:
             error = exc if isinstance(exc, GatewayError) else None
+            if error is None and (unavailable := as_unavailable(call.settings.server.database, exc)) is not None:
+                if not isinstance(exc, StoreUnavailable):  # a read: writes are logged by the store, once
+                    log.warning("request %s: %s", call.request_id, unavailable)
+                error = DatabaseUnavailable("The gateway's database cannot take this request now; try again later.")
             if error is None:
                 log.exception("request %s failed inside the gateway", call.request_id)
                 error = InternalError("The gateway failed to handle this request; see its log for the request id.")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -34,12 +35,48 @@ MAX_BATCH = 256  # changes committed together at the most
 _SAVEPOINT = "tokenbridge_change"  # a name no change of ours uses for its own savepoints
 
 T = TypeVar("T")
+log = logging.getLogger("tokenbridge")
 Change = Callable[[sqlite3.Connection], Any]
 Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]  # a change's future, its result or error
 
 
 class StoreError(Exception):
     """The database cannot be used; the message says which file and why."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot take a write (read-only, disk full, I/O error, locked for too long): not a
+    bug of ours, and over once someone fixes the file or the disk."""
+
+    def __init__(self, path: Path, exc: sqlite3.Error) -> None:
+        reason = str(exc)
+        try:
+            if os.statvfs(path.parent).f_bavail == 0:  # SQLite often says only "disk I/O error"
+                reason += "; its disk is full"
+        except OSError:
+            pass
+        self.reason = reason
+        super().__init__(
+            f"the database {path} cannot take writes ({reason}): free space on its disk and make sure the file,"
+            " its folder and its -wal and -shm files are writable, then try again"
+        )
+
+
+# SQLite's primary result codes that say the file or the disk is at fault, not the change.
+_UNAVAILABLE = frozenset({
+    sqlite3.SQLITE_PERM, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PROTOCOL,
+    sqlite3.SQLITE_NOTADB,
+})  # fmt: skip
+
+
+def as_unavailable(path: Path, exc: BaseException) -> StoreUnavailable | None:
+    """`exc` as a StoreUnavailable if it is one, or a SQLite error that means the database is at fault."""
+    if isinstance(exc, StoreUnavailable):
+        return exc
+    if isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _UNAVAILABLE:
+        return StoreUnavailable(path, exc)
+    return None
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -124,13 +161,22 @@ class Writer:
                 conn.execute(f"RELEASE {_SAVEPOINT}")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:  # the batch as a whole failed (busy, disk full): every change failed
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            self._rollback()
             outcomes = [(future, None, exc) for _, future in batch]
         _resolve_all(outcomes)
 
+    def _rollback(self) -> None:
+        """Undo a failed batch. On a broken disk ROLLBACK may fail too; the writer must not die of it
+        (the next batch tries again), or it would refuse every change after the disk is fixed."""
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                logging.getLogger("tokenbridge").warning("could not roll back a failed batch; the next one retries")
+
     def _begin(self) -> None:
         """BEGIN IMMEDIATE, waiting out another process's write lock for up to a minute (safe: nothing ran)."""
+        self._rollback()  # one a failed ROLLBACK left open
         for attempt in range(BEGIN_ATTEMPTS):
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
@@ -174,21 +220,28 @@ class Database:
     """Open with `await Database.open(path)`; `close()` (or `async with`) stops the writer and the reader.
 
     `owner` names the process whose holds this connection takes (process.py): this one, unless a
-    test plays another process."""
+    test plays another process. `log_outages`: a server logs when the database stops and starts
+    taking writes (the CLI says it in its one error line instead)."""
 
-    def __init__(self, path: Path, writer: Writer, reader: aiosqlite.Connection, *, owner: str) -> None:
+    def __init__(
+        self, path: Path, writer: Writer, reader: aiosqlite.Connection, *, owner: str, log_outages: bool = False
+    ) -> None:
         self.path = path
         self.reader = reader
         self.owner = owner
         self._writer = writer
+        self._log_outages = log_outages
+        self._unavailable = False  # the last write failed for the database's own fault
 
     @classmethod
-    async def open(cls, path: Path, *, owner: str | None = None) -> Database:
+    async def open(cls, path: Path, *, owner: str | None = None, log_outages: bool = False) -> Database:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(_prepare, path)
             writer = await asyncio.to_thread(Writer, path)
-        except (sqlite3.Error, OSError) as exc:
+        except sqlite3.Error as exc:
+            raise (as_unavailable(path, exc) or StoreError(f"cannot open database {path}: {exc}")) from exc
+        except OSError as exc:
             raise StoreError(f"cannot open database {path}: {exc}") from exc
         try:
             reader = await aiosqlite.connect(path, isolation_level=None)
@@ -197,7 +250,7 @@ class Database:
         except BaseException:
             await asyncio.to_thread(writer.close)
             raise
-        return cls(path, writer, reader, owner=owner or str(this_process()))
+        return cls(path, writer, reader, owner=owner or str(this_process()), log_outages=log_outages)
 
     async def __aenter__(self) -> Database:
         return self
@@ -212,9 +265,37 @@ class Database:
         await asyncio.to_thread(self._writer.close)
 
     async def write(self, change: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `change(conn)` in the writer thread, inside a committed transaction; its result or error."""
-        result: T = await self._writer.submit(change)
+        """Run `change(conn)` in the writer thread, inside a committed transaction; its result or error.
+
+        A failure that is the database's (unwritable, full, I/O error) is a StoreUnavailable, logged
+        once when it starts and once when writes work again, not once per request."""
+        try:
+            result: T = await self._writer.submit(change)
+        except sqlite3.Error as exc:
+            unavailable = as_unavailable(self.path, exc)
+            if unavailable is None:
+                raise
+            if not self._unavailable and self._log_outages:
+                log.error("%s; answering 503 database_unavailable until it does", unavailable)
+            self._unavailable = True
+            raise unavailable from exc
+        if self._unavailable and self._log_outages:
+            log.warning("the database %s takes writes again", self.path)
+        self._unavailable = False
         return result
+
+    async def probe_write(self) -> None:
+        """A real write that changes nothing, for /readyz: one value flipped and flipped back in one
+        transaction. (SQLite skips an UPDATE that sets what is there already, and writes nothing.)"""
+
+        def flip_twice(conn: sqlite3.Connection) -> None:
+            for _ in range(2):
+                conn.execute(
+                    "UPDATE schema_migrations SET applied_at = -applied_at"
+                    " WHERE rowid = (SELECT MIN(rowid) FROM schema_migrations)"
+                )
+
+        await self.write(flip_twice)
 
 
 def _prepare(path: Path) -> None:
