@@ -129,11 +129,7 @@ def test_full_disk_answers_503_and_recovers_once_space_is_freed(
     upstream: tuple[FakeUpstream, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with tiny_disk(tmp_path / "disk") as disk:
-        class OnDisk:  # serve_gateway's temp folder: the tiny disk
-            def mktemp(self, name: str) -> Path:
-                return disk
-
-        for gateway in serve_gateway(upstream, OnDisk()):  # type: ignore[arg-type]
+        for gateway in serve_gateway(upstream, Reuse(disk)):  # type: ignore[arg-type]
             secret = gateway.create_key("full-disk")
             assert_serving(gateway, secret, "full-disk")
             filler = fill(disk)
@@ -166,3 +162,40 @@ def test_cli_on_a_read_only_database_says_so_in_one_line(tmp_path: Path, upstrea
         listed = cli(config, "keys", "list")  # reading needs no write
         assert listed.returncode == 0 and "someone" in listed.stdout
     assert cli(config, "credit", "someone", "1").returncode == 0
+
+
+def test_deleted_wal_makes_readyz_503_and_a_clean_stop_keeps_every_row(
+    upstream: tuple[FakeUpstream, str], tmp_path_factory: pytest.TempPathFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The running gateway keeps the rows it wrote after the -wal was deleted in that file's open
+    descriptor; a clean stop checkpoints them into the database. Until then nothing else can open
+    the database, so /readyz says so and the operator is told to stop the gateway cleanly."""
+    for gateway in serve_gateway(upstream, tmp_path_factory):
+        secret = gateway.create_key("wal")
+        assert_serving(gateway, secret, "wal")
+        wal = gateway.config.parent / "gateway.db-wal"
+        wal.unlink()
+        for _ in range(3):  # still served: the rows go to the deleted file this process still has open
+            assert gateway.client(secret).chat.completions.create(model="fake-ok", messages=MESSAGES).choices
+        for _ in range(2):  # asked again after a request wrote: still one line in the log
+            ready = httpx.get(gateway.url + "/readyz")
+            assert ready.status_code == 503, ready.text
+            assert gateway.client(secret).chat.completions.create(model="fake-ok", messages=MESSAGES).choices
+        [line] = [r for r in caplog.records if "-wal" in r.getMessage()]
+        assert "SIGTERM" in line.getMessage() and line.exc_info is None
+        assert_one_line_error(cli(gateway.config, "keys", "list"), "gateway.db")  # blocked, not a traceback
+    # The gateway stopped cleanly: its rows are in the database, and the next start works.
+    assert len(gateway.usage("wal")) == 6 and 0 <= gateway.balance("wal") == gateway.ledger_sum("wal")
+    for again in serve_gateway(upstream, Reuse(gateway.config.parent)):  # type: ignore[arg-type]
+        assert_serving(again, secret, "wal")
+        assert httpx.get(again.url + "/readyz").status_code == 200
+
+
+class Reuse:
+    """A tmp_path_factory stand-in for serve_gateway that hands out one folder (a disk, or an earlier run's)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def mktemp(self, name: str) -> Path:
+        return self.folder

@@ -48,18 +48,29 @@ class StoreUnavailable(StoreError):
     """The database cannot take a write (read-only, disk full, I/O error, locked for too long): not a
     bug of ours, and over once someone fixes the file or the disk."""
 
-    def __init__(self, path: Path, exc: sqlite3.Error) -> None:
+    def __init__(self, path: Path, reason: str, *, advice: str | None = None) -> None:
+        self.reason = reason
+        super().__init__(f"the database {path} cannot take writes ({reason}): {advice or FIX_THE_FILE}")
+
+    @classmethod
+    def of(cls, path: Path, exc: sqlite3.Error) -> StoreUnavailable:
         reason = str(exc)
         try:
             if os.statvfs(path.parent).f_bavail == 0:  # SQLite often says only "disk I/O error"
                 reason += "; its disk is full"
         except OSError:
             pass
-        self.reason = reason
-        super().__init__(
-            f"the database {path} cannot take writes ({reason}): free space on its disk and make sure the file,"
-            " its folder and its -wal and -shm files are writable, then try again"
-        )
+        return cls(path, reason)
+
+
+FIX_THE_FILE = (
+    "free space on its disk and make sure the file, its folder and its -wal and -shm files are writable, then try again"
+)
+WAL_DELETED = (
+    "its -wal file was deleted while in use, so the rows written since the last checkpoint are only in this"
+    " process and nothing else can open the database: stop the gateway with SIGTERM (a clean stop writes them"
+    " into the database; kill -9 loses them), then start it again"
+)
 
 
 # SQLite's primary result codes that say the file or the disk is at fault, not the change.
@@ -75,7 +86,7 @@ def as_unavailable(path: Path, exc: BaseException) -> StoreUnavailable | None:
     if isinstance(exc, StoreUnavailable):
         return exc
     if isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _UNAVAILABLE:
-        return StoreUnavailable(path, exc)
+        return StoreUnavailable.of(path, exc)
     return None
 
 
@@ -232,6 +243,7 @@ class Database:
         self._writer = writer
         self._log_outages = log_outages
         self._unavailable = False  # the last write failed for the database's own fault
+        self._wal_lost = False  # probe_write found the -wal file deleted (logged once)
 
     @classmethod
     async def open(cls, path: Path, *, owner: str | None = None, log_outages: bool = False) -> Database:
@@ -276,7 +288,7 @@ class Database:
             if unavailable is None:
                 raise
             if not self._unavailable and self._log_outages:
-                log.error("%s; answering 503 database_unavailable until it does", unavailable)
+                log.error("%s; until then what needs a write answers 503 database_unavailable", unavailable)
             self._unavailable = True
             raise unavailable from exc
         if self._unavailable and self._log_outages:
@@ -286,7 +298,9 @@ class Database:
 
     async def probe_write(self) -> None:
         """A real write that changes nothing, for /readyz: one value flipped and flipped back in one
-        transaction. (SQLite skips an UPDATE that sets what is there already, and writes nothing.)"""
+        transaction. (SQLite skips an UPDATE that sets what is there already, and writes nothing.)
+        Then the -wal file must still be there: WAL mode keeps it while any connection is open."""
+        wal = self.path.with_name(self.path.name + "-wal")
 
         def flip_twice(conn: sqlite3.Connection) -> None:
             for _ in range(2):
@@ -296,6 +310,12 @@ class Database:
                 )
 
         await self.write(flip_twice)
+        if not await asyncio.to_thread(wal.exists):  # for good: only a restart makes a new one
+            unavailable = StoreUnavailable(self.path, "its -wal file is gone", advice=WAL_DELETED)
+            if not self._wal_lost and self._log_outages:
+                log.error("%s", unavailable)
+            self._wal_lost = True
+            raise unavailable
 
 
 def _prepare(path: Path) -> None:
