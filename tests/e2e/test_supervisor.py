@@ -103,10 +103,11 @@ def test_supervisor_sigkill_stops_its_workers_and_a_second_serve_keeps_their_hol
     running.served.until(r"Shutting down")  # each worker stops taking connections once its supervisor is gone
     running.served.until(r"Shutting down")
 
-    second = Served(gateway.config, free_port())
+    port = free_port()
+    second = Served(gateway.config, port)
     try:
         second.until(r"Application startup complete")
-        url = f"http://127.0.0.1:{second.process.args[second.process.args.index('--port') + 1]}"
+        url = f"http://127.0.0.1:{port}"
         assert gateway.db_run(count_holds) == 2, "the second serve released holds of live workers"
         assert chat_status(url, secret) == 429  # the two streams in flight still hold all the credit
         with pytest.raises(httpx.ConnectError):  # the orphans take no new request

@@ -341,7 +341,10 @@ async def test_release_dead_holds_drops_the_holds_of_a_gone_process_and_keeps_ba
 
 async def test_release_dead_holds_keeps_the_holds_of_live_processes(tmp_path: Path) -> None:
     """A second server (or a sweeping worker) must not free money that a live worker is still spending."""
-    async with await Database.open(tmp_path / "t.db") as live, await Database.open(tmp_path / "t.db", owner=GONE) as gone:
+    async with (
+        await Database.open(tmp_path / "t.db") as live,
+        await Database.open(tmp_path / "t.db", owner=GONE) as gone,
+    ):
         key = await new_key(live, "a", credit=1_000)
         assert await reserve_hold(live, key_id=key.id, request_id="live", amount=600) is None
         assert await reserve_hold(gone, key_id=key.id, request_id="gone", amount=400) is None
