@@ -20,6 +20,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -55,11 +56,9 @@ class StoreUnavailable(StoreError):
     @classmethod
     def of(cls, path: Path, exc: sqlite3.Error) -> StoreUnavailable:
         reason = str(exc)
-        try:
+        with suppress(OSError):  # a hint only: without it the advice still names a full disk
             if os.statvfs(path.parent).f_bavail == 0:  # SQLite often says only "disk I/O error"
                 reason += "; its disk is full"
-        except OSError:
-            pass
         return cls(path, reason)
 
 
@@ -129,7 +128,7 @@ class Writer:
             self._serve()
         except BaseException as exc:  # never die silently leaving callers waiting: fail them all
             self._stopped = f"{type(exc).__name__}: {exc}"
-            logging.getLogger("tokenbridge").exception("the database writer stopped")
+            log.exception("the database writer stopped")
             while True:
                 try:
                     item = self._queue.get_nowait()
@@ -183,7 +182,7 @@ class Writer:
             try:
                 self._conn.execute("ROLLBACK")
             except sqlite3.Error:
-                logging.getLogger("tokenbridge").warning("could not roll back a failed batch; the next one retries")
+                log.warning("could not roll back a failed batch; the next one retries")
 
     def _begin(self) -> None:
         """BEGIN IMMEDIATE, waiting out another process's write lock for up to a minute (safe: nothing ran)."""
@@ -197,7 +196,7 @@ class Writer:
                     raise
                 if attempt == BEGIN_ATTEMPTS - 1:
                     raise
-                logging.getLogger("tokenbridge").warning("the database is locked by another process; waiting")
+                log.warning("the database is locked by another process; waiting")
 
 
 def _resolve_all(outcomes: list[Outcome]) -> None:
