@@ -12,7 +12,7 @@ never its URL's secret or key.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,10 +21,12 @@ import aiohttp
 from tokenbridge.errors import UpstreamError, UpstreamTimeout
 from tokenbridge.settings import Channel
 from tokenbridge.upstream.echo import EchoResponse
+from tokenbridge.upstream.redact import caller_error_body, mask_secrets
 
-POOL_LIMIT = 1000  # open upstream connections at once, all channels
-POOL_LIMIT_PER_HOST = 0  # 0 = no per-host cap beyond POOL_LIMIT
+POOL_LIMIT = 1000  # default of `[server] max_upstream_connections`: requests open upstream at once, all channels
 ERROR_BODY_PEEK_BYTES = 300  # how much of a failed upstream's body goes into the log
+ERROR_BODY_MAX_BYTES = 64 << 10  # an upstream 4xx body read to rebuild it for the caller; past this, a plain message
+CHECKED_JSON_BYTES = 8 << 20  # a JSON answer up to this size is read whole and parsed before its first byte goes out
 PEEK_TIMEOUT_S = 1.0  # reading it must not delay the failover to the next channel
 
 
@@ -41,16 +43,36 @@ class UpstreamResponse(Protocol):
 
 
 class HttpResponse:
-    """An aiohttp response read chunk by chunk, translating its read errors."""
+    """An aiohttp response read chunk by chunk, translating its read errors.
 
-    def __init__(self, response: aiohttp.ClientResponse, channel: Channel) -> None:
+    Holds one slot of the client's pool until `close()`. What `read_whole()` or `rebuild_error()`
+    read ahead is replayed by `chunks()`, so nothing is read twice from the network.
+    """
+
+    def __init__(
+        self, response: aiohttp.ClientResponse, channel: Channel, release: Callable[[], None] | None = None
+    ) -> None:
         self._response = response
         self._channel = channel
+        self._release: Callable[[], None] | None = release
+        self._replay: list[bytes] = []
+        self._ended = False  # the replay is the whole body: the network has nothing more for the caller
         self.status = response.status
         self.content_type = response.headers.get("Content-Type", "application/json").encode("latin-1")
         self.content_length = response.content_length
+        self.retry_after = response.headers.get("Retry-After")
+
+    @property
+    def media_type(self) -> str:
+        """`text/event-stream; charset=utf-8` -> `text/event-stream`."""
+        return self.content_type.split(b";", 1)[0].strip().lower().decode("latin-1")
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        replay, self._replay = self._replay, []
+        for chunk in replay:
+            yield chunk
+        if self._ended:
+            return
         name = self._channel.name
         try:
             async for chunk in self._response.content.iter_any():
@@ -60,6 +82,22 @@ class HttpResponse:
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"channel {name!r} broke off the response ({type(exc).__name__})") from exc
 
+    async def read_whole(self, limit: int) -> bytes | None:
+        """The whole body if it is at most `limit` bytes, else None; either way `chunks()` still yields it all."""
+        if self.content_length is not None and self.content_length > limit:
+            return None
+        read: list[bytes] = []
+        size = 0
+        async for chunk in self.chunks():
+            read.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                self._replay = read
+                return None
+        body = b"".join(read)
+        self._replay, self._ended = [body], True
+        return body
+
     async def peek(self) -> str:
         """The start of a failed response's body, for the log: briefly, and with the channel's secret masked."""
         try:
@@ -67,11 +105,25 @@ class HttpResponse:
                 data = await self._response.content.read(ERROR_BODY_PEEK_BYTES)
         except (aiohttp.ClientError, TimeoutError):
             return ""
-        text = data.decode("utf-8", "replace")
-        return text.replace(self._channel.api_key, "***") if self._channel.api_key else text
+        return mask_secrets(data.decode("utf-8", "replace"), self._channel.api_key)
+
+    async def rebuild_error(self) -> None:
+        """Replace the body of this 4xx with the OpenAI-shaped, masked one the caller may see (see redact.py)."""
+        try:
+            async with asyncio.timeout(PEEK_TIMEOUT_S):
+                raw = await self._response.content.read(ERROR_BODY_MAX_BYTES)
+        except (aiohttp.ClientError, TimeoutError):
+            raw = b""
+        channel = self._channel
+        body = caller_error_body(raw, status=self.status, channel_name=channel.name, secret=channel.api_key)
+        self._replay, self._ended = [body], True
+        self.content_type, self.content_length = b"application/json", len(body)
 
     def close(self) -> None:
         self._response.close()
+        release, self._release = self._release, None
+        if release is not None:
+            release()
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +150,13 @@ def _prepare(channel: Channel) -> _Prepared:
 class UpstreamClient:
     """Owns the connection pool; `open()` sends one request and returns once the headers are in."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, pool_limit: int = POOL_LIMIT) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._prepared: dict[Channel, _Prepared] = {}  # per channel of any config version; a few entries
+        self.pool_limit = pool_limit
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=POOL_LIMIT, limit_per_host=POOL_LIMIT_PER_HOST, ttl_dns_cache=300)
+        connector = aiohttp.TCPConnector(limit=self.pool_limit, ttl_dns_cache=300)
         # No cookies and no auto-decompression: nothing of one caller leaks into another's request, and
         # the bytes we pass on are the bytes the upstream sent (we ask for identity encoding below).
         self._session = aiohttp.ClientSession(
