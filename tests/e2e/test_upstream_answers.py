@@ -14,15 +14,11 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import FakeUpstream, Gateway
+from tests.conftest import FakeUpstream, Gateway, serve_config
 from tests.e2e.test_channels import PRICES, HandClock, channel
 from tests.e2e.test_chat import MESSAGES, expected_cost
-from tests.fakes.server import serve_in_thread
 from tests.fakes.upstream import TEXT
 from tests.schemas import validate
-from tokenbridge.app import create_app
-from tokenbridge.settings import load_settings
-from tokenbridge.wire import HTTP_PROTOCOL
 
 SECRET = "sk-answers-SECRET-never-to-callers-77"
 COOLDOWN_S = 30
@@ -54,14 +50,8 @@ breaker_max_cooldown = 60
 @pytest.fixture(scope="module")
 def answers(upstream: tuple[FakeUpstream, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     fake, url = upstream
-    config = tmp_path_factory.mktemp("answers") / "config.toml"
-    config.write_text(CONFIG.replace("HOST", url.removeprefix("http://")))
-    app = create_app(load_settings(config), rng=random.Random(11), clock=HandClock())
-    with serve_in_thread(app, http=HTTP_PROTOCOL) as gateway_url:
-        gateway = Gateway(gateway_url, config, fake)
-        yield gateway
-        for client in gateway.clients:
-            client.close()
+    text = CONFIG.replace("HOST", url.removeprefix("http://"))
+    yield from serve_config(text, tmp_path_factory, fake, rng=random.Random(11), clock=HandClock())
 
 
 def post(gateway: Gateway, key: str, model: str, **extra: object) -> httpx.Response:

@@ -18,12 +18,11 @@ from typing import Protocol
 
 import aiohttp
 
-from tokenbridge.errors import UpstreamError, UpstreamTimeout
+from tokenbridge.errors import GatewayBusy, UpstreamError, UpstreamTimeout
 from tokenbridge.settings import Channel
 from tokenbridge.upstream.echo import EchoResponse
 from tokenbridge.upstream.redact import caller_error_body, mask_secrets
 
-POOL_LIMIT = 1000  # default of `[server] max_upstream_connections`: requests open upstream at once, all channels
 ERROR_BODY_PEEK_BYTES = 300  # how much of a failed upstream's body goes into the log
 ERROR_BODY_MAX_BYTES = 64 << 10  # an upstream 4xx body read to rebuild it for the caller; past this, a plain message
 CHECKED_JSON_BYTES = 8 << 20  # a JSON answer up to this size is read whole and parsed before its first byte goes out
@@ -150,13 +149,18 @@ def _prepare(channel: Channel) -> _Prepared:
 class UpstreamClient:
     """Owns the connection pool; `open()` sends one request and returns once the headers are in."""
 
-    def __init__(self, *, pool_limit: int = POOL_LIMIT) -> None:
+    def __init__(self, *, pool_limit: int) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._prepared: dict[Channel, _Prepared] = {}  # per channel of any config version; a few entries
+        # Our own count of requests open upstream, instead of aiohttp's connector limit: aiohttp counts
+        # the wait for a free connection in the connect timeout, so a full pool looked like a dead
+        # channel and opened its breaker for everyone. Waiting here is the gateway's fault, not the channel's.
         self.pool_limit = pool_limit
+        self._slots = asyncio.Semaphore(pool_limit)
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self.pool_limit, ttl_dns_cache=300)
+        # limit=0: the semaphore above is the only limit, so aiohttp itself never queues a request.
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
         # No cookies and no auto-decompression: nothing of one caller leaks into another's request, and
         # the bytes we pass on are the bytes the upstream sent (we ask for identity encoding below).
         self._session = aiohttp.ClientSession(
@@ -189,13 +193,31 @@ class UpstreamClient:
             prepared = self._prepared[channel] = _prepare(channel)
         first_byte = channel.first_byte_timeout_s if stream else channel.response_timeout_s
         timeout = prepared.stream_timeout if stream else prepared.whole_timeout
+        await self._take_slot(channel)
+        try:  # the slot goes back on every way out but an answer, which returns it on close()
+            try:
+                async with asyncio.timeout(first_byte):
+                    response = await self._session.post(
+                        channel.base_url + path, data=body, headers=prepared.headers, timeout=timeout
+                    )
+            except TimeoutError as exc:
+                raise UpstreamTimeout(f"channel {channel.name!r} did not answer in time") from exc
+            except (aiohttp.ClientError, ValueError) as exc:  # ValueError: a URL or header aiohttp refuses
+                raise UpstreamError(f"channel {channel.name!r} could not be reached ({type(exc).__name__})") from exc
+        except BaseException:
+            self._slots.release()
+            raise
+        return HttpResponse(response, channel, self._slots.release)
+
+    async def _take_slot(self, channel: Channel) -> None:
+        """One of `pool_limit` slots, waiting at most the channel's `connect_timeout` (else 503 gateway_busy)."""
+        if not self._slots.locked():
+            await self._slots.acquire()  # free: returns at once, no timer armed on the hot path
+            return
         try:
-            async with asyncio.timeout(first_byte):
-                response = await self._session.post(
-                    channel.base_url + path, data=body, headers=prepared.headers, timeout=timeout
-                )
+            async with asyncio.timeout(channel.connect_timeout_s):
+                await self._slots.acquire()
         except TimeoutError as exc:
-            raise UpstreamTimeout(f"channel {channel.name!r} did not answer in time") from exc
-        except (aiohttp.ClientError, ValueError) as exc:  # ValueError: a URL or header aiohttp refuses
-            raise UpstreamError(f"channel {channel.name!r} could not be reached ({type(exc).__name__})") from exc
-        return HttpResponse(response, channel)
+            raise GatewayBusy(
+                f"All {self.pool_limit} upstream connections of the gateway are in use; try again shortly."
+            ) from exc
