@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import FakeUpstream, Gateway, serve_config
 from tests.e2e.test_channels import PRICES, HandClock, channel
 from tests.e2e.test_upstream_answers import post
+from tests.fakes.overlong import OVERLONG_TEXT, OverlongUpstream, serve_overlong
 from tests.fakes.upstream import TEXT
 from tests.schemas import validate
 
@@ -66,3 +67,40 @@ def test_client_full_pool_is_503_gateway_busy_and_not_the_channels_fault(pool: G
     rows = {row["model"]: row for row in pool.usage("pool")}
     assert len(pool.usage("pool")) == 3 and rows["held"]["status"] == 200
     assert pool.balance("pool") == pool.ledger_sum("pool")
+
+
+@pytest.fixture
+def overlong(upstream: tuple[FakeUpstream, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+    tuple[Gateway, OverlongUpstream]
+]:  # fmt: skip
+    fake, _ = upstream
+    with serve_overlong() as (raw, url):
+        text = (
+            '[server]\ndatabase = "overlong.db"\n\n[[channels]]\nname = "overlong"\n'
+            f'base_url = "{url}"\nmodels = ["overlong"]\n\n[models."overlong"]\n{PRICES}'
+        )
+        for gateway in serve_config(text, tmp_path_factory, fake):
+            yield gateway, raw
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        b"garbage past the content length",
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+    ],
+    ids=["garbage", "a-whole-response"],
+)
+def test_client_never_reuses_a_connection_spoiled_past_its_content_length(
+    overlong: tuple[Gateway, OverlongUpstream], extra: bytes
+) -> None:
+    gateway, raw = overlong
+    key = gateway.create_key("overlong")
+    first = post(gateway, key, "overlong")
+    assert first.status_code == 200 and first.json()["choices"][0]["message"]["content"] == OVERLONG_TEXT
+    raw.spoil(extra)  # lands on the connection now resting in the gateway's pool
+    second = post(gateway, key, "overlong")
+    assert second.status_code == 200, second.text
+    assert second.json()["choices"][0]["message"]["content"] == OVERLONG_TEXT  # not the bytes meant for nobody
+    assert raw.connections == 2  # the spoiled connection was dropped, a fresh one answered
+    assert gateway.balance("overlong") == gateway.ledger_sum("overlong")

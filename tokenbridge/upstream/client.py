@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -125,6 +125,26 @@ class HttpResponse:
             release()
 
 
+class _CleanPoolConnector(aiohttp.TCPConnector):
+    """A TCPConnector that never hands out a pooled connection which received bytes while idle.
+
+    An upstream that sends more than its Content-Length leaves the surplus on a kept-alive
+    connection; aiohttp parses it as the answer to the next request on that connection, so another
+    caller would get garbage (a 502 blamed on the channel) or a response meant for nobody
+    (aio-libs/aiohttp#13656: `_get` does not look at `should_close`). Such a connection is closed instead.
+    """
+
+    async def _get(self, key: Any, traces: Any) -> Any:
+        conns = self._conns.get(key)
+        if conns:
+            for idle in [entry for entry in conns if entry[0].should_close]:
+                conns.remove(idle)
+                idle[0].close()
+            if not conns:
+                del self._conns[key]
+        return await super()._get(key, traces)
+
+
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     """What a request to one channel needs that does not change between requests."""
@@ -160,7 +180,7 @@ class UpstreamClient:
 
     async def start(self) -> None:
         # limit=0: the semaphore above is the only limit, so aiohttp itself never queues a request.
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+        connector = _CleanPoolConnector(limit=0, ttl_dns_cache=300)
         # No cookies and no auto-decompression: nothing of one caller leaks into another's request, and
         # the bytes we pass on are the bytes the upstream sent (we ask for identity encoding below).
         self._session = aiohttp.ClientSession(
