@@ -41,7 +41,7 @@ def caller_error_body(raw: bytes, *, status: int, channel_name: str, secret: str
 
     def field(name: str) -> str | None:
         value = error.get(name)
-        if isinstance(value, int) and not isinstance(value, bool):
+        if name == "code" and isinstance(value, int) and not isinstance(value, bool):
             value = str(value)  # some servers send a numeric code
         return mask_secrets(value, secret) if isinstance(value, str) and value else None
 
