@@ -110,8 +110,8 @@ class HttpResponse:
         """Replace the body of this 4xx with the OpenAI-shaped, masked one the caller may see (see redact.py)."""
         try:
             async with asyncio.timeout(PEEK_TIMEOUT_S):
-                raw = await self._response.content.read(ERROR_BODY_MAX_BYTES)
-        except (aiohttp.ClientError, TimeoutError):
+                raw = await self.read_whole(ERROR_BODY_MAX_BYTES) or b""  # too long: a plain message instead
+        except (UpstreamError, UpstreamTimeout, TimeoutError):
             raw = b""
         channel = self._channel
         body = caller_error_body(raw, status=self.status, channel_name=channel.name, secret=channel.api_key)

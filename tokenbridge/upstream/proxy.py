@@ -3,11 +3,11 @@
 A raw ASGI app that sends `http.response.*` messages itself (no StreamingResponse). Before the
 first byte reaches the caller, a channel that cannot be reached, times out, answers 5xx, 429 or
 408, refuses its own key (401/403), or answers 200 with what is not an answer (see `_fault`) is
-logged, counted against it, and the next candidate is tried, up to `server.max_attempts`. Any other
-4xx is the answer, its error fields rebuilt without secrets (redact.py). When every channel tried
-answered 429 the caller gets a 429 with the upstreams' Retry-After. The caller's side is watched the whole time,
-waiting included: if the caller goes away, the upstream request is closed at once (uvicorn's
-send() goes quiet after a disconnect, it does not raise, so only receive() tells).
+logged, counted against it, and the next candidate is tried, up to `server.max_attempts`. Any
+other 4xx is the answer, its error fields rebuilt without secrets (redact.py). When every channel
+tried answered 429, the caller gets a 429 with the upstreams' Retry-After. The caller's side is
+watched the whole time, waiting included: if the caller goes away, the upstream request is closed
+at once (uvicorn's send() goes quiet after a disconnect, it does not raise, so only receive() tells).
 """
 
 from __future__ import annotations
