@@ -136,12 +136,10 @@ class _CleanPoolConnector(aiohttp.TCPConnector):
 
     async def _get(self, key: Any, traces: Any) -> Any:
         conns = self._conns.get(key)
-        if conns:
-            for idle in [entry for entry in conns if entry[0].should_close]:
-                conns.remove(idle)
-                idle[0].close()
-            if not conns:
-                del self._conns[key]
+        while conns and conns[0][0].should_close:  # aiohttp takes the oldest first (popleft): look at that one only
+            conns.popleft()[0].close()
+        if conns is not None and not conns:
+            del self._conns[key]
         return await super()._get(key, traces)
 
 
