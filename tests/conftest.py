@@ -157,17 +157,24 @@ class Gateway:
         )
 
 
-def serve_gateway(
-    upstream: tuple[FakeUpstream, str], tmp_path_factory: pytest.TempPathFactory, *, admin_token: str = ""
+def serve_config(
+    text: str, tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream, **app_options: Any
 ) -> Iterator[Gateway]:
-    fake, url = upstream
+    """The real gateway on `text` as its config.toml (in a temp dir); `app_options` go to create_app."""
     config = tmp_path_factory.mktemp("gateway") / "config.toml"
-    config.write_text(config_text(url, admin_token=admin_token))
-    with serve_in_thread(create_app(load_settings(config)), http=HTTP_PROTOCOL) as gateway_url:
+    config.write_text(text)
+    with serve_in_thread(create_app(load_settings(config), **app_options), http=HTTP_PROTOCOL) as gateway_url:
         gateway = Gateway(gateway_url, config, fake)
         yield gateway
         for client in gateway.clients:
             client.close()
+
+
+def serve_gateway(
+    upstream: tuple[FakeUpstream, str], tmp_path_factory: pytest.TempPathFactory, *, admin_token: str = ""
+) -> Iterator[Gateway]:
+    fake, url = upstream
+    yield from serve_config(config_text(url, admin_token=admin_token), tmp_path_factory, fake)
 
 
 @pytest.fixture(scope="module")

@@ -243,7 +243,7 @@ def cmd_channels_check(settings: Settings, args: argparse.Namespace) -> int:
     """Probe every enabled channel now; show what the running gateway's breakers last said."""
 
     async def work(db: Database) -> tuple[dict[str, ProbeResult], list[dict[str, Any]]]:
-        client = UpstreamClient()
+        client = UpstreamClient(pool_limit=settings.server.max_upstream_connections)
         await client.start()
         try:
             results = await asyncio.gather(*(probe(client, c) for c in settings.channels if c.enabled))

@@ -12,9 +12,11 @@
     ├── QuotaExceeded             429 insufficient_quota (x-should-retry: false)
     ├── RateLimited               429 rate_limit_exceeded (Retry-After)
     ├── UpstreamError             502 upstream_error
-    ├── NoAvailableChannel        503 no_available_channel
+    ├── NoAvailableChannel        503 no_available_channel (Retry-After: until the earliest probe)
     ├── DatabaseUnavailable       503 database_unavailable (unwritable or full; the reason is in the server log)
     ├── UpstreamTimeout           504 upstream_timeout
+    ├── UpstreamRateLimited       429 upstream_rate_limited (the upstreams' Retry-After)
+    ├── GatewayBusy               503 gateway_busy (Retry-After: 1; our own connection pool is full)
     └── InternalError             500 internal_error (details only in the server log)
 
 Stages raise these; only intake renders them (`error_body`, `render`). After `http.response.start`
@@ -23,6 +25,7 @@ went out an error can no longer be a JSON response: intake sends it as a final S
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import orjson
@@ -165,11 +168,23 @@ class UpstreamError(GatewayError):
 
 
 class NoAvailableChannel(GatewayError):
-    """Channels serve the model but none can be tried now."""
+    """Channels serve the model but none can be tried now; `Retry-After` says when the first probe is due."""
 
     status = 503
     type = "upstream_error"
     code = "no_available_channel"
+
+    def __init__(self, model: str, *, retry_in_s: float) -> None:
+        retry_after = retry_after_header(retry_in_s)
+        super().__init__(
+            f"Every channel for model '{model}' failed recently and is cooling down; try again in {retry_after}s.",
+            headers={"retry-after": retry_after},
+        )
+
+
+def retry_after_header(seconds: float) -> str:
+    """Whole seconds, rounded up and at least 1: a client told 0 would retry at once, into the same wall."""
+    return str(max(1, math.ceil(seconds)))
 
 
 class DatabaseUnavailable(GatewayError):
@@ -186,6 +201,28 @@ class UpstreamTimeout(GatewayError):
     status = 504
     type = "upstream_error"
     code = "upstream_timeout"
+
+
+class UpstreamRateLimited(GatewayError):
+    """Every channel tried answered 429: the caller may retry when the upstream said it could."""
+
+    status = 429
+    type = "upstream_error"
+    code = "upstream_rate_limited"
+
+    def __init__(self, message: str, *, retry_in_s: float | None) -> None:
+        super().__init__(message, headers={} if retry_in_s is None else {"retry-after": retry_after_header(retry_in_s)})
+
+
+class GatewayBusy(GatewayError):
+    """Our own pool of upstream connections stayed full: not the channel's fault, so no failover either."""
+
+    status = 503
+    type = "server_error"
+    code = "gateway_busy"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"retry-after": "1"})
 
 
 class InternalError(GatewayError):

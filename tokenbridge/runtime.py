@@ -48,7 +48,7 @@ class Runtime:
     ) -> None:
         self.settings = settings  # swapped whole on reload
         self.rng = rng or random.Random()
-        self.upstream = UpstreamClient()
+        self.upstream = UpstreamClient(pool_limit=settings.server.max_upstream_connections)
         self.breakers = Breakers(settings.server.breaker, on_change=self._breaker_changed, clock=clock)
         self.keys = KeyCache()
         self.metrics = Metrics()

@@ -30,7 +30,7 @@ _TOP_KEYS = ("server", "channels", "models", "groups")
 _SERVER_KEYS = (
     "host", "port", "database", "admin_token", "max_body_bytes", "default_max_tokens", "demo_credit_usd",
     "max_attempts", "watch_config", "breaker_failures", "breaker_error_ratio", "breaker_window", "breaker_cooldown",
-    "breaker_max_cooldown",
+    "breaker_max_cooldown", "max_upstream_connections",
 )  # fmt: skip
 _CHANNEL_KEYS = (
     "name", "kind", "base_url", "api_key", "models", "model_map", "priority", "weight", "completions", "enabled",
@@ -52,6 +52,7 @@ class ServerSettings:
     default_max_tokens: int = 4096  # completion tokens held when a request sets no max_tokens
     demo_credit: int = 10**9  # nano-USD; TOML `demo_credit_usd`
     max_attempts: int = 3  # channels tried per request
+    max_upstream_connections: int = 1000  # requests open upstream at once, all channels (read at start)
     watch_config: bool = True  # reload this file when it changes (SIGHUP always reloads)
     breaker: BreakerSettings = BreakerSettings()
 
@@ -165,6 +166,9 @@ def _read_server(table: Table, config_dir: Path) -> ServerSettings:
         default_max_tokens=table.integer("default_max_tokens", defaults.default_max_tokens, minimum=1),
         demo_credit=table.nano_usd("demo_credit_usd", 1.0),
         max_attempts=table.integer("max_attempts", defaults.max_attempts, minimum=1),
+        max_upstream_connections=table.integer(
+            "max_upstream_connections", defaults.max_upstream_connections, minimum=1, maximum=1_000_000
+        ),
         watch_config=table.boolean("watch_config", defaults.watch_config),
         breaker=_read_breaker(table),
     )

@@ -16,6 +16,10 @@
 | fake-flaky       | 500 while `flaky_down` is set, else like any other model                 |
 | fake-400         | 400 with an OpenAI error body                                            |
 | fake-500         | 500                                                                      |
+| fake-html        | 200 "text/html" (an HTML error page behind a proxy), stream or not       |
+| fake-leaky-400   | 400 whose error message repeats the Authorization header it received    |
+| fake-401         | 401 "Incorrect API key provided: <the key it received>"                  |
+| fake-429         | 429 with `Retry-After: 7`                                                 |
 
 On `/v1/completions` (a native completions upstream) any model answers "Hello from fake" in the
 `text_completion` shape, JSON or SSE, as bytes the tests can rebuild with `native_json` / `native_sse`.
@@ -116,6 +120,8 @@ class FakeUpstream:
         elif model == "fake-hold" and not body.get("stream"):
             if await self._held(receive):
                 await _json(send, 200, _completion(body))
+        elif model in MISBEHAVING:  # the upstream faults of issue 11 (items 7, 11, 13, 18)
+            await MISBEHAVING[model](send, headers.get("authorization", ""))
         elif model == "fake-garbage":
             await _send_bytes(send, 200, b"<html>not json</html>")
         elif model == "fake-400":
@@ -267,6 +273,41 @@ async def _send_bytes(send: Any, status: int, data: bytes) -> None:
         }
     )
     await send({"type": "http.response.body", "body": data})
+
+
+async def _html(send: Any, _auth: str) -> None:
+    page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+    head = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(page)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": head})
+    await send({"type": "http.response.body", "body": page})
+
+
+async def _leaky_400(send: Any, auth: str) -> None:
+    message = f"fake cannot parse this request (sent with {auth})"
+    await _json(
+        send, 400, {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
+    )
+
+
+async def _bad_key_401(send: Any, auth: str) -> None:
+    message = f"Incorrect API key provided: {auth.removeprefix('Bearer ')}"
+    error = {"message": message, "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}
+    await _json(send, 401, {"error": error})
+
+
+async def _limited_429(send: Any, _auth: str) -> None:
+    error = {"message": "fake is rate limited", "type": "requests", "code": "rate_limit_exceeded"}
+    data = orjson.dumps({"error": error})
+    head = [
+        (b"content-type", b"application/json"),
+        (b"retry-after", b"7"),
+        (b"content-length", str(len(data)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 429, "headers": head})
+    await send({"type": "http.response.body", "body": data})
+
+
+MISBEHAVING = {"fake-html": _html, "fake-leaky-400": _leaky_400, "fake-401": _bad_key_401, "fake-429": _limited_429}
 
 
 async def _disconnect(receive: Any) -> None:

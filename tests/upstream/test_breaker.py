@@ -117,3 +117,18 @@ def test_breaker_circuits_are_per_channel_and_model(clock: Clock, changes: list[
     fail(b, 3)
     assert b.admit("c", "other-model") and b.admit("other-channel", "m")
     assert not b.admit("c", "m")
+
+
+def test_breaker_retry_in_is_the_wait_until_the_first_channel_may_be_tried(
+    clock: Clock, changes: list[Transition]
+) -> None:
+    b = make(clock, changes)
+    assert b.retry_in(["c", "other"], "m") == 0.0  # nothing failed: either may be tried now
+    fail(b, 3)
+    assert b.retry_in(["c"], "m") == 5.0
+    clock.now += 2
+    assert b.retry_in(["c"], "m") == 3.0
+    assert b.retry_in(["c", "other"], "m") == 0.0  # the closed one may be tried now
+    clock.now += 3
+    assert b.admit("c", "m")  # takes the probe: half-open, its outcome not known yet
+    assert b.retry_in(["c"], "m") == 0.0

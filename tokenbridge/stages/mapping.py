@@ -50,8 +50,7 @@ class MappingMiddleware:
         available = self.breakers.available
         usable = [c for c in channels if available(c.name, call.model)]
         if not usable:
-            raise NoAvailableChannel(
-                f"Every channel for model '{call.model}' failed recently and is cooling down; try again shortly."
-            )
+            retry_in = self.breakers.retry_in((c.name for c in channels), call.model)
+            raise NoAvailableChannel(call.model, retry_in_s=retry_in)
         call.candidates = tuple(usable) if len(usable) == 1 else weighted_order(usable, self.rng)
         await self.app(scope, receive, send)

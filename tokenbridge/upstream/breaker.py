@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
@@ -74,6 +74,15 @@ class Breakers:
         if circuit.state == OPEN:
             return self._clock() >= circuit.open_until
         return not circuit.probing
+
+    def retry_in(self, channels: Iterable[str], model: str) -> float:
+        """Seconds until the first of these channels may be tried again (0: one may be now, or its probe is out)."""
+        now = self._clock()
+        return min((self._wait(self._circuits.get((name, model)), now) for name in channels), default=0.0)
+
+    @staticmethod
+    def _wait(circuit: _Circuit | None, now: float) -> float:
+        return max(0.0, circuit.open_until - now) if circuit is not None and circuit.state == OPEN else 0.0
 
     def admit(self, channel: str, model: str) -> bool:
         """Take the right to send one request now; for a circuit due a probe, only the first asker gets it."""

@@ -12,19 +12,20 @@ never its URL's secret or key.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
-from tokenbridge.errors import UpstreamError, UpstreamTimeout
+from tokenbridge.errors import GatewayBusy, UpstreamError, UpstreamTimeout
 from tokenbridge.settings import Channel
 from tokenbridge.upstream.echo import EchoResponse
+from tokenbridge.upstream.redact import caller_error_body, mask_secrets
 
-POOL_LIMIT = 1000  # open upstream connections at once, all channels
-POOL_LIMIT_PER_HOST = 0  # 0 = no per-host cap beyond POOL_LIMIT
 ERROR_BODY_PEEK_BYTES = 300  # how much of a failed upstream's body goes into the log
+ERROR_BODY_MAX_BYTES = 64 << 10  # an upstream 4xx body read to rebuild it for the caller; past this, a plain message
+CHECKED_JSON_BYTES = 8 << 20  # a JSON answer up to this size is read whole and parsed before its first byte goes out
 PEEK_TIMEOUT_S = 1.0  # reading it must not delay the failover to the next channel
 
 
@@ -41,16 +42,36 @@ class UpstreamResponse(Protocol):
 
 
 class HttpResponse:
-    """An aiohttp response read chunk by chunk, translating its read errors."""
+    """An aiohttp response read chunk by chunk, translating its read errors.
 
-    def __init__(self, response: aiohttp.ClientResponse, channel: Channel) -> None:
+    Holds one slot of the client's pool until `close()`. What `read_whole()` or `rebuild_error()`
+    read ahead is replayed by `chunks()`, so nothing is read twice from the network.
+    """
+
+    def __init__(
+        self, response: aiohttp.ClientResponse, channel: Channel, release: Callable[[], None] | None = None
+    ) -> None:
         self._response = response
         self._channel = channel
+        self._release: Callable[[], None] | None = release
+        self._replay: list[bytes] = []
+        self._ended = False  # the replay is the whole body: the network has nothing more for the caller
         self.status = response.status
         self.content_type = response.headers.get("Content-Type", "application/json").encode("latin-1")
         self.content_length = response.content_length
+        self.retry_after = response.headers.get("Retry-After")
+
+    @property
+    def media_type(self) -> str:
+        """`text/event-stream; charset=utf-8` -> `text/event-stream`."""
+        return self.content_type.split(b";", 1)[0].strip().lower().decode("latin-1")
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        replay, self._replay = self._replay, []
+        for chunk in replay:
+            yield chunk
+        if self._ended:
+            return
         name = self._channel.name
         try:
             async for chunk in self._response.content.iter_any():
@@ -60,6 +81,22 @@ class HttpResponse:
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"channel {name!r} broke off the response ({type(exc).__name__})") from exc
 
+    async def read_whole(self, limit: int) -> bytes | None:
+        """The whole body if it is at most `limit` bytes, else None; either way `chunks()` still yields it all."""
+        if self.content_length is not None and self.content_length > limit:
+            return None
+        read: list[bytes] = []
+        size = 0
+        async for chunk in self.chunks():
+            read.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                self._replay = read
+                return None
+        body = b"".join(read)
+        self._replay, self._ended = [body], True
+        return body
+
     async def peek(self) -> str:
         """The start of a failed response's body, for the log: briefly, and with the channel's secret masked."""
         try:
@@ -67,11 +104,43 @@ class HttpResponse:
                 data = await self._response.content.read(ERROR_BODY_PEEK_BYTES)
         except (aiohttp.ClientError, TimeoutError):
             return ""
-        text = data.decode("utf-8", "replace")
-        return text.replace(self._channel.api_key, "***") if self._channel.api_key else text
+        return mask_secrets(data.decode("utf-8", "replace"), self._channel.api_key)
+
+    async def rebuild_error(self) -> None:
+        """Replace the body of this 4xx with the OpenAI-shaped, masked one the caller may see (see redact.py)."""
+        try:
+            async with asyncio.timeout(PEEK_TIMEOUT_S):
+                raw = await self.read_whole(ERROR_BODY_MAX_BYTES) or b""  # too long: a plain message instead
+        except (UpstreamError, UpstreamTimeout, TimeoutError):
+            raw = b""
+        channel = self._channel
+        body = caller_error_body(raw, status=self.status, channel_name=channel.name, secret=channel.api_key)
+        self._replay, self._ended = [body], True
+        self.content_type, self.content_length = b"application/json", len(body)
 
     def close(self) -> None:
         self._response.close()
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+
+class _CleanPoolConnector(aiohttp.TCPConnector):
+    """A TCPConnector that never hands out a pooled connection which received bytes while idle.
+
+    An upstream that sends more than its Content-Length leaves the surplus on a kept-alive
+    connection; aiohttp parses it as the answer to the next request on that connection, so another
+    caller would get garbage (a 502 blamed on the channel) or a response meant for nobody
+    (aio-libs/aiohttp#13656: `_get` does not look at `should_close`). Such a connection is closed instead.
+    """
+
+    async def _get(self, key: Any, traces: Any) -> Any:
+        conns = self._conns.get(key)
+        while conns and conns[0][0].should_close:  # aiohttp takes the oldest first (popleft): look at that one only
+            conns.popleft()[0].close()
+        if conns is not None and not conns:
+            del self._conns[key]
+        return await super()._get(key, traces)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +167,18 @@ def _prepare(channel: Channel) -> _Prepared:
 class UpstreamClient:
     """Owns the connection pool; `open()` sends one request and returns once the headers are in."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, pool_limit: int) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._prepared: dict[Channel, _Prepared] = {}  # per channel of any config version; a few entries
+        # Our own count of requests open upstream, instead of aiohttp's connector limit: aiohttp counts
+        # the wait for a free connection in the connect timeout, so a full pool looked like a dead
+        # channel and opened its breaker for everyone. Waiting here is the gateway's fault, not the channel's.
+        self.pool_limit = pool_limit
+        self._slots = asyncio.Semaphore(pool_limit)
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=POOL_LIMIT, limit_per_host=POOL_LIMIT_PER_HOST, ttl_dns_cache=300)
+        # limit=0: the semaphore above is the only limit, so aiohttp itself never queues a request.
+        connector = _CleanPoolConnector(limit=0, ttl_dns_cache=300)
         # No cookies and no auto-decompression: nothing of one caller leaks into another's request, and
         # the bytes we pass on are the bytes the upstream sent (we ask for identity encoding below).
         self._session = aiohttp.ClientSession(
@@ -136,13 +211,31 @@ class UpstreamClient:
             prepared = self._prepared[channel] = _prepare(channel)
         first_byte = channel.first_byte_timeout_s if stream else channel.response_timeout_s
         timeout = prepared.stream_timeout if stream else prepared.whole_timeout
+        await self._take_slot(channel)
+        try:  # the slot goes back on every way out but an answer, which returns it on close()
+            try:
+                async with asyncio.timeout(first_byte):
+                    response = await self._session.post(
+                        channel.base_url + path, data=body, headers=prepared.headers, timeout=timeout
+                    )
+            except TimeoutError as exc:
+                raise UpstreamTimeout(f"channel {channel.name!r} did not answer in time") from exc
+            except (aiohttp.ClientError, ValueError) as exc:  # ValueError: a URL or header aiohttp refuses
+                raise UpstreamError(f"channel {channel.name!r} could not be reached ({type(exc).__name__})") from exc
+        except BaseException:
+            self._slots.release()
+            raise
+        return HttpResponse(response, channel, self._slots.release)
+
+    async def _take_slot(self, channel: Channel) -> None:
+        """One of `pool_limit` slots, waiting at most the channel's `connect_timeout` (else 503 gateway_busy)."""
+        if not self._slots.locked():
+            await self._slots.acquire()  # free: returns at once, no timer armed on the hot path
+            return
         try:
-            async with asyncio.timeout(first_byte):
-                response = await self._session.post(
-                    channel.base_url + path, data=body, headers=prepared.headers, timeout=timeout
-                )
+            async with asyncio.timeout(channel.connect_timeout_s):
+                await self._slots.acquire()
         except TimeoutError as exc:
-            raise UpstreamTimeout(f"channel {channel.name!r} did not answer in time") from exc
-        except (aiohttp.ClientError, ValueError) as exc:  # ValueError: a URL or header aiohttp refuses
-            raise UpstreamError(f"channel {channel.name!r} could not be reached ({type(exc).__name__})") from exc
-        return HttpResponse(response, channel)
+            raise GatewayBusy(
+                f"All {self.pool_limit} upstream connections of the gateway are in use; try again shortly."
+            ) from exc

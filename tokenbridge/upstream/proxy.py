@@ -1,17 +1,22 @@
 """The upstream proxy, innermost: send the request to the first channel that answers, stream its bytes back.
 
 A raw ASGI app that sends `http.response.*` messages itself (no StreamingResponse). Before the
-first byte reaches the caller, a channel that cannot be reached, times out, or answers 5xx, 429 or
-408 is logged and the next candidate is tried, up to `server.max_attempts`. Any other status is the
-answer, 4xx included, passed through unchanged. The caller's side is watched the whole time,
-waiting included: if the caller goes away, the upstream request is closed at once (uvicorn's
-send() goes quiet after a disconnect, it does not raise, so only receive() tells).
+first byte reaches the caller, a channel that cannot be reached, times out, answers 5xx, 429 or
+408, refuses its own key (401/403), or answers 200 with what is not an answer (see `_fault`) is
+logged, counted against it, and the next candidate is tried, up to `server.max_attempts`. Any
+other 4xx is the answer, its error fields rebuilt without secrets (redact.py). When every channel
+tried answered 429, the caller gets a 429 with the upstreams' Retry-After. The caller's side is
+watched the whole time, waiting included: if the caller goes away, the upstream request is closed
+at once (uvicorn's send() goes quiet after a disconnect, it does not raise, so only receive() tells).
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
+import math
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -19,15 +24,30 @@ import orjson
 from tokenbridge.asgi import Receive, Scope, Send
 from tokenbridge.call import Call, caller_wants_usage, get_call
 from tokenbridge.completions import upstream_target
-from tokenbridge.errors import ClientGone, GatewayError, NoAvailableChannel, UpstreamError, UpstreamTimeout
+from tokenbridge.errors import (
+    ClientGone,
+    GatewayBusy,
+    GatewayError,
+    NoAvailableChannel,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+)
 from tokenbridge.settings import Channel
 from tokenbridge.upstream.breaker import Breakers
-from tokenbridge.upstream.client import HttpResponse, UpstreamClient, UpstreamResponse
+from tokenbridge.upstream.client import (
+    CHECKED_JSON_BYTES,
+    ERROR_BODY_PEEK_BYTES,
+    HttpResponse,
+    UpstreamClient,
+    UpstreamResponse,
+)
+from tokenbridge.upstream.redact import mask_secrets
 
 log = logging.getLogger("tokenbridge")
 
 RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
-CHANNEL_FAULT_STATUSES = frozenset({401, 403})  # passed on, but they say the channel is misconfigured
+CHANNEL_FAULT_STATUSES = frozenset({401, 403})  # the channel's own secret is wrong: its fault, not the caller's
 
 
 def upstream_payload(call: Call, channel: Channel, body: dict[str, Any]) -> bytes | dict[str, object]:
@@ -103,6 +123,7 @@ class UpstreamProxy:
     async def _open(self, call: Call) -> UpstreamResponse:
         """The first candidate's response that is an answer, not a failure to retry."""
         last: GatewayError | None = None
+        limited: list[float | None] = []  # the Retry-After of each channel that answered 429
         max_attempts = call.settings.server.max_attempts
         for channel in call.candidates:
             if call.attempts >= max_attempts:
@@ -117,14 +138,13 @@ class UpstreamProxy:
             try:  # every admitted attempt ends in exactly one record() or release()
                 payload = upstream_payload(call, channel, body)
                 response = await self.client.open(channel, path, payload, stream=call.stream)
-                if response.status not in RETRY_STATUSES:
-                    # A channel whose own secret or address is wrong fails every caller: count it, pass it on.
-                    ok = response.status not in CHANNEL_FAULT_STATUSES
-                    self.breakers.record(channel.name, call.model, ok=ok, reason=f"HTTP {response.status}")
-                    return response
-                detail = await response.peek() if isinstance(response, HttpResponse) else ""
-                response.close()
+                fault = await self._fault(call, channel, response)
+            except GatewayBusy:  # our own pool is full: no verdict on the channel, and no other would fare better
+                self.breakers.release(channel.name, call.model)
+                raise
             except GatewayError as exc:
+                if response is not None:
+                    response.close()
                 self._failed(call, channel, exc.message)
                 last = exc
                 continue
@@ -133,15 +153,63 @@ class UpstreamProxy:
                 if response is not None:
                     response.close()
                 raise
-            self._failed(call, channel, f"HTTP {response.status} {detail}".strip())
-            last = UpstreamError(f"channel {channel.name!r} answered HTTP {response.status}")
+            if fault is None:
+                self.breakers.record(channel.name, call.model, ok=True, reason=f"HTTP {response.status}")
+                return response
+            reason, last = fault
+            response.close()
+            self._failed(call, channel, reason)
+            if response.status == 429 and isinstance(response, HttpResponse):
+                limited.append(retry_after_s(response.retry_after))
         if last is None:
-            raise NoAvailableChannel(f"Every channel for model '{call.model}' is cooling down; try again shortly.")
+            retry_in = self.breakers.retry_in((c.name for c in call.candidates), call.model)
+            raise NoAvailableChannel(call.model, retry_in_s=retry_in)
         if isinstance(last, UpstreamTimeout):
             raise last
+        if limited and len(limited) == call.attempts:  # every channel tried is rate limited: say when to retry
+            known = [s for s in limited if s is not None]
+            raise UpstreamRateLimited(
+                f"Every channel for model '{call.model}' is rate limited upstream ({call.attempts} tried).",
+                retry_in_s=min(known) if known else None,
+            )
         raise UpstreamError(
             f"Every channel for model '{call.model}' failed ({call.attempts} tried); the last: {last.message}"
         )
+
+    @staticmethod
+    async def _fault(call: Call, channel: Channel, response: UpstreamResponse) -> tuple[str, GatewayError] | None:
+        """Why this response is no answer (the log's reason, the caller's error), or None if it is one.
+
+        Judged before the first byte goes out, while another channel can still answer: a status to
+        retry, the channel's own credentials refused (401/403: the caller's key is not the one at
+        fault), or a 200 that is not what an OpenAI API sends (an HTML page from a proxy, a JSON
+        body that does not parse). A non-stream answer is all generated before its head arrives, so
+        reading it whole (up to CHECKED_JSON_BYTES) costs no generation time, only its transfer.
+        """
+        if not isinstance(response, HttpResponse):
+            return None  # the built-in echo channel
+        name, status = channel.name, response.status
+        if status in RETRY_STATUSES or status in CHANNEL_FAULT_STATUSES:
+            reason = f"HTTP {status} {await response.peek()}".strip()
+            if status in CHANNEL_FAULT_STATUSES:
+                return reason, UpstreamError(f"channel {name!r} refused the gateway's credentials (HTTP {status}): "
+                                             "its api_key is wrong or lacks access")  # fmt: skip
+            return reason, UpstreamError(f"channel {name!r} answered HTTP {status}")
+        if 400 <= status < 500:
+            await response.rebuild_error()  # the caller's problem, passed on, but never with a secret in it
+            return None
+        wanted = "text/event-stream" if call.stream else "application/json"
+        if status == 200 and response.media_type != wanted:
+            reason = f"HTTP 200 with {response.media_type or 'no content type'} instead of {wanted}"
+            return f"{reason}: {await response.peek()}", UpstreamError(f"channel {name!r} answered {reason}")
+        if status == 200 and not call.stream:
+            whole = await response.read_whole(CHECKED_JSON_BYTES)
+            if whole is not None and not _is_json_object(whole):
+                text = mask_secrets(whole[:ERROR_BODY_PEEK_BYTES].decode("utf-8", "replace"), channel.api_key)
+                return f"HTTP 200 with a body that is not JSON: {text}", UpstreamError(
+                    f"channel {name!r} answered HTTP 200 with a body that is not JSON"
+                )
+        return None
 
     def _failed(self, call: Call, channel: Channel, reason: str) -> None:
         log.warning(
@@ -149,3 +217,29 @@ class UpstreamProxy:
             call.request_id, channel.name, call.model, call.attempts, reason,
         )  # fmt: skip
         self.breakers.record(channel.name, call.model, ok=False, reason=reason)
+
+
+def _is_json_object(body: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(body), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """An upstream's Retry-After (seconds, or an HTTP date) as seconds from now; None if absent or unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
