@@ -47,6 +47,7 @@ class Seen:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    raw: bytes = b""  # the body's bytes as they came
 
 
 class FakeUpstream:
@@ -100,7 +101,7 @@ class FakeUpstream:
         body = orjson.loads(raw)
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         with self._lock:
-            self.seen.append(Seen(scope["path"], headers, body))
+            self.seen.append(Seen(scope["path"], headers, body, raw))
         model = body.get("model", "")
         if scope["path"] == "/v1/completions":
             include_usage = (body.get("stream_options") or {}).get("include_usage") is True
