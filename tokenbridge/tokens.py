@@ -4,6 +4,12 @@ tiktoken with the BPE files shipped in `tokenbridge/bpe/` (it would otherwise do
 time, which fails without internet). Encodings are loaded lazily, on the first estimate, in a
 worker thread: most gateways never need one, and an encoding costs tens of MB of memory.
 Unknown models fall back to o200k_base.
+
+Beyond message text, a prompt counts its tool definitions (`tools`, legacy `functions`) as their
+JSON text (OpenAI renders them more tersely, so this errs a little high), each assistant tool call
+as its function's name and arguments, and each image part by OpenAI's tile formula. An answer
+that is a tool call counts its name and arguments as completion text (the meter's `answer_texts`).
+Audio and file parts are not counted: their tokens cannot be told without decoding them.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import orjson
 import tiktoken
 from tiktoken.model import encoding_name_for_model
 
@@ -26,6 +33,18 @@ SHIPPED_ENCODINGS = ("o200k_base", "cl100k_base")
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 REPLY_PRIMING_TOKENS = 3
+
+# OpenAI's published image cost (platform.openai.com/docs/guides/images-vision, "Calculating costs"):
+# an image is scaled to fit 2048×2048, then its short side to 768 px, and billed a base plus a price
+# per 512-px tile, so 8 tiles at most (2048×768); `detail: low` is the base alone. The gateway does
+# not decode images, so any other detail counts the 8 tiles. (base, per tile) by model prefix, the
+# longest prefix that matches; other models (gpt-4o, gpt-4.1, gpt-4.5, ...) as gpt-4o.
+IMAGE_TOKENS = {"gpt-4o-mini": (2833, 5667), "o1": (75, 150), "o3": (75, 150), "computer-use-preview": (65, 129)}
+DEFAULT_IMAGE_TOKENS = (85, 170)
+IMAGE_MAX_TILES = 8
+# The most one image part costs on any model above (gpt-4o-mini: 48,169), and more than models that
+# count 32-px patches bill (at most 1,536 patches × 2.46). The hold's bound for each image part.
+IMAGE_PART_MAX_TOKENS = max(b + IMAGE_MAX_TILES * t for b, t in [*IMAGE_TOKENS.values(), DEFAULT_IMAGE_TOKENS])
 
 _load_lock = threading.Lock()
 
@@ -65,6 +84,43 @@ def _text(content: Any) -> str:
     return ""
 
 
+def tool_call_texts(message: Any) -> list[str]:
+    """The function names and arguments of a message's (or a stream delta's) tool calls, legacy `function_call` too."""
+    if not isinstance(message, dict):
+        return []
+    calls = message.get("tool_calls")
+    functions = [c.get("function") for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
+    functions.append(message.get("function_call"))
+    return [
+        text
+        for function in functions
+        if isinstance(function, dict)
+        for text in (function.get("name"), function.get("arguments"))
+        if isinstance(text, str)
+    ]
+
+
+def image_parts(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `image_url` content parts of a chat request's messages."""
+    messages = body.get("messages")
+    return [
+        part
+        for message in (messages if isinstance(messages, list) else ())
+        if isinstance(message, dict) and isinstance(message.get("content"), list)
+        for part in message["content"]
+        if isinstance(part, dict) and part.get("type") == "image_url"
+    ]
+
+
+def image_tokens(part: dict[str, Any], model: str) -> int:
+    """What OpenAI bills for one image part (the largest size for any detail but `low`)."""
+    prefix = max((p for p in IMAGE_TOKENS if model.startswith(p)), key=len, default=None)
+    base, tile = IMAGE_TOKENS[prefix] if prefix is not None else DEFAULT_IMAGE_TOKENS
+    image = part.get("image_url")
+    low = isinstance(image, dict) and image.get("detail") == "low"
+    return base if low else base + IMAGE_MAX_TILES * tile
+
+
 def prompt_tokens(body: dict[str, Any], model: str) -> int:
     """Prompt tokens of a chat request (messages) or a native completions request (prompt)."""
     if "messages" not in body:
@@ -77,8 +133,15 @@ def prompt_tokens(body: dict[str, Any], model: str) -> int:
             continue
         total += TOKENS_PER_MESSAGE + count(str(message.get("role", "")), model)
         total += count(_text(message.get("content")), model)
+        total += sum(count(text, model) for text in tool_call_texts(message))
         if isinstance(message.get("name"), str):
             total += TOKENS_PER_NAME + count(message["name"], model)
+    total += sum(image_tokens(part, model) for part in image_parts(body))
+    for name in ("tools", "functions"):
+        tools = body.get(name)
+        for tool in tools if isinstance(tools, list) else ():
+            definition = tool.get("function", tool) if isinstance(tool, dict) else tool
+            total += count(orjson.dumps(definition).decode(), model)
     return total
 
 
