@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import openai
 import pytest
 
 from tests.conftest import Gateway, serve_gateway
 from tests.e2e.test_chat import expected_cost
 from tests.fakes.upstream import TOOL_ARGUMENT_PIECES, TOOL_NAME, USAGE, FakeUpstream
-from tokenbridge.tokens import encoding, prompt_tokens
+from tokenbridge.tokens import IMAGE_PART_MAX_TOKENS, encoding, prompt_tokens
 
 O200K = encoding("o200k_base")
 TOOLS: list[Any] = [
@@ -68,3 +69,14 @@ def test_one_megabyte_image_with_max_tokens_1_on_a_1_dollar_key_is_admitted_and_
     assert (row["usage_source"], row["prompt_tokens"], row["completion_tokens"]) == ("upstream", 12, 3)
     assert row["cost"] == expected_cost(12, 3)
     assert gateway.balance("image-1mb") == 10**9 - expected_cost(12, 3) == gateway.ledger_sum("image-1mb")
+
+
+def test_image_request_over_the_balance_is_refused_naming_its_prompt_bound(gateway: Gateway) -> None:
+    client = gateway.client(gateway.create_key("image-poor", credit_usd="0.00001"))
+    content: list[Any] = [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]
+    with pytest.raises(openai.RateLimitError) as info:
+        client.chat.completions.create(model="fake-ok", messages=[{"role": "user", "content": content}], max_tokens=1)
+    assert info.value.code == "insufficient_quota"
+    bound = int(info.value.message.split("for up to ")[1].split(" prompt")[0])
+    assert IMAGE_PART_MAX_TOKENS < bound < IMAGE_PART_MAX_TOKENS + 200
+    assert gateway.usage("image-poor") == []

@@ -53,9 +53,10 @@ def prompt_bound(raw_body: bytes, body: dict[str, Any]) -> int:
     IMAGE_PART_MAX_TOKENS, a short URL as much): each image part's URL is taken out of the byte
     count and the ceiling put in. What else a body carries stays counted by its bytes. Audio parts
     are base64 of at least 8 kbit/s sound, far more bytes than the ~10 tokens a second OpenAI
-    bills. File parts (PDF) are billed as their text plus an image of each page: their bytes bound
-    that for any page that holds something; a `file_id` names a file the gateway cannot see, and is
-    counted by its bytes like the rest.
+    bills. File parts (PDF) are billed as their text plus an image of each page: the bytes bound
+    the text, but not always the page images of a long, nearly empty PDF, nor a `file_id` (a file
+    the gateway cannot see). They are not refused: such a request is charged at most its hold, and
+    the log says by how much the cost was over it.
     """
     bound = len(raw_body)
     for part in image_parts(body):
@@ -82,9 +83,9 @@ def refused(call: Call, refusal: Refusal, amount: int) -> GatewayError:
             kind=unit,
         )
     return QuotaExceeded(
-        f"This key's balance cannot cover this request (up to ${format_usd(amount)} for"
-        f" {completion_allowance(call)} completion tokens). Top it up with `tokenbridge credit"
-        f" {call.key.name} USD`, or lower max_tokens."
+        f"This key's balance cannot cover this request (up to ${format_usd(amount)} for up to"
+        f" {prompt_bound(call.raw_body, call.body)} prompt and {completion_allowance(call)} completion"
+        f" tokens). Top it up with `tokenbridge credit {call.key.name} USD`, or lower max_tokens."
     )
 
 
