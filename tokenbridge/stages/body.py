@@ -109,4 +109,5 @@ class BodyMiddleware:
         call.raw_body = orjson.dumps(call.body)  # see the module docstring
         call.model = call.body["model"]
         call.stream = call.body.get("stream") is True
+        del raw  # the caller's bytes are not needed past here: do not keep two copies for the whole request
         await self.app(scope, receive, send)
