@@ -11,7 +11,8 @@ answer can already see its charge), or in `finally` when the request failed; eit
 request that got a hold ends with exactly one usage row.
 
 A charge never exceeds its hold: the key cannot go below what it had. When the real cost is higher
-(a caller without max_tokens whose answer ran past `default_max_tokens`), the hold is charged, the row keeps the real token counts, and the
+(a caller without max_tokens whose answer ran past `default_max_tokens`, or a PDF whose page
+images cost more than its bytes), the hold is charged, the row keeps the real token counts, and the
 difference is logged.
 """
 
