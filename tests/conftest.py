@@ -31,12 +31,13 @@ ADMIN_TOKEN = "admin-SECRET-token-do-not-leak-9876543210"
 FAKE_MODELS = [
     "fake-ok", "fake-hold", "fake-400", "fake-500", "fake-cached", "fake-nousage", "fake-nodone", "fake-break",
     "fake-huge", "public-mapped", "fake-garbage", "fake-unterminated", "fake-sized-sse",
+    "fake-toolcall",
 ]  # fmt: skip
 
 CONFIG = """
 [server]
 database = "gateway.db"
-max_body_bytes = 65536
+max_body_bytes = {max_body_bytes}
 
 [[channels]]
 name = "fake"
@@ -73,13 +74,15 @@ multiplier = 0.8
 PRICE = {"input": "1.5", "output": "4.0", "cached_input": "0.5"}
 
 
-def config_text(upstream: str, *, admin_token: str = "") -> str:
+def config_text(upstream: str, *, admin_token: str = "", max_body_bytes: int = 65536) -> str:
     prices = "\n".join(
         f'[models."{m}"]\n' + "".join(f"{term} = {value}\n" for term, value in PRICE.items())
         for m in [*FAKE_MODELS, "fake-native"]
     )
     models = "[" + ", ".join(f'"{m}"' for m in FAKE_MODELS) + "]"
-    text = CONFIG.format(upstream=upstream, secret=UPSTREAM_SECRET, models=models, prices=prices)
+    text = CONFIG.format(
+        upstream=upstream, secret=UPSTREAM_SECRET, models=models, prices=prices, max_body_bytes=max_body_bytes
+    )
     return text.replace("[server]\n", f'[server]\nadmin_token = "{admin_token}"\n', 1)
 
 
@@ -171,10 +174,15 @@ def serve_config(
 
 
 def serve_gateway(
-    upstream: tuple[FakeUpstream, str], tmp_path_factory: pytest.TempPathFactory, *, admin_token: str = ""
+    upstream: tuple[FakeUpstream, str],
+    tmp_path_factory: pytest.TempPathFactory,
+    *,
+    admin_token: str = "",
+    max_body_bytes: int = 65536,
 ) -> Iterator[Gateway]:
     fake, url = upstream
-    yield from serve_config(config_text(url, admin_token=admin_token), tmp_path_factory, fake)
+    text = config_text(url, admin_token=admin_token, max_body_bytes=max_body_bytes)
+    yield from serve_config(text, tmp_path_factory, fake)
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
+
+import orjson
+import pytest
 
 from tokenbridge import tokens
 
@@ -14,6 +18,9 @@ def refuse(*args, **kwargs):
     raise SystemExit(f"network call: {args!r}")
 socket.socket.connect = socket.socket.connect_ex = refuse
 socket.create_connection = socket.getaddrinfo = refuse
+import orjson
+import pytest
+
 from tokenbridge import tokens
 print(tokens.count("Hello from fake", "gpt-4o"), tokens.count("Hello from fake", "gpt-4"))
 print(tokens.encoding_name("some-unknown-model"))
@@ -56,3 +63,107 @@ def test_tokens_leave_the_environment_as_they_found_it() -> None:
     tokens.encoding.cache_clear()
     tokens.encoding("cl100k_base")
     assert os.environ.get("TIKTOKEN_CACHE_DIR") == before
+
+
+def n(text: str) -> int:
+    return len(tokens.encoding("o200k_base").encode(text))
+
+
+WEATHER = {
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+ASK = {"role": "user", "content": "Weather in Paris?"}
+
+
+def test_tokens_prompt_counts_each_tool_as_its_definition_text() -> None:
+    bare = tokens.prompt_tokens({"messages": [ASK]}, "gpt-4o")
+    tools = [{"type": "function", "function": WEATHER}]
+    definition = n(orjson.dumps(WEATHER).decode())
+    assert tokens.prompt_tokens({"messages": [ASK], "tools": tools}, "gpt-4o") == bare + definition
+    assert tokens.prompt_tokens({"messages": [ASK], "functions": [WEATHER]}, "gpt-4o") == bare + definition
+
+
+def test_tokens_prompt_counts_assistant_tool_calls_and_tool_answers() -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}
+    called = {"role": "assistant", "content": None, "tool_calls": [call]}
+    answered = {"role": "tool", "tool_call_id": "call_1", "content": "18 C, sunny"}
+    expected = 3 + (3 + n("user") + n("Weather in Paris?"))
+    expected += 3 + n("assistant") + n("get_weather") + n('{"city":"Paris"}')
+    expected += 3 + n("tool") + n("18 C, sunny")
+    assert tokens.prompt_tokens({"messages": [ASK, called, answered]}, "gpt-4o") == expected
+    legacy = {"role": "assistant", "content": None, "function_call": call["function"]}
+    assert tokens.prompt_tokens({"messages": [ASK, legacy]}, "gpt-4o") == expected - (3 + n("tool") + n("18 C, sunny"))
+
+
+def image(url: str, detail: str | None = None) -> dict[str, object]:
+    return {"type": "image_url", "image_url": {"url": url, **({"detail": detail} if detail else {})}}
+
+
+@pytest.mark.parametrize(
+    ("model", "detail", "expected"),
+    [
+        ("gpt-4o", "low", 85),  # OpenAI's tile formula: low detail is the base alone
+        ("gpt-4o", "high", 85 + 8 * 170),  # size unknown to the gateway: the largest, 8 tiles of 512 px
+        ("gpt-4o", None, 85 + 8 * 170),
+        ("gpt-4o-mini", "high", 2833 + 8 * 5667),
+        ("some-unknown-model", "low", 85),
+    ],
+)
+def test_tokens_prompt_counts_image_parts_by_openai_tile_formula(model: str, detail: str | None, expected: int) -> None:
+    text = {"type": "text", "text": "What is this?"}
+    bare = tokens.prompt_tokens({"messages": [{"role": "user", "content": [text]}]}, model)
+    url = "data:image/png;base64," + "A" * 4000
+    body = {"messages": [{"role": "user", "content": [text, image(url, detail)]}]}
+    assert tokens.prompt_tokens(body, model) == bare + expected
+
+
+def test_tokens_image_part_ceiling_is_the_most_any_listed_model_bills() -> None:
+    worst = max(tokens.image_tokens(image("https://x/a.png", "high"), m) for m in ("gpt-4o", "gpt-4o-mini", "o1"))
+    assert tokens.IMAGE_PART_MAX_TOKENS == worst == 2833 + 8 * 5667
+
+
+def data_url(kind: str, header: bytes) -> str:
+    return f"data:image/{kind};base64," + base64.b64encode(header + bytes(600)).decode()
+
+
+def png(width: int, height: int) -> bytes:
+    return b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + width.to_bytes(4, "big") + height.to_bytes(4, "big")
+
+
+def jpeg(width: int, height: int) -> bytes:
+    app0 = b"\xff\xe0" + (16).to_bytes(2, "big") + b"JFIF\x00" + bytes(9)
+    exif = b"\xff\xe1" + (3002).to_bytes(2, "big") + bytes(3000)  # metadata before the frame header
+    sof0 = b"\xff\xc0" + (17).to_bytes(2, "big") + b"\x08" + height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return b"\xff\xd8" + app0 + exif + sof0 + bytes(10)
+
+
+@pytest.mark.parametrize(
+    ("url", "size"),
+    [
+        (data_url("png", png(1024, 768)), (1024, 768)),
+        (data_url("gif", b"GIF89a" + (300).to_bytes(2, "little") + (200).to_bytes(2, "little")), (300, 200)),
+        (data_url("jpeg", jpeg(4032, 3024)), (4032, 3024)),
+        (data_url("webp", b"RIFF\x00\x00\x00\x00WEBPVP8X" + bytes(8) + (1919).to_bytes(3, "little") * 2), (1920, 1920)),
+        ("https://example.com/a.png", None),
+        ("data:image/png;base64,not base64 at all!", None),
+        (data_url("png", b"\x89PNG but cut"), None),
+    ],
+)
+def test_tokens_image_size_read_from_a_data_url_header(url: str, size: tuple[int, int] | None) -> None:
+    assert tokens.image_size(url) == size
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (png(1024, 1024), 85 + 4 * 170),  # OpenAI's examples: scaled to 768×768, 4 tiles
+        (jpeg(2048, 4096), 85 + 6 * 170),  # to fit 2048: 1024×2048; short side 768: 768×1536, 6 tiles
+        (png(100, 100), 85 + 170),  # small images are not scaled up
+        (png(2048, 768), 85 + 8 * 170),
+    ],
+)
+def test_tokens_image_of_known_size_counts_its_tiles(header: bytes, expected: int) -> None:
+    assert tokens.image_tokens(image(data_url("png", header), "high"), "gpt-4o") == expected
+    assert tokens.image_tokens(image(data_url("png", header), "low"), "gpt-4o") == 85

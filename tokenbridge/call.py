@@ -32,7 +32,7 @@ class Call:
     # body: the parsed request
     route: str = ""  # "chat" | "completions"
     body: dict[str, Any] = field(default_factory=dict)
-    raw_body: bytes = b""
+    raw_body: bytes = b""  # `body` as JSON (re-serialised, so exactly what was checked), the bytes forwarded
     model: str = ""
     stream: bool = False
     # auth (and the admin and self-service routes, which authenticate a key holder themselves)

@@ -4,18 +4,29 @@ tiktoken with the BPE files shipped in `tokenbridge/bpe/` (it would otherwise do
 time, which fails without internet). Encodings are loaded lazily, on the first estimate, in a
 worker thread: most gateways never need one, and an encoding costs tens of MB of memory.
 Unknown models fall back to o200k_base.
+
+Beyond message text, a prompt counts its tool definitions (`tools`, legacy `functions`) as their
+JSON text (OpenAI renders them more tersely, so this errs a little high), each assistant tool call
+as its function's name and arguments, and each image part by OpenAI's tile formula. An answer
+that is a tool call counts its name and arguments as completion text (the meter's `answer_texts`).
+Audio and file parts are not counted: their tokens cannot be told without decoding them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import math
 import os
 import threading
 from collections.abc import Iterable
+from fractions import Fraction
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import orjson
 import tiktoken
 from tiktoken.model import encoding_name_for_model
 
@@ -26,6 +37,22 @@ SHIPPED_ENCODINGS = ("o200k_base", "cl100k_base")
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 REPLY_PRIMING_TOKENS = 3
+
+# OpenAI's published image cost (platform.openai.com/docs/guides/images-vision, "Calculating costs"):
+# an image is scaled to fit 2048×2048, then its short side to 768 px, and billed a base plus a price
+# per 512-px tile, so 8 tiles at most (2048×768); `detail: low` is the base alone. The size is read
+# from the header of a data URL's PNG, GIF, WebP or JPEG (`image_size`); an image whose size cannot
+# be told (a web URL) counts the 8 tiles. (base, per tile) by model prefix, the longest prefix that
+# matches; other models (gpt-4o, gpt-4.1, gpt-4.5, ...) as gpt-4o.
+IMAGE_TOKENS = {"gpt-4o-mini": (2833, 5667), "o1": (75, 150), "o3": (75, 150), "computer-use-preview": (65, 129)}
+DEFAULT_IMAGE_TOKENS = (85, 170)
+IMAGE_MAX_TILES = 8
+# The most one image part costs on any model above (gpt-4o-mini: 48,169), and more than models that
+# count 32-px patches bill (at most 1,536 patches × 2.46). The hold's bound for each image part.
+IMAGE_PART_MAX_TOKENS = max(b + IMAGE_MAX_TILES * t for b, t in [*IMAGE_TOKENS.values(), DEFAULT_IMAGE_TOKENS])
+IMAGE_FIT_PX, IMAGE_SHORT_SIDE_PX, IMAGE_TILE_PX = 2048, 768, 512
+IMAGE_HEADER_CHARS = 1 << 18  # base64 read for a size: a JPEG's frame header may follow ~190 KB of metadata
+_JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOFn markers (not DHT, JPG, DAC)
 
 _load_lock = threading.Lock()
 
@@ -65,6 +92,102 @@ def _text(content: Any) -> str:
     return ""
 
 
+def tool_call_texts(message: Any) -> list[str]:
+    """The function names and arguments of a message's (or a stream delta's) tool calls, legacy `function_call` too."""
+    if not isinstance(message, dict):
+        return []
+    calls = message.get("tool_calls")
+    functions = [c.get("function") for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
+    functions.append(message.get("function_call"))
+    return [
+        text
+        for function in functions
+        if isinstance(function, dict)
+        for text in (function.get("name"), function.get("arguments"))
+        if isinstance(text, str)
+    ]
+
+
+def image_parts(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `image_url` content parts of a chat request's messages."""
+    messages = body.get("messages")
+    return [
+        part
+        for message in (messages if isinstance(messages, list) else ())
+        if isinstance(message, dict) and isinstance(message.get("content"), list)
+        for part in message["content"]
+        if isinstance(part, dict) and part.get("type") == "image_url"
+    ]
+
+
+def image_size(url: str) -> tuple[int, int] | None:
+    """(width, height) from the header of a base64 data URL's PNG, GIF, WebP or JPEG; None if it does not say."""
+    comma = url.find(",", 0, 256) if url.startswith("data:") else -1
+    if comma < 0 or not url[:comma].endswith(";base64"):
+        return None
+    chunk = url[comma + 1 : comma + 1 + IMAGE_HEADER_CHARS]
+    try:
+        data = base64.b64decode(chunk[: len(chunk) // 4 * 4])
+    except (binascii.Error, ValueError):
+        return None
+    size = _header_size(data)
+    return size if size is not None and min(size) > 0 else None
+
+
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    def number(start: int, length: int, order: Literal["little", "big"] = "little") -> int:
+        return int.from_bytes(data[start : start + length], order)
+
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        return number(16, 4, "big"), number(20, 4, "big")
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return number(6, 2), number(8, 2)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        kind = data[12:16]
+        if kind == b"VP8X":
+            return 1 + number(24, 3), 1 + number(27, 3)
+        if kind == b"VP8L":
+            bits = number(21, 4)
+            return 1 + (bits & 0x3FFF), 1 + (bits >> 14 & 0x3FFF)
+        if kind == b"VP8 ":
+            return number(26, 2) & 0x3FFF, number(28, 2) & 0x3FFF
+        return None
+    at = 2 if data[:2] == b"\xff\xd8" else len(data)  # JPEG: walk its segments to the frame header
+    while at + 9 <= len(data) and data[at] == 0xFF:
+        marker = data[at + 1]
+        if marker in _JPEG_FRAMES:
+            return number(at + 7, 2, "big"), number(at + 5, 2, "big")
+        if marker == 0xFF:  # a fill byte before the marker
+            at += 1
+        elif 0xD0 <= marker <= 0xD8 or marker == 0x01:  # a marker without a length
+            at += 2
+        else:
+            at += 2 + number(at + 2, 2, "big")
+    return None
+
+
+def image_tiles(width: int, height: int) -> int:
+    """512-px tiles of an image once scaled to fit 2048×2048 and its short side to 768 px (never scaled up)."""
+    w, h = Fraction(width), Fraction(height)
+    for side, limit in ((max, IMAGE_FIT_PX), (min, IMAGE_SHORT_SIDE_PX)):
+        scale = Fraction(limit) / side(w, h)
+        if scale < 1:
+            w, h = w * scale, h * scale
+    return math.ceil(w / IMAGE_TILE_PX) * math.ceil(h / IMAGE_TILE_PX)
+
+
+def image_tokens(part: dict[str, Any], model: str) -> int:
+    """What OpenAI bills for one image part: its tiles, or the most tiles when its size cannot be told."""
+    prefix = max((p for p in IMAGE_TOKENS if model.startswith(p)), key=len, default=None)
+    base, tile = IMAGE_TOKENS[prefix] if prefix is not None else DEFAULT_IMAGE_TOKENS
+    image = part.get("image_url")
+    url = image.get("url") if isinstance(image, dict) else image
+    if isinstance(image, dict) and image.get("detail") == "low":
+        return base
+    size = image_size(url) if isinstance(url, str) else None
+    return base + tile * (image_tiles(*size) if size else IMAGE_MAX_TILES)
+
+
 def prompt_tokens(body: dict[str, Any], model: str) -> int:
     """Prompt tokens of a chat request (messages) or a native completions request (prompt)."""
     if "messages" not in body:
@@ -77,8 +200,15 @@ def prompt_tokens(body: dict[str, Any], model: str) -> int:
             continue
         total += TOKENS_PER_MESSAGE + count(str(message.get("role", "")), model)
         total += count(_text(message.get("content")), model)
+        total += sum(count(text, model) for text in tool_call_texts(message))
         if isinstance(message.get("name"), str):
             total += TOKENS_PER_NAME + count(message["name"], model)
+    total += sum(image_tokens(part, model) for part in image_parts(body))
+    for name in ("tools", "functions"):
+        tools = body.get(name)
+        for tool in tools if isinstance(tools, list) else ():
+            definition = tool.get("function", tool) if isinstance(tool, dict) else tool
+            total += count(orjson.dumps(definition).decode(), model)
     return total
 
 

@@ -20,6 +20,7 @@
 | fake-leaky-400   | 400 whose error message repeats the Authorization header it received    |
 | fake-401         | 401 "Incorrect API key provided: <the key it received>"                  |
 | fake-429         | 429 with `Retry-After: 7`                                                 |
+| fake-toolcall    | answers a tool call (JSON, or its name then argument pieces as SSE), no usage |
 
 On `/v1/completions` (a native completions upstream) any model answers "Hello from fake" in the
 `text_completion` shape, JSON or SSE, as bytes the tests can rebuild with `native_json` / `native_sse`.
@@ -51,6 +52,7 @@ class Seen:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    raw: bytes = b""  # the body's bytes as they came
 
 
 class FakeUpstream:
@@ -104,7 +106,7 @@ class FakeUpstream:
         body = orjson.loads(raw)
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         with self._lock:
-            self.seen.append(Seen(scope["path"], headers, body))
+            self.seen.append(Seen(scope["path"], headers, body, raw))
         model = body.get("model", "")
         if scope["path"] == "/v1/completions":
             include_usage = (body.get("stream_options") or {}).get("include_usage") is True
@@ -122,6 +124,8 @@ class FakeUpstream:
                 await _json(send, 200, _completion(body))
         elif model in MISBEHAVING:  # the upstream faults of issue 11 (items 7, 11, 13, 18)
             await MISBEHAVING[model](send, headers.get("authorization", ""))
+        elif model == "fake-toolcall":
+            await _tool_call(send, stream=body.get("stream") is True)
         elif model == "fake-garbage":
             await _send_bytes(send, 200, b"<html>not json</html>")
         elif model == "fake-400":
@@ -258,6 +262,33 @@ def native_sse(model: str, *, include_usage: bool) -> list[bytes]:
     if include_usage:
         events.append(event([], USAGE))
     return [*events, b"data: [DONE]\n\n"]
+
+
+# fake-toolcall: the answer is a tool call, and there is no usage to bill it by.
+TOOL_NAME = "get_weather"
+TOOL_ARGUMENT_PIECES = ['{"city":', ' "Paris"}']
+
+
+async def _tool_call(send: Any, *, stream: bool) -> None:
+    call: dict[str, Any] = {"id": "call_fake", "type": "function", "function": {"name": TOOL_NAME}}
+    envelope: dict[str, Any] = {"id": "chatcmpl-fake", "created": 1700000000, "model": "fake-toolcall"}
+    if not stream:
+        call["function"]["arguments"] = "".join(TOOL_ARGUMENT_PIECES)
+        message = {"role": "assistant", "content": None, "tool_calls": [call], "refusal": None}
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "tool_calls"}
+        await _json(send, 200, {**envelope, "object": "chat.completion", "choices": [choice]})
+        return
+    call["function"]["arguments"] = ""
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": None, "tool_calls": [{"index": 0, **call}]}]
+    deltas += [{"tool_calls": [{"index": 0, "function": {"arguments": piece}}]} for piece in TOOL_ARGUMENT_PIECES]
+    choices: list[Any] = [[{"index": 0, "delta": delta, "finish_reason": None}] for delta in deltas]
+    choices.append([{"index": 0, "delta": {}, "finish_reason": "tool_calls"}])
+    head = [(b"content-type", b"text/event-stream")]
+    await send({"type": "http.response.start", "status": 200, "headers": head})
+    for each in choices:
+        chunk = {**envelope, "object": "chat.completion.chunk", "choices": each}
+        await send({"type": "http.response.body", "body": b"data: " + orjson.dumps(chunk) + b"\n\n", "more_body": True})
+    await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
 
 
 async def _json(send: Any, status: int, payload: Any) -> None:

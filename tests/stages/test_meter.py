@@ -286,6 +286,29 @@ def test_answer_texts_from_completion_chunk_or_text_completion(payload: Any, tex
     assert answer_texts(payload) == texts
 
 
+def tool_call_delta(index: int, **function: str) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": index, "function": function}]}}]}
+
+
+def test_answer_texts_of_a_tool_call_answer_are_its_names_and_arguments() -> None:
+    calls = [
+        {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
+        {"id": "c2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
+    ]
+    message = {"role": "assistant", "content": None, "tool_calls": calls}
+    assert answer_texts({"choices": [{"message": message}]}) == ["get_weather", '{"city":"Paris"}', "get_time", "{}"]
+    legacy = {"role": "assistant", "content": None, "function_call": {"name": "f", "arguments": "{}"}}
+    assert answer_texts({"choices": [{"message": legacy}]}) == ["f", "{}"]
+    assert answer_texts(tool_call_delta(0, arguments='{"ci')) == ['{"ci']
+
+
+def test_sse_tap_texts_keep_tool_call_argument_deltas() -> None:
+    tap = SseTap(strip=False)
+    tap.feed(sse(tool_call_delta(0, name="get_weather", arguments="")))
+    tap.feed(sse(tool_call_delta(0, arguments='{"city":')) + sse(tool_call_delta(0, arguments='"Paris"}')) + DONE)
+    assert "".join(tap.texts()) == 'get_weather{"city":"Paris"}'
+
+
 # A chat stream as an upstream writes it when the gateway asked for usage: content chunks with a null usage
 # (orjson's ',"usage":null' or json.dumps' ', "usage": null'), the usage-only chunk, then [DONE]. Each event
 # picks its own line-ending style.

@@ -1,6 +1,13 @@
 """Body: read the request once (size-limited), parse it once, check its shape, fill the Call.
 
 The route table says which shape a route takes (`kind`); no stage looks at the path.
+
+What goes upstream is the checked body, re-serialised (`call.raw_body`), never the caller's bytes.
+orjson reads a key given twice last-wins, and an upstream that keeps the first would read another
+request than the one checked: `{"model": "other", "model": "allowed"}` would pass the key's
+allowlist and be served `other`, a doubled `max_tokens` would outrun the hold. Writing the parsed
+body back out costs one orjson.dumps (about 0.3 µs for a typical chat body, 40 µs per MB: less than
+any scan of the bytes for duplicates); a compact body mostly comes out byte for byte the same.
 """
 
 from __future__ import annotations
@@ -98,8 +105,9 @@ class BodyMiddleware:
                 "We could not parse the JSON body of your request. The body must be a JSON object."
             ) from exc
         call.route = self.kind
-        call.raw_body = raw
         call.body = check_shape(self.kind, parsed)
+        call.raw_body = orjson.dumps(call.body)  # see the module docstring
         call.model = call.body["model"]
         call.stream = call.body.get("stream") is True
+        del raw  # the caller's bytes are not needed past here: do not keep two copies for the whole request
         await self.app(scope, receive, send)

@@ -30,14 +30,14 @@ from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send, is_event_st
 from tokenbridge.call import Call, caller_wants_usage, get_call
 from tokenbridge.errors import ClientGone, GatewayError, UpstreamError, UpstreamTimeout
 from tokenbridge.money import Usage
-from tokenbridge.tokens import estimate
+from tokenbridge.tokens import estimate, tool_call_texts
 from tokenbridge.upstream.sse import MAX_EVENT_BYTES, EventSplitter, event_data
 
 log = logging.getLogger("tokenbridge")
 
 MAX_JSON_BYTES = 8 << 20  # a JSON answer larger than this is passed on but not read for usage
 MAX_DELIVERED_BYTES = 8 << 20  # text events kept per stream for an estimate; beyond, the count stops growing
-_TEXT = (b'"content"', b'"text"')
+_TEXT = (b'"content"', b'"text"', b'"tool_calls"', b'"function_call"')
 
 _USAGE = b'"usage"'
 _NO_USAGE = b'"usage":null'  # OpenAI's form in every chunk of a stream that asked for usage
@@ -48,7 +48,7 @@ _DONE = b"[DONE]"
 
 
 def answer_texts(payload: Any) -> list[str]:
-    """The answer text in a chat completion, a chat chunk, or a (native) text completion."""
+    """The answer text in a chat completion, a chat chunk, or a (native) text completion; tool calls count as text."""
     texts: list[str] = []
     choices = payload.get("choices") if isinstance(payload, dict) else None
     for choice in choices if isinstance(choices, list) else ():
@@ -59,6 +59,7 @@ def answer_texts(payload: Any) -> list[str]:
         text = text if isinstance(text, str) else choice.get("text")
         if isinstance(text, str):
             texts.append(text)
+        texts += tool_call_texts(part)
     return texts
 
 
@@ -108,7 +109,7 @@ class SseTap:
         if self.strip and any(_NO_USAGE in e or _ADDED_NULL_USAGE[1] in e for e in kept):
             kept, edited = [_without_null_usage(e) for e in kept], True
         for event in kept:
-            if self.delivered_bytes < MAX_DELIVERED_BYTES and (_TEXT[0] in event or _TEXT[1] in event):
+            if self.delivered_bytes < MAX_DELIVERED_BYTES and any(marker in event for marker in _TEXT):
                 self.delivered.append(event)
                 self.delivered_bytes += len(event)
         if len(self.splitter.tail) > MAX_EVENT_BYTES:  # not SSE as we know it: stop holding, pass it on

@@ -2,16 +2,17 @@
 
 The hold is the cost of (an upper bound of the prompt's tokens + the most completion tokens the
 request allows), taken in one conditional INSERT that succeeds only if balance − open holds covers
-it, so concurrent requests cannot spend the same money twice. The upper bound for the prompt is the
-body's byte length: a byte-level BPE token is at least one byte, and the JSON framing outweighs the
-few tokens of chat framing. Settling writes the usage row, the charge and the hold's release in one
+it, so concurrent requests cannot spend the same money twice. The upper bound for the prompt is
+`prompt_bound`: the body's byte length for text (a byte-level BPE token is at least one byte, and
+the JSON framing outweighs the few tokens of chat framing), but a fixed ceiling for each image part
+in place of its URL's bytes. Settling writes the usage row, the charge and the hold's release in one
 transaction: just before the last byte of the response goes out (so a caller holding the whole
 answer can already see its charge), or in `finally` when the request failed; either way every
 request that got a hold ends with exactly one usage row.
 
 A charge never exceeds its hold: the key cannot go below what it had. When the real cost is higher
-(a caller without max_tokens whose answer ran past `default_max_tokens`, or an image prompt with
-more tokens than bytes), the hold is charged, the row keeps the real token counts, and the
+(a caller without max_tokens whose answer ran past `default_max_tokens`, or a PDF whose page
+images cost more than its bytes), the hold is charged, the row keeps the real token counts, and the
 difference is logged.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send, is_event_stream
 from tokenbridge.call import Call, get_call
@@ -28,6 +30,7 @@ from tokenbridge.money import Price, Usage, cost, format_usd
 from tokenbridge.runtime import Runtime
 from tokenbridge.store.ledger import DuplicateRequestId, Refusal, reserve_hold, settle_hold
 from tokenbridge.store.usage import UsageRow
+from tokenbridge.tokens import IMAGE_PART_MAX_TOKENS, image_parts
 
 log = logging.getLogger("tokenbridge")
 
@@ -44,10 +47,30 @@ def completion_allowance(call: Call) -> int:
     return int(limit) * choices
 
 
+def prompt_bound(raw_body: bytes, body: dict[str, Any]) -> int:
+    """The most prompt tokens an upstream can bill for this body.
+
+    An image is billed by its size in tiles, not by its bytes (a 1 MB photo costs at most
+    IMAGE_PART_MAX_TOKENS, a short URL as much): each image part's URL is taken out of the byte
+    count and the ceiling put in. What else a body carries stays counted by its bytes. Audio parts
+    are base64 of at least 8 kbit/s sound, far more bytes than the ~10 tokens a second OpenAI
+    bills. File parts (PDF) are billed as their text plus an image of each page: the bytes bound
+    the text, but not always the page images of a long, nearly empty PDF, nor a `file_id` (a file
+    the gateway cannot see). They are not refused: such a request is charged at most its hold, and
+    the log says by how much the cost was over it.
+    """
+    bound = len(raw_body)
+    for part in image_parts(body):
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else image
+        bound += IMAGE_PART_MAX_TOKENS - (len(url) if isinstance(url, str) else 0)  # chars <= its bytes in the body
+    return bound
+
+
 def hold_amount(call: Call, price: Price) -> int:
     assert call.key is not None
     worst = Price(input=max(price.input, price.cached_input), output=price.output, cached_input=0)
-    usage = Usage(prompt_tokens=len(call.raw_body), completion_tokens=completion_allowance(call))
+    usage = Usage(prompt_tokens=prompt_bound(call.raw_body, call.body), completion_tokens=completion_allowance(call))
     return cost(usage, worst, call.settings.group(call.key.group).multiplier)
 
 
@@ -61,9 +84,9 @@ def refused(call: Call, refusal: Refusal, amount: int) -> GatewayError:
             kind=unit,
         )
     return QuotaExceeded(
-        f"This key's balance cannot cover this request (up to ${format_usd(amount)} for"
-        f" {completion_allowance(call)} completion tokens). Top it up with `tokenbridge credit"
-        f" {call.key.name} USD`, or lower max_tokens."
+        f"This key's balance cannot cover this request (up to ${format_usd(amount)} for up to"
+        f" {prompt_bound(call.raw_body, call.body)} prompt and {completion_allowance(call)} completion"
+        f" tokens). Top it up with `tokenbridge credit {call.key.name} USD`, or lower max_tokens."
     )
 
 

@@ -12,6 +12,7 @@ never its URL's secret or key.
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,6 +28,9 @@ ERROR_BODY_PEEK_BYTES = 300  # how much of a failed upstream's body goes into th
 ERROR_BODY_MAX_BYTES = 64 << 10  # an upstream 4xx body read to rebuild it for the caller; past this, a plain message
 CHECKED_JSON_BYTES = 8 << 20  # a JSON answer up to this size is read whole and parsed before its first byte goes out
 PEEK_TIMEOUT_S = 1.0  # reading it must not delay the failover to the next channel
+# aiohttp warns (ResourceWarning) on a bytes body over 1 MiB, an error where warnings are errors; a
+# BytesIO goes out in 64 KiB writes with the loop running in between, under the same Content-Length.
+LARGE_BODY_BYTES = 1 << 20
 
 
 class UpstreamResponse(Protocol):
@@ -211,12 +215,13 @@ class UpstreamClient:
             prepared = self._prepared[channel] = _prepare(channel)
         first_byte = channel.first_byte_timeout_s if stream else channel.response_timeout_s
         timeout = prepared.stream_timeout if stream else prepared.whole_timeout
+        data = io.BytesIO(body) if len(body) > LARGE_BODY_BYTES else body
         await self._take_slot(channel)
         try:  # the slot goes back on every way out but an answer, which returns it on close()
             try:
                 async with asyncio.timeout(first_byte):
                     response = await self._session.post(
-                        channel.base_url + path, data=body, headers=prepared.headers, timeout=timeout
+                        channel.base_url + path, data=data, headers=prepared.headers, timeout=timeout
                     )
             except TimeoutError as exc:
                 raise UpstreamTimeout(f"channel {channel.name!r} did not answer in time") from exc

@@ -51,7 +51,7 @@ CHANNEL_FAULT_STATUSES = frozenset({401, 403})  # the channel's own secret is wr
 
 
 def upstream_payload(call: Call, channel: Channel, body: dict[str, Any]) -> bytes | dict[str, object]:
-    """The request body for one channel: the caller's bytes unless something must change.
+    """The request body for one channel: the checked body's bytes (`call.raw_body`) unless something must change.
 
     Changes: the model name (`model_map`), and asking a stream for its usage so it can be billed
     (the meter cuts that chunk out again if the caller did not ask for it).
