@@ -16,6 +16,8 @@
 | fake-flaky       | 500 while `flaky_down` is set, else like any other model                 |
 | fake-400         | 400 with an OpenAI error body                                            |
 | fake-500         | 500                                                                      |
+| fake-usage-2p63  | answers (JSON or SSE) with usage of 2**63 prompt tokens: past a SQLite INTEGER |
+| fake-usage-9e18  | answers (JSON or SSE) with usage of 9e18 prompt and completion tokens    |
 
 On `/v1/completions` (a native completions upstream) any model answers "Hello from fake" in the
 `text_completion` shape, JSON or SSE, as bytes the tests can rebuild with `native_json` / `native_sse`.
@@ -37,6 +39,11 @@ PIECES = ["Hello", " from", " fake"]
 TEXT = "".join(PIECES)
 USAGE = {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
 CACHED_USAGE = {**USAGE, "prompt_tokens_details": {"cached_tokens": 8}}
+# Usage no single request can have (issue 11, items 2 and 3): the gateway must estimate instead.
+IMPOSSIBLE_USAGE = {
+    "fake-usage-2p63": {"prompt_tokens": 2**63, "completion_tokens": 3, "total_tokens": 2**63 + 3},
+    "fake-usage-9e18": {"prompt_tokens": 9 * 10**18, "completion_tokens": 9 * 10**18, "total_tokens": 18 * 10**18},
+}
 ERROR_400 = {
     "error": {"message": "fake says no", "type": "invalid_request_error", "param": "messages", "code": "fake_no"}
 }
@@ -193,6 +200,8 @@ class FakeUpstream:
 
 
 def _usage_for(model: str) -> dict[str, Any] | None:
+    if model in IMPOSSIBLE_USAGE:
+        return IMPOSSIBLE_USAGE[model]
     if model == "fake-nousage":
         return None
     if model == "fake-huge":
