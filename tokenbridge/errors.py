@@ -13,6 +13,7 @@
     ├── RateLimited               429 rate_limit_exceeded (Retry-After)
     ├── UpstreamError             502 upstream_error
     ├── NoAvailableChannel        503 no_available_channel
+    ├── BillingUnavailable        503 billing_unavailable (the answer's charge could not be written)
     ├── UpstreamTimeout           504 upstream_timeout
     └── InternalError             500 internal_error (details only in the server log)
 
@@ -169,6 +170,14 @@ class NoAvailableChannel(GatewayError):
     status = 503
     type = "upstream_error"
     code = "no_available_channel"
+
+
+class BillingUnavailable(GatewayError):
+    """The answer came back but its settle could not be written, so the part that completes it is withheld."""
+
+    status = 503
+    type = "server_error"
+    code = "billing_unavailable"
 
 
 class UpstreamTimeout(GatewayError):

@@ -9,6 +9,17 @@ transaction: just before the last byte of the response goes out (so a caller hol
 answer can already see its charge), or in `finally` when the request failed; either way every
 request that got a hold ends with exactly one usage row.
 
+A settle that cannot be written (a database that refuses writes, a row it cannot store) must not
+hand out the answer for free. The message that would complete the answer is withheld and the
+caller gets an error instead: a JSON answer becomes a 503 `billing_unavailable`; a stream ends with
+that error event and no `data: [DONE]`. The hold stays, blocking its money, because the upstream
+cost is real: the settle is retried in the background (SETTLE_RETRY_DELAYS_S, about seven minutes)
+until it lands. What it books is what the caller received, as for every answer that did not
+complete: a stream's caller had all its text but the last message and pays the answer's cost; a
+JSON caller got nothing and pays nothing. Its row says `end_reason = store_error`. A settle still
+unwritten after the last retry, or at shutdown, leaves its hold to the next start. A settle that
+fails for a request that failed anyway is retried the same way; the caller gets that failure.
+
 A charge never exceeds its hold: the key cannot go below what it had. When the real cost is higher
 (a caller without max_tokens whose answer ran past `default_max_tokens`, or an image prompt with
 more tokens than bytes), the hold is charged, the row keeps the real token counts, and the
@@ -20,10 +31,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 
 from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send, is_event_stream
 from tokenbridge.call import Call, get_call
-from tokenbridge.errors import ClientGone, GatewayError, InvalidRequest, QuotaExceeded, RateLimited, unknown_model
+from tokenbridge.errors import (
+    BillingUnavailable,
+    ClientGone,
+    GatewayError,
+    InvalidRequest,
+    QuotaExceeded,
+    RateLimited,
+    unknown_model,
+)
 from tokenbridge.money import Price, Usage, cost, format_usd
 from tokenbridge.runtime import Runtime
 from tokenbridge.store.ledger import DuplicateRequestId, Refusal, reserve_hold, settle_hold
@@ -32,6 +52,9 @@ from tokenbridge.store.usage import UsageRow
 log = logging.getLogger("tokenbridge")
 
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a caller that left before its answer
+STORE_ERROR = "store_error"  # the end reason of a request whose settle could not be written
+# Seconds between the tries of a settle that failed (about seven minutes in all; see the docstring).
+SETTLE_RETRY_DELAYS_S: tuple[float, ...] = (0.5, 1, 2, 5, 10, 20, 30, 60, 60, 60, 60, 60, 60)
 
 
 def completion_allowance(call: Call) -> int:
@@ -132,22 +155,31 @@ class QuotaMiddleware:
             raise refused(call, refusal, amount)
         call.hold = amount
         settled = False
+        withheld: BillingUnavailable | None = None  # the settle failed: the answer's end does not go out
+        streamed = False  # an SSE answer started: its caller holds every event sent so far
 
-        async def settle(failure: BaseException | None) -> None:
+        async def settle(failure: BaseException | None) -> bool:
+            """The usage row, the charge and the hold's release, in one transaction; False if not written."""
             nonlocal settled
             settled = True
             row = usage_row(call, price, failure)
             try:
                 await asyncio.shield(settle_hold(self.runtime.db, row))
-                call.cost = row.cost
-            except Exception:
-                log.exception("request %s: could not settle its hold; it is released at the next start", row.request_id)
+            except Exception as exc:
+                self.unsettled(call, row, exc, completing=failure is None, received=streamed and call.delivered > 0)
+                return False
+            call.cost = row.cost
+            return True
 
         head: Message | None = None  # a JSON answer's head, held back to leave with its body
 
         async def send_settled(message: Message) -> None:
-            nonlocal head
-            if message["type"] == "http.response.start" and not is_event_stream(message.get("headers", ())):
+            nonlocal head, withheld, streamed
+            if withheld is not None:
+                return  # nothing more goes out: intake sends the error in place of the answer's end
+            if message["type"] == "http.response.start":
+                streamed = is_event_stream(message.get("headers", ()))
+            if message["type"] == "http.response.start" and not streamed:
                 # The settle below waits on the writer thread; sent now, the head would leave in a
                 # packet of its own. A JSON client has no use for it before the body anyway.
                 head = message
@@ -156,7 +188,9 @@ class QuotaMiddleware:
             # meter marked as completing it (a client stops reading at [DONE] or at Content-Length).
             if not settled and message["type"] == "http.response.body":
                 if not message.get("more_body", False) or call.end_reason == "done":
-                    await settle(None)
+                    if not await settle(None):
+                        withheld = billing_unavailable(streamed)
+                        return
             if head is not None:
                 await send(head)
                 head = None
@@ -169,5 +203,67 @@ class QuotaMiddleware:
             failure = exc
             raise
         finally:
-            if not settled:
-                await settle(failure)
+            if not settled and not await settle(failure) and failure is None:
+                withheld = billing_unavailable(streamed)
+        if withheld is not None:
+            raise withheld
+
+    def unsettled(self, call: Call, row: UsageRow, exc: Exception, *, completing: bool, received: bool) -> None:
+        """A settle that could not be written: keep the hold, and write the row in the background.
+
+        On the way to completing an answer (`completing`), the row says what the caller got instead:
+        a stream's caller (`received`) had its text and pays for it; a JSON caller got nothing (a
+        JSON body cut short is no answer) and pays nothing.
+        """
+        log.error(
+            "request %s: could not settle its hold (%s: %s); the hold stays and the settle is retried",
+            row.request_id,
+            type(exc).__name__,
+            exc,
+        )
+        if completing:
+            call.end_reason, call.error = STORE_ERROR, f"its charge could not be recorded ({type(exc).__name__}: {exc})"
+            row = replace(row, end_reason=call.end_reason, error=call.error)
+            if not received:
+                status = row.status if call.delivered else BillingUnavailable.status
+                row = replace(
+                    row, status=status, prompt_tokens=0, completion_tokens=0, cached_tokens=0, cost=0, usage_source=None
+                )
+        self.runtime.spawn(self.settle_later(row))
+
+    async def settle_later(self, row: UsageRow) -> None:
+        """Retry a settle until it lands, for a few minutes; meanwhile its hold keeps the money blocked."""
+        error: Exception | None = None
+        try:
+            for delay in SETTLE_RETRY_DELAYS_S:
+                await asyncio.sleep(delay)
+                try:
+                    await settle_hold(self.runtime.db, row)
+                except DuplicateRequestId:
+                    return  # an earlier attempt did land
+                except Exception as exc:
+                    error = exc
+                    continue
+                log.warning("request %s: settled on a retry (%d nano-USD charged)", row.request_id, row.cost)
+                return
+        except asyncio.CancelledError:
+            log.error("request %s: shut down before its settle landed; the next start has its hold", row.request_id)
+            raise
+        log.error(
+            "request %s: its settle still failed after %d retries (%s); its hold waits for the next start",
+            row.request_id,
+            len(SETTLE_RETRY_DELAYS_S),
+            error,
+        )
+
+
+def billing_unavailable(streamed: bool) -> BillingUnavailable:
+    if streamed:
+        return BillingUnavailable(
+            "The gateway could not record this answer's charge, so the stream ends here, without [DONE];"
+            " the text sent so far is charged once it can be recorded."
+        )
+    return BillingUnavailable(
+        "The answer is ready but the gateway could not record its charge, so it is withheld and nothing is"
+        " charged for it. Try again shortly."
+    )
