@@ -39,7 +39,6 @@ from tokenbridge.errors import (
     BillingUnavailable,
     ClientGone,
     GatewayError,
-    InvalidRequest,
     QuotaExceeded,
     RateLimited,
     unknown_model,
@@ -128,6 +127,7 @@ def usage_row(call: Call, price: Price, failure: BaseException | None) -> UsageR
         latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
         ttfb_ms=round(call.ttfb * 1000, 3) if call.ttfb is not None else None,
         error=error or None,
+        caller_request_id=call.caller_request_id or None,
     )
 
 
@@ -145,12 +145,7 @@ class QuotaMiddleware:
         if price is None:  # every served model is priced (config check), so this one is not served
             raise unknown_model(call.model)
         amount = hold_amount(call, price)
-        try:
-            refusal = await reserve_hold(self.runtime.db, key_id=call.key.id, request_id=call.request_id, amount=amount)
-        except DuplicateRequestId as exc:
-            raise InvalidRequest(
-                f"X-Request-ID {call.request_id!r} was used before; send a unique id or none."
-            ) from exc
+        refusal = await reserve_hold(self.runtime.db, key_id=call.key.id, request_id=call.request_id, amount=amount)
         if refusal is not None:
             raise refused(call, refusal, amount)
         call.hold = amount

@@ -128,7 +128,13 @@ def m003_key_changes(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (m001_initial, m002_channel_health, m003_key_changes)
+def m005_caller_request_id(conn: sqlite3.Connection) -> None:
+    """Rows are keyed by the gateway's own id; the caller's X-Request-ID is kept beside it, for tracing.
+    Rows written before keep their id (then the caller's, when it sent one) and no caller id."""
+    conn.execute("ALTER TABLE usage_events ADD COLUMN caller_request_id TEXT")
+
+
+MIGRATIONS: tuple[Migration, ...] = (m001_initial, m002_channel_health, m003_key_changes, m005_caller_request_id)
 
 
 def apply_migrations(conn: sqlite3.Connection) -> None:

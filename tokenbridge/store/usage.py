@@ -32,6 +32,7 @@ class UsageRow:
     latency_ms: float
     ttfb_ms: float | None
     error: str | None
+    caller_request_id: str | None = None  # the caller's X-Request-ID, for tracing (request_id is ours)
 
 
 _COLUMNS = tuple(UsageRow.__dataclass_fields__)
