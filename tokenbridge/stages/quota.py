@@ -35,14 +35,7 @@ from dataclasses import replace
 
 from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send, is_event_stream
 from tokenbridge.call import Call, get_call
-from tokenbridge.errors import (
-    BillingUnavailable,
-    ClientGone,
-    GatewayError,
-    QuotaExceeded,
-    RateLimited,
-    unknown_model,
-)
+from tokenbridge.errors import BillingUnavailable, ClientGone, GatewayError, QuotaExceeded, RateLimited, unknown_model
 from tokenbridge.money import Price, Usage, cost, format_usd
 from tokenbridge.runtime import Runtime
 from tokenbridge.store.ledger import DuplicateRequestId, Refusal, reserve_hold, settle_hold
