@@ -13,8 +13,8 @@
     ├── RateLimited               429 rate_limit_exceeded (Retry-After)
     ├── UpstreamError             502 upstream_error
     ├── NoAvailableChannel        503 no_available_channel
-    ├── BillingUnavailable        503 billing_unavailable (the answer's charge could not be written)
     ├── UpstreamTimeout           504 upstream_timeout
+    ├── BillingUnavailable        503 billing_unavailable (the answer's charge could not be written)
     └── InternalError             500 internal_error (details only in the server log)
 
 Stages raise these; only intake renders them (`error_body`, `render`). After `http.response.start`
@@ -172,20 +172,20 @@ class NoAvailableChannel(GatewayError):
     code = "no_available_channel"
 
 
-class BillingUnavailable(GatewayError):
-    """The answer came back but its settle could not be written, so the part that completes it is withheld."""
-
-    status = 503
-    type = "server_error"
-    code = "billing_unavailable"
-
-
 class UpstreamTimeout(GatewayError):
     """The upstream did not answer in time."""
 
     status = 504
     type = "upstream_error"
     code = "upstream_timeout"
+
+
+class BillingUnavailable(GatewayError):
+    """The answer came back but its settle could not be written, so the part that completes it is withheld."""
+
+    status = 503
+    type = "server_error"
+    code = "billing_unavailable"
 
 
 class InternalError(GatewayError):
