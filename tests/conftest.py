@@ -32,6 +32,7 @@ FAKE_MODELS = [
     "fake-ok", "fake-hold", "fake-400", "fake-500", "fake-cached", "fake-nousage", "fake-nodone", "fake-break",
     "fake-huge", "public-mapped", "fake-garbage", "fake-unterminated", "fake-sized-sse",
 ]  # fmt: skip
+
 FAKE_MODELS += ["fake-usage-2p63", "fake-usage-9e18"]  # usage past any one request (issue 11, items 2 and 3)
 
 CONFIG = """

@@ -11,10 +11,10 @@
     ├── RouteNotFound             404 not_found / 405 method_not_allowed
     ├── QuotaExceeded             429 insufficient_quota (x-should-retry: false)
     ├── RateLimited               429 rate_limit_exceeded (Retry-After)
+    ├── BillingUnavailable        503 billing_unavailable (the answer's charge could not be written)
     ├── UpstreamError             502 upstream_error
     ├── NoAvailableChannel        503 no_available_channel
     ├── UpstreamTimeout           504 upstream_timeout
-    ├── BillingUnavailable        503 billing_unavailable (the answer's charge could not be written)
     └── InternalError             500 internal_error (details only in the server log)
 
 Stages raise these; only intake renders them (`error_body`, `render`). After `http.response.start`
@@ -156,6 +156,14 @@ class RateLimited(GatewayError):
         return orjson.dumps({"error": {"message": self.message, "type": self.limit, "param": None, "code": self.code}})
 
 
+class BillingUnavailable(GatewayError):
+    """The answer came back but its settle could not be written, so the part that completes it is withheld."""
+
+    status = 503
+    type = "server_error"
+    code = "billing_unavailable"
+
+
 class UpstreamError(GatewayError):
     """Every channel tried failed before a byte reached the caller."""
 
@@ -178,14 +186,6 @@ class UpstreamTimeout(GatewayError):
     status = 504
     type = "upstream_error"
     code = "upstream_timeout"
-
-
-class BillingUnavailable(GatewayError):
-    """The answer came back but its settle could not be written, so the part that completes it is withheld."""
-
-    status = 503
-    type = "server_error"
-    code = "billing_unavailable"
 
 
 class InternalError(GatewayError):

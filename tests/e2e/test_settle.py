@@ -150,7 +150,7 @@ def test_a_settle_that_cannot_be_written_withholds_the_answer_and_books_it_when_
             row = wait_for_row(gateway, name)
     # Booked once the database took writes again: the stream's caller had its text and pays for it;
     # the JSON caller got nothing and pays nothing.
-    assert row["end_reason"] == "store_error" and "could not be recorded" in row["error"]
+    assert row["end_reason"] == "store_error" and "could not record its charge" in row["error"]
     if stream:
         assert row["status"] == 200 and row["cost"] == expected_cost(12, 3) and row["usage_source"] == "upstream"
     else:

@@ -10,14 +10,14 @@
 | fake-nodone      | streams the answer but never sends `data: [DONE]`                       |
 | fake-break       | streams the first chunk, then drops the connection mid-response        |
 | fake-huge        | answers JSON with usage of 10M completion tokens                        |
+| fake-usage-2p63  | answers (JSON or SSE) with usage of 2**63 prompt tokens: past a SQLite INTEGER |
+| fake-usage-9e18  | answers (JSON or SSE) with usage of 9e18 prompt and completion tokens    |
 | fake-garbage     | answers 200 "application/json" whose body is not JSON                    |
 | fake-unterminated| streams as usual but ends on `data: [DONE]` with no blank line after it  |
 | fake-sized-sse   | streams with a Content-Length header (all events in one body)           |
 | fake-flaky       | 500 while `flaky_down` is set, else like any other model                 |
 | fake-400         | 400 with an OpenAI error body                                            |
 | fake-500         | 500                                                                      |
-| fake-usage-2p63  | answers (JSON or SSE) with usage of 2**63 prompt tokens: past a SQLite INTEGER |
-| fake-usage-9e18  | answers (JSON or SSE) with usage of 9e18 prompt and completion tokens    |
 
 On `/v1/completions` (a native completions upstream) any model answers "Hello from fake" in the
 `text_completion` shape, JSON or SSE, as bytes the tests can rebuild with `native_json` / `native_sse`.

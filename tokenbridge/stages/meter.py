@@ -29,7 +29,7 @@ import orjson
 from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send, is_event_stream
 from tokenbridge.call import Call, caller_wants_usage, get_call
 from tokenbridge.errors import ClientGone, GatewayError, UpstreamError, UpstreamTimeout
-from tokenbridge.money import MAX_TOKENS, Usage
+from tokenbridge.money import Usage
 from tokenbridge.tokens import estimate
 from tokenbridge.upstream.sse import MAX_EVENT_BYTES, EventSplitter, event_data
 
@@ -63,14 +63,14 @@ def answer_texts(payload: Any) -> list[str]:
 
 
 def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= Usage.MAX_TOKENS else None
 
 
 def usage_from(payload: Any) -> Usage | None:
     """OpenAI's `usage` object -> Usage, or None when absent, null, malformed or impossible.
 
     Impossible counts (negative, boolean, more cached than prompt tokens) are refused: priced, they
-    would make a negative charge that raises a balance. So are counts past MAX_TOKENS, which no one
+    would make a negative charge that raises a balance. So are counts past Usage.MAX_TOKENS, which no one
     request has: 2**63 cannot even be written to SQLite, and a few rows of 9e18 overflow its SUM().
     The request is then estimated instead.
     """

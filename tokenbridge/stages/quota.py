@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import replace
 
 from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send, is_event_stream
 from tokenbridge.call import Call, get_call
@@ -82,9 +81,10 @@ def refused(call: Call, refusal: Refusal, amount: int) -> GatewayError:
     )
 
 
-def usage_row(call: Call, price: Price, failure: BaseException | None) -> UsageRow:
+def usage_row(call: Call, price: Price, failure: BaseException | None, *, billed: bool = True) -> UsageRow:
+    """The request's usage row; `billed=False`: the caller received nothing, so no usage is charged."""
     assert call.key is not None
-    usage = call.usage
+    usage = call.usage if billed else None
     status, error = call.status, call.error
     if not call.delivered and failure is not None:  # the caller got the error, not the upstream's status
         status = 0
@@ -114,7 +114,7 @@ def usage_row(call: Call, price: Price, failure: BaseException | None) -> UsageR
         completion_tokens=usage.completion_tokens if usage else 0,
         cached_tokens=usage.cached_tokens if usage else 0,
         cost=charged,
-        usage_source=call.usage_source or None,
+        usage_source=(call.usage_source or None) if usage else None,
         end_reason=call.end_reason or ("rejected" if failure is not None else "done"),
         attempts=call.attempts,
         latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
@@ -148,13 +148,24 @@ class QuotaMiddleware:
 
         async def settle(failure: BaseException | None) -> bool:
             """The usage row, the charge and the hold's release, in one transaction; False if not written."""
-            nonlocal settled
+            nonlocal settled, withheld
             settled = True
             row = usage_row(call, price, failure)
             try:
                 await asyncio.shield(settle_hold(self.runtime.db, row))
             except Exception as exc:
-                self.unsettled(call, row, exc, completing=failure is None, received=streamed and call.delivered > 0)
+                log.error(
+                    "request %s: could not settle its hold (%s: %s); the hold stays and the settle is retried",
+                    call.request_id,
+                    type(exc).__name__,
+                    exc,
+                )
+                if failure is None:  # the answer's end is withheld: the row says what the caller got instead
+                    withheld = billing_unavailable(streamed)
+                    call.end_reason = STORE_ERROR
+                    call.error = f"the gateway could not record its charge ({type(exc).__name__}: {exc})"
+                    row = usage_row(call, price, withheld, billed=streamed and call.delivered > 0)
+                self.runtime.spawn(self.settle_later(row))
                 return False
             call.cost = row.cost
             return True
@@ -162,7 +173,7 @@ class QuotaMiddleware:
         head: Message | None = None  # a JSON answer's head, held back to leave with its body
 
         async def send_settled(message: Message) -> None:
-            nonlocal head, withheld, streamed
+            nonlocal head, streamed
             if withheld is not None:
                 return  # nothing more goes out: intake sends the error in place of the answer's end
             if message["type"] == "http.response.start":
@@ -177,7 +188,6 @@ class QuotaMiddleware:
             if not settled and message["type"] == "http.response.body":
                 if not message.get("more_body", False) or call.end_reason == "done":
                     if not await settle(None):
-                        withheld = billing_unavailable(streamed)
                         return
             if head is not None:
                 await send(head)
@@ -191,33 +201,10 @@ class QuotaMiddleware:
             failure = exc
             raise
         finally:
-            if not settled and not await settle(failure) and failure is None:
-                withheld = billing_unavailable(streamed)
+            if not settled:
+                await settle(failure)
         if withheld is not None:
             raise withheld
-
-    def unsettled(self, call: Call, row: UsageRow, exc: Exception, *, completing: bool, received: bool) -> None:
-        """A settle that could not be written: keep the hold, and write the row in the background.
-
-        On the way to completing an answer (`completing`), the row says what the caller got instead:
-        a stream's caller (`received`) had its text and pays for it; a JSON caller got nothing (a
-        JSON body cut short is no answer) and pays nothing.
-        """
-        log.error(
-            "request %s: could not settle its hold (%s: %s); the hold stays and the settle is retried",
-            row.request_id,
-            type(exc).__name__,
-            exc,
-        )
-        if completing:
-            call.end_reason, call.error = STORE_ERROR, f"its charge could not be recorded ({type(exc).__name__}: {exc})"
-            row = replace(row, end_reason=call.end_reason, error=call.error)
-            if not received:
-                status = row.status if call.delivered else BillingUnavailable.status
-                row = replace(
-                    row, status=status, prompt_tokens=0, completion_tokens=0, cached_tokens=0, cost=0, usage_source=None
-                )
-        self.runtime.spawn(self.settle_later(row))
 
     async def settle_later(self, row: UsageRow) -> None:
         """Retry a settle until it lands, for a few minutes; meanwhile its hold keeps the money blocked."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
-from tokenbridge.money import MAX_TOKENS
+from tokenbridge.money import Usage
 from tokenbridge.store.db import Database
 
 
@@ -87,14 +87,14 @@ async def list_usage(
 
 
 _GROUPS = {"model": "u.model", "key": "k.name", "channel": "u.channel", "day": "date(u.created_at, 'unixepoch')"}
-# Each row counts at most MAX_TOKENS of each kind: the meter stores no more, but a row written before
+# Each row counts at most Usage.MAX_TOKENS of each kind: the meter stores no more, but a row written before
 # it bounded usage may hold up to 2**63 - 1, and two of those would make SQLite's SUM() raise
 # "integer overflow" for every summary that covers them. Costs are money and summed exactly: each is
 # at most its hold, so their sum reaches a SQLite INTEGER only past 9.2 billion USD of spend.
 _SUMS = (
-    f"COUNT(*) AS requests, SUM(MIN(u.prompt_tokens, {MAX_TOKENS})) AS prompt_tokens,"
-    f" SUM(MIN(u.completion_tokens, {MAX_TOKENS})) AS completion_tokens,"
-    f" SUM(MIN(u.cached_tokens, {MAX_TOKENS})) AS cached_tokens, SUM(u.cost) AS cost"
+    f"COUNT(*) AS requests, SUM(MIN(u.prompt_tokens, {Usage.MAX_TOKENS})) AS prompt_tokens,"
+    f" SUM(MIN(u.completion_tokens, {Usage.MAX_TOKENS})) AS completion_tokens,"
+    f" SUM(MIN(u.cached_tokens, {Usage.MAX_TOKENS})) AS cached_tokens, SUM(u.cost) AS cost"
 )
 
 
