@@ -34,6 +34,8 @@ FAKE_MODELS = [
     "fake-toolcall",
 ]  # fmt: skip
 
+FAKE_MODELS += ["fake-usage-2p63", "fake-usage-9e18"]  # usage past any one request (issue 11, items 2 and 3)
+
 CONFIG = """
 [server]
 database = "gateway.db"

@@ -35,7 +35,7 @@ from tokenbridge.stages.intake import IntakeMiddleware
 
 ACCESS = "tokenbridge.access"
 FIELDS = [
-    "request_id", "method", "path", "status", "key", "model", "channel", "stream", "prompt_tokens",
+    "request_id", "caller_request_id", "method", "path", "status", "key", "model", "channel", "stream", "prompt_tokens",
     "completion_tokens", "cached_tokens", "usage_source", "cost_usd", "cost_nano_usd", "latency_ms", "ttfb_ms",
     "end_reason", "attempts", "client",
 ]  # fmt: skip
@@ -64,11 +64,12 @@ def as_text(value: Any) -> str | None:
 
 
 def access_records(caplog: pytest.LogCaptureFixture) -> dict[str, list[logging.LogRecord]]:
+    """Access lines by the X-Request-ID the test sent (each line also names the gateway's own id)."""
     by_id: dict[str, list[logging.LogRecord]] = {}
     for record in caplog.records:
         if record.name == ACCESS:
             assert isinstance(record.msg, AccessLine)
-            by_id.setdefault(record.msg.fields["request_id"], []).append(record)
+            by_id.setdefault(record.msg.fields["caller_request_id"], []).append(record)
     return by_id
 
 
@@ -95,10 +96,11 @@ def test_access_log_has_one_line_per_request_with_the_usage_rows_figures(
     for rid, status in statuses.items():
         assert list(lines[rid]) == FIELDS and lines[rid]["status"] == status
 
-    rows = {row["request_id"]: row for row in observed.usage("logged")}
+    rows = {row["caller_request_id"]: row for row in observed.usage("logged")}
     assert len(rows) == 4
     for rid, row in rows.items():
         line = lines[rid]
+        assert line["request_id"] == row["request_id"] != rid
         assert (line["key"], line["model"], line["channel"]) == ("logged", row["model"], row["channel"])
         assert (line["method"], line["path"], line["status"]) == ("POST", CHAT, row["status"])
         for name in ("prompt_tokens", "completion_tokens", "cached_tokens", "usage_source", "end_reason", "attempts"):
@@ -123,7 +125,9 @@ def test_access_line_reads_back_the_same_in_text_and_json(observed: Gateway, cap
         record = records[rid][0]
         fields = record.msg.fields  # type: ignore[attr-defined]
         line = text.format(record)
-        assert "\n" not in line and f" INFO {ACCESS}: request_id={rid} " in line
+        assert (
+            "\n" not in line and f" INFO {ACCESS}: request_id={fields['request_id']} caller_request_id={rid} " in line
+        )
         assert parse_logfmt(line.split(": ", 1)[1]) == {k: as_text(v) for k, v in fields.items()}
         obj = orjson.loads(json.format(record))
         assert obj["logger"] == ACCESS and obj["level"] == "INFO" and obj["time"].endswith("Z")
@@ -217,7 +221,7 @@ class Waiter(logging.Handler):
         self.written = threading.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
-        if isinstance(record.msg, AccessLine) and record.msg.fields["request_id"] == self.request_id:
+        if isinstance(record.msg, AccessLine) and record.msg.fields["caller_request_id"] == self.request_id:
             self.fields = record.msg.fields
             self.written.set()
 

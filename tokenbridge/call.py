@@ -24,11 +24,12 @@ class Call:
     """The request as it flows. Fields are grouped by the stage that writes them."""
 
     # intake: set once when the request arrives
-    request_id: str
+    request_id: str  # ours, always: the hold's and the usage row's key, and the id our log lines name
     settings: Settings  # the config this request runs on to its end, even if a reload swaps it
     started: float = field(default_factory=time.perf_counter)
     created_at: float = field(default_factory=time.time)
     delivered: int = 0  # body bytes that went out to the caller (intake counts them as they leave)
+    caller_request_id: str = ""  # the caller's own X-Request-ID (when usable), kept for tracing only
     # body: the parsed request
     route: str = ""  # "chat" | "completions"
     body: dict[str, Any] = field(default_factory=dict)
@@ -53,7 +54,7 @@ class Call:
     ttfb: float | None = None  # seconds from arrival to the first response byte
     usage: Usage | None = None
     usage_source: str = ""  # upstream | estimated; "" while there is no usage
-    end_reason: str = ""  # done | client_gone | upstream_error | timeout | rejected
+    end_reason: str = ""  # done | client_gone | upstream_error | timeout | rejected; quota: store_error
     error: str = ""  # why the request failed, for the usage row (never a secret)
 
 

@@ -11,6 +11,7 @@
     ├── RouteNotFound             404 not_found / 405 method_not_allowed
     ├── QuotaExceeded             429 insufficient_quota (x-should-retry: false)
     ├── RateLimited               429 rate_limit_exceeded (Retry-After)
+    ├── BillingUnavailable        503 billing_unavailable (the answer's charge could not be written)
     ├── UpstreamError             502 upstream_error
     ├── NoAvailableChannel        503 no_available_channel (Retry-After: until the earliest probe)
     ├── DatabaseUnavailable       503 database_unavailable (unwritable or full; the reason is in the server log)
@@ -157,6 +158,14 @@ class RateLimited(GatewayError):
 
     def body(self) -> bytes:
         return orjson.dumps({"error": {"message": self.message, "type": self.limit, "param": None, "code": self.code}})
+
+
+class BillingUnavailable(GatewayError):
+    """The answer came back but its settle could not be written, so the part that completes it is withheld."""
+
+    status = 503
+    type = "server_error"
+    code = "billing_unavailable"
 
 
 class UpstreamError(GatewayError):

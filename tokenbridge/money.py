@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
+from typing import ClassVar
 
 NANO_PER_USD = 10**9
 MAX_NANO = 2**63 - 1  # SQLite INTEGER: ~9.2 billion USD
@@ -36,6 +37,11 @@ class Price:
 @dataclass(frozen=True, slots=True)
 class Usage:
     """Token counts of one request; `cached_tokens` is the part of `prompt_tokens` served from cache."""
+
+    # The most tokens of one kind one request can plausibly have: a count past it is not a usage but
+    # garbage, read as none (the request is then estimated). Bounded, a row's counts keep every sum
+    # of them far inside a SQLite INTEGER (9.2 billion rows at the bound).
+    MAX_TOKENS: ClassVar[int] = 10**9
 
     prompt_tokens: int
     completion_tokens: int

@@ -104,6 +104,7 @@ class ObserveMiddleware:
                 AccessLine(
                     {
                         "request_id": call.request_id,
+                        "caller_request_id": call.caller_request_id or None,
                         "method": scope["method"],
                         "path": scope["path"],
                         "status": status,

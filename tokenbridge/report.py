@@ -21,13 +21,14 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 USAGE_FIELDS = (
     "request_id", "time", "created_at", "key", "route", "model", "channel", "upstream_model", "status", "stream",
     "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "cost_nano_usd", "usage_source",
-    "end_reason", "attempts", "latency_ms", "ttfb_ms", "error",
+    "end_reason", "attempts", "latency_ms", "ttfb_ms", "error", "caller_request_id",
 )  # fmt: skip
 SUM_FIELDS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "cost_nano_usd")
 # Cells of free text (names a caller or an upstream chose) that a spreadsheet would run as a formula when
 # they start with one of _FORMULA_STARTS: CSV gives them a leading ' (numbers, negative ones too, stay).
 TEXT_FIELDS = frozenset({
     "request_id", "key", "route", "model", "channel", "upstream_model", "usage_source", "end_reason", "error",
+    "caller_request_id",
 })  # fmt: skip
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 

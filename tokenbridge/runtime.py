@@ -168,6 +168,10 @@ class Runtime:
         except Exception:  # health is a report; losing one must not touch a request
             log.exception("could not record the health of channel %r", change.channel)
 
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work` in the background for the life of the process: `close()` cancels what is left."""
+        self._spawn(work)
+
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)

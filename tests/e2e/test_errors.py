@@ -165,13 +165,6 @@ def test_quota_refuses_empty_balance_with_429_and_no_retry(gateway: Gateway) -> 
     assert response.headers["x-should-retry"] == "false"
 
 
-def test_intake_refuses_reused_request_id_with_400(gateway: Gateway, key: str) -> None:
-    body = {"model": "fake-ok", "messages": MESSAGES}
-    assert post(gateway, key, body, **{"X-Request-ID": "once-only-1"}).status_code == 200
-    error = error_of(post(gateway, key, body, **{"X-Request-ID": "once-only-1"}), 400, "invalid_request_error")
-    assert "once-only-1" in error["message"]
-
-
 @pytest.mark.parametrize(
     ("method", "path", "status", "code"),
     [

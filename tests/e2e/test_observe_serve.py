@@ -49,10 +49,10 @@ class Log:
             self.served.seen.append(line)
             if self.json:
                 obj = orjson.loads(line)  # every line, uvicorn's included, is one JSON object
-                if obj["logger"] == "tokenbridge.access":
-                    self.access[obj["request_id"]] = obj
+                if obj["logger"] == "tokenbridge.access":  # found by the X-Request-ID the test sent
+                    self.access[obj["caller_request_id"]] = obj
             elif " tokenbridge.access: request_id=" in line:
-                self.access[line.split("request_id=", 1)[1].split(" ", 1)[0]] = line
+                self.access[line.split(" caller_request_id=", 1)[1].split(" ", 1)[0]] = line
             if found(line):
                 return line
         raise AssertionError("never printed what was awaited:\n" + "".join(self.served.seen[-50:]))

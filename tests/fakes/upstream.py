@@ -10,6 +10,8 @@
 | fake-nodone      | streams the answer but never sends `data: [DONE]`                       |
 | fake-break       | streams the first chunk, then drops the connection mid-response        |
 | fake-huge        | answers JSON with usage of 10M completion tokens                        |
+| fake-usage-2p63  | answers (JSON or SSE) with usage of 2**63 prompt tokens: past a SQLite INTEGER |
+| fake-usage-9e18  | answers (JSON or SSE) with usage of 9e18 prompt and completion tokens    |
 | fake-garbage     | answers 200 "application/json" whose body is not JSON                    |
 | fake-unterminated| streams as usual but ends on `data: [DONE]` with no blank line after it  |
 | fake-sized-sse   | streams with a Content-Length header (all events in one body)           |
@@ -42,6 +44,11 @@ PIECES = ["Hello", " from", " fake"]
 TEXT = "".join(PIECES)
 USAGE = {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
 CACHED_USAGE = {**USAGE, "prompt_tokens_details": {"cached_tokens": 8}}
+# Usage no single request can have (issue 11, items 2 and 3): the gateway must estimate instead.
+IMPOSSIBLE_USAGE = {
+    "fake-usage-2p63": {"prompt_tokens": 2**63, "completion_tokens": 3, "total_tokens": 2**63 + 3},
+    "fake-usage-9e18": {"prompt_tokens": 9 * 10**18, "completion_tokens": 9 * 10**18, "total_tokens": 18 * 10**18},
+}
 ERROR_400 = {
     "error": {"message": "fake says no", "type": "invalid_request_error", "param": "messages", "code": "fake_no"}
 }
@@ -203,6 +210,8 @@ class FakeUpstream:
 
 
 def _usage_for(model: str) -> dict[str, Any] | None:
+    if model in IMPOSSIBLE_USAGE:
+        return IMPOSSIBLE_USAGE[model]
     if model == "fake-nousage":
         return None
     if model == "fake-huge":

@@ -92,6 +92,24 @@ def test_usage_from_none_when_counts_impossible(usage: dict[str, Any]) -> None:
     assert usage_from({"usage": usage}) is None
 
 
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"prompt_tokens": 10**9 + 1, "completion_tokens": 3},
+        {"prompt_tokens": 12, "completion_tokens": 10**9 + 1},
+        {"prompt_tokens": 2**63, "completion_tokens": 3},  # past a SQLite INTEGER: the settle could not be written
+        {"prompt_tokens": 9 * 10**18, "completion_tokens": 9 * 10**18},  # two such rows overflow SUM()
+    ],
+)
+def test_usage_from_none_when_counts_are_past_any_one_request(usage: dict[str, Any]) -> None:
+    assert usage_from({"usage": usage}) is None
+
+
+def test_usage_from_takes_counts_up_to_the_bound() -> None:
+    usage = {"prompt_tokens": 10**9, "completion_tokens": 10**9, "prompt_tokens_details": {"cached_tokens": 10**9}}
+    assert usage_from({"usage": usage}) == Usage(10**9, 10**9, 10**9)
+
+
 # --- SseTap -------------------------------------------------------------------------------------------------------
 
 

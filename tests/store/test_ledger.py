@@ -10,7 +10,7 @@ import asyncio
 import string
 import time
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from tokenbridge.store.ledger import (
     reserve_hold,
     settle_hold,
 )
-from tokenbridge.store.usage import UsageRow, list_usage, sum_usage
+from tokenbridge.store.usage import UsageRow, list_usage, sum_usage, sum_usage_series
 
 T0 = 1_750_000_000.0  # a fixed time for usage rows (2025-06-15 UTC), long outside any rate window
 NO_MONEY = Refusal("insufficient_quota")
@@ -573,3 +573,19 @@ def test_ledger_balance_equals_ledger_sum_for_any_interleaving(
     tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[Any, ...]]
 ) -> None:
     asyncio.run(_run_interleaving(tmp_path_factory.mktemp("interleaving") / "t.db", ops))
+
+
+async def test_sums_answer_over_rows_stored_before_usage_was_bounded(db: Database) -> None:
+    # Rows of 9e18 tokens each, as a database written before usage_from bounded counts holds them:
+    # SQLite's SUM() of two of them overflows. Each row counts at most 10**9 of each kind.
+    key = await new_key(db, "k")
+    huge = replace(usage_row(key.id, "r1", 0), prompt_tokens=9 * 10**18, completion_tokens=9 * 10**18)
+    await settle_hold(db, huge)
+    await settle_hold(db, replace(huge, request_id="r2"))
+    await settle_hold(db, usage_row(key.id, "r3", 7))
+    for by in ("model", "key", "channel", "day"):
+        (total,) = await sum_usage(db, by=by)
+        assert total["prompt_tokens"] == 2 * 10**9 + 10 and total["completion_tokens"] == 2 * 10**9 + 5
+        assert total["requests"] == 3 and total["cost"] == 7
+    (bucket,) = await sum_usage_series(db, bucket_s=86400, by="model", since=0)
+    assert bucket["prompt_tokens"] == 2 * 10**9 + 10 and bucket["cost"] == 7

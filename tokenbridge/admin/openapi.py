@@ -89,6 +89,7 @@ _USAGE_ROW = obj(
     latency_ms=NUM,
     ttfb_ms={"type": ["number", "null"]},
     error=_NULL_STR,
+    caller_request_id={**_NULL_STR, "description": "the caller's own X-Request-ID, if it sent one"},
 )
 _SERIES_POINT = obj(
     ["t", "requests", "cost_nano_usd"],

@@ -1,6 +1,9 @@
 """Intake, the outermost stage: request id, the Call, and the one place errors are rendered.
 
-Every response leaves with `X-Request-ID` (the caller's when it sent a usable one). A GatewayError
+Every request gets an id of ours, the key of its hold and usage row. Every response leaves with
+`X-Request-ID`: the caller's own when it sent a usable one (kept on the Call, the access line and
+the usage row for tracing, never as a key, so an SDK that resends it on a retry is served again),
+else ours. A GatewayError
 raised by any inner stage becomes an OpenAI-shaped JSON error if nothing was sent yet; once the
 response has started it can only become a final SSE error event, after which the stream ends
 without `[DONE]`, so no client mistakes a broken stream for a complete one. Anything else is a bug:
@@ -28,8 +31,8 @@ log = logging.getLogger("tokenbridge")
 REQUEST_ID_HEADER = b"x-request-id"
 _USABLE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 # Our ids: a counter under a keyed hash with a per-process random key. No random draw (a system call)
-# per request, unique in practice (96 bits), and unguessable: a caller who sees one id cannot claim
-# the next ones with X-Request-ID (ids are unique across the database) nor count our traffic.
+# per request, unique in practice (96 bits), and unguessable: a caller who sees one id cannot count
+# our traffic.
 _ID_KEY = secrets.token_bytes(16)
 _SEQUENCE = itertools.count()
 
@@ -42,12 +45,17 @@ def _new_process_key() -> None:
 os.register_at_fork(after_in_child=_new_process_key)  # a forked worker must not repeat its parent's ids
 
 
-def request_id_from(scope: Scope) -> str:
+def new_request_id() -> str:
+    return "req_" + blake2b(next(_SEQUENCE).to_bytes(8, "little"), key=_ID_KEY, digest_size=12).hexdigest()
+
+
+def caller_request_id_from(scope: Scope) -> str:
+    """The caller's X-Request-ID when usable (letters, digits, `._:-`, at most 128), else ""."""
     value: bytes
     for name, value in scope["headers"]:
         if name == REQUEST_ID_HEADER and _USABLE_REQUEST_ID.fullmatch(value):
             return value.decode("ascii")
-    return "req_" + blake2b(next(_SEQUENCE).to_bytes(8, "little"), key=_ID_KEY, digest_size=12).hexdigest()
+    return ""
 
 
 class IntakeMiddleware:
@@ -61,9 +69,10 @@ class IntakeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        call = Call(request_id=request_id_from(scope), settings=self.settings())
+        call = Call(new_request_id(), self.settings(), caller_request_id=caller_request_id_from(scope))
         scope[SCOPE_KEY] = call
-        request_id = call.request_id.encode("ascii")
+        echoed = call.caller_request_id or call.request_id
+        request_id = echoed.encode("ascii")
         started = sse = False
 
         async def send_with_request_id(message: Message) -> None:
@@ -91,7 +100,7 @@ class IntakeMiddleware:
                 log.exception("request %s failed inside the gateway", call.request_id)
                 error = InternalError("The gateway failed to handle this request; see its log for the request id.")
             if not started:
-                await render(error, send, request_id=call.request_id)
+                await render(error, send, request_id=echoed)
             elif sse:
                 try:
                     await send({"type": "http.response.body", "body": sse_error_event(error), "more_body": False})

@@ -64,14 +64,16 @@ def answer_texts(payload: Any) -> list[str]:
 
 
 def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= Usage.MAX_TOKENS else None
 
 
 def usage_from(payload: Any) -> Usage | None:
     """OpenAI's `usage` object -> Usage, or None when absent, null, malformed or impossible.
 
     Impossible counts (negative, boolean, more cached than prompt tokens) are refused: priced, they
-    would make a negative charge that raises a balance. The request is then estimated instead.
+    would make a negative charge that raises a balance. So are counts past Usage.MAX_TOKENS, which no one
+    request has: 2**63 cannot even be written to SQLite, and a few rows of 9e18 overflow its SUM().
+    The request is then estimated instead.
     """
     usage = payload.get("usage") if isinstance(payload, dict) else None
     if not isinstance(usage, dict):

@@ -10,6 +10,17 @@ transaction: just before the last byte of the response goes out (so a caller hol
 answer can already see its charge), or in `finally` when the request failed; either way every
 request that got a hold ends with exactly one usage row.
 
+A settle that cannot be written (a database that refuses writes, a row it cannot store) must not
+hand out the answer for free. The message that would complete the answer is withheld and the
+caller gets an error instead: a JSON answer becomes a 503 `billing_unavailable`; a stream ends with
+that error event and no `data: [DONE]`. The hold stays, blocking its money, because the upstream
+cost is real: the settle is retried in the background (SETTLE_RETRY_DELAYS_S, about seven minutes)
+until it lands. What it books is what the caller received, as for every answer that did not
+complete: a stream's caller had all its text but the last message and pays the answer's cost; a
+JSON caller got nothing and pays nothing. Its row says `end_reason = store_error`. A settle still
+unwritten after the last retry, or at shutdown, leaves its hold to the next start. A settle that
+fails for a request that failed anyway is retried the same way; the caller gets that failure.
+
 A charge never exceeds its hold: the key cannot go below what it had. When the real cost is higher
 (a caller without max_tokens whose answer ran past `default_max_tokens`, or a PDF whose page
 images cost more than its bytes), the hold is charged, the row keeps the real token counts, and the
@@ -25,7 +36,7 @@ from typing import Any
 
 from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send, is_event_stream
 from tokenbridge.call import Call, get_call
-from tokenbridge.errors import ClientGone, GatewayError, InvalidRequest, QuotaExceeded, RateLimited, unknown_model
+from tokenbridge.errors import BillingUnavailable, ClientGone, GatewayError, QuotaExceeded, RateLimited, unknown_model
 from tokenbridge.money import Price, Usage, cost, format_usd
 from tokenbridge.runtime import Runtime
 from tokenbridge.store.ledger import DuplicateRequestId, Refusal, reserve_hold, settle_hold
@@ -35,6 +46,9 @@ from tokenbridge.tokens import IMAGE_PART_MAX_TOKENS, image_parts
 log = logging.getLogger("tokenbridge")
 
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a caller that left before its answer
+STORE_ERROR = "store_error"  # the end reason of a request whose settle could not be written
+# Seconds between the tries of a settle that failed (about seven minutes in all; see the docstring).
+SETTLE_RETRY_DELAYS_S: tuple[float, ...] = (0.5, 1, 2, 5, 10, 20, 30, 60, 60, 60, 60, 60, 60)
 
 
 def completion_allowance(call: Call) -> int:
@@ -90,9 +104,10 @@ def refused(call: Call, refusal: Refusal, amount: int) -> GatewayError:
     )
 
 
-def usage_row(call: Call, price: Price, failure: BaseException | None) -> UsageRow:
+def usage_row(call: Call, price: Price, failure: BaseException | None, *, billed: bool = True) -> UsageRow:
+    """The request's usage row; `billed=False`: the caller received nothing, so no usage is charged."""
     assert call.key is not None
-    usage = call.usage
+    usage = call.usage if billed else None
     status, error = call.status, call.error
     if not call.delivered and failure is not None:  # the caller got the error, not the upstream's status
         status = 0
@@ -122,12 +137,13 @@ def usage_row(call: Call, price: Price, failure: BaseException | None) -> UsageR
         completion_tokens=usage.completion_tokens if usage else 0,
         cached_tokens=usage.cached_tokens if usage else 0,
         cost=charged,
-        usage_source=call.usage_source or None,
+        usage_source=(call.usage_source or None) if usage else None,
         end_reason=call.end_reason or ("rejected" if failure is not None else "done"),
         attempts=call.attempts,
         latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
         ttfb_ms=round(call.ttfb * 1000, 3) if call.ttfb is not None else None,
         error=error or None,
+        caller_request_id=call.caller_request_id or None,
     )
 
 
@@ -145,32 +161,47 @@ class QuotaMiddleware:
         if price is None:  # every served model is priced (config check), so this one is not served
             raise unknown_model(call.model)
         amount = hold_amount(call, price)
-        try:
-            refusal = await reserve_hold(self.runtime.db, key_id=call.key.id, request_id=call.request_id, amount=amount)
-        except DuplicateRequestId as exc:
-            raise InvalidRequest(
-                f"X-Request-ID {call.request_id!r} was used before; send a unique id or none."
-            ) from exc
+        refusal = await reserve_hold(self.runtime.db, key_id=call.key.id, request_id=call.request_id, amount=amount)
         if refusal is not None:
             raise refused(call, refusal, amount)
         call.hold = amount
         settled = False
+        withheld: BillingUnavailable | None = None  # the settle failed: the answer's end does not go out
+        streamed = False  # an SSE answer started: its caller holds every event sent so far
 
-        async def settle(failure: BaseException | None) -> None:
-            nonlocal settled
+        async def settle(failure: BaseException | None) -> bool:
+            """The usage row, the charge and the hold's release, in one transaction; False if not written."""
+            nonlocal settled, withheld
             settled = True
             row = usage_row(call, price, failure)
             try:
                 await asyncio.shield(settle_hold(self.runtime.db, row))
-                call.cost = row.cost
-            except Exception:
-                log.exception("request %s: could not settle its hold; it is released at the next start", row.request_id)
+            except Exception as exc:
+                log.error(
+                    "request %s: could not settle its hold (%s: %s); the hold stays and the settle is retried",
+                    call.request_id,
+                    type(exc).__name__,
+                    exc,
+                )
+                if failure is None:  # the answer's end is withheld: the row says what the caller got instead
+                    withheld = billing_unavailable(streamed)
+                    call.end_reason = STORE_ERROR
+                    call.error = f"the gateway could not record its charge ({type(exc).__name__}: {exc})"
+                    row = usage_row(call, price, withheld, billed=streamed and call.delivered > 0)
+                self.runtime.spawn(self.settle_later(row))
+                return False
+            call.cost = row.cost
+            return True
 
         head: Message | None = None  # a JSON answer's head, held back to leave with its body
 
         async def send_settled(message: Message) -> None:
-            nonlocal head
-            if message["type"] == "http.response.start" and not is_event_stream(message.get("headers", ())):
+            nonlocal head, streamed
+            if withheld is not None:
+                return  # nothing more goes out: intake sends the error in place of the answer's end
+            if message["type"] == "http.response.start":
+                streamed = is_event_stream(message.get("headers", ()))
+            if message["type"] == "http.response.start" and not streamed:
                 # The settle below waits on the writer thread; sent now, the head would leave in a
                 # packet of its own. A JSON client has no use for it before the body anyway.
                 head = message
@@ -179,7 +210,8 @@ class QuotaMiddleware:
             # meter marked as completing it (a client stops reading at [DONE] or at Content-Length).
             if not settled and message["type"] == "http.response.body":
                 if not message.get("more_body", False) or call.end_reason == "done":
-                    await settle(None)
+                    if not await settle(None):
+                        return
             if head is not None:
                 await send(head)
                 head = None
@@ -194,3 +226,42 @@ class QuotaMiddleware:
         finally:
             if not settled:
                 await settle(failure)
+        if withheld is not None:
+            raise withheld
+
+    async def settle_later(self, row: UsageRow) -> None:
+        """Retry a settle until it lands, for a few minutes; meanwhile its hold keeps the money blocked."""
+        error: Exception | None = None
+        try:
+            for delay in SETTLE_RETRY_DELAYS_S:
+                await asyncio.sleep(delay)
+                try:
+                    await settle_hold(self.runtime.db, row)
+                except DuplicateRequestId:
+                    return  # an earlier attempt did land
+                except Exception as exc:
+                    error = exc
+                    continue
+                log.warning("request %s: settled on a retry (%d nano-USD charged)", row.request_id, row.cost)
+                return
+        except asyncio.CancelledError:
+            log.error("request %s: shut down before its settle landed; the next start has its hold", row.request_id)
+            raise
+        log.error(
+            "request %s: its settle still failed after %d retries (%s); its hold waits for the next start",
+            row.request_id,
+            len(SETTLE_RETRY_DELAYS_S),
+            error,
+        )
+
+
+def billing_unavailable(streamed: bool) -> BillingUnavailable:
+    if streamed:
+        return BillingUnavailable(
+            "The gateway could not record this answer's charge, so the stream ends here, without [DONE];"
+            " the text sent so far is charged once it can be recorded."
+        )
+    return BillingUnavailable(
+        "The answer is ready but the gateway could not record its charge, so it is withheld and nothing is"
+        " charged for it. Try again shortly."
+    )

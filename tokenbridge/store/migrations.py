@@ -134,7 +134,15 @@ def m004_hold_owner(conn: sqlite3.Connection) -> None:
     run_script(conn, "ALTER TABLE holds ADD COLUMN owner TEXT;  -- str(ProcessId): pid, boot id, start time")
 
 
-MIGRATIONS: tuple[Migration, ...] = (m001_initial, m002_channel_health, m003_key_changes, m004_hold_owner)
+def m005_caller_request_id(conn: sqlite3.Connection) -> None:
+    """Rows are keyed by the gateway's own id; the caller's X-Request-ID is kept beside it, for tracing.
+    Rows written before keep their id (then the caller's, when it sent one) and no caller id."""
+    conn.execute("ALTER TABLE usage_events ADD COLUMN caller_request_id TEXT")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    m001_initial, m002_channel_health, m003_key_changes, m004_hold_owner, m005_caller_request_id
+)
 
 
 def apply_migrations(conn: sqlite3.Connection) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
+from tokenbridge.money import Usage
 from tokenbridge.store.db import Database
 
 
@@ -31,6 +32,7 @@ class UsageRow:
     latency_ms: float
     ttfb_ms: float | None
     error: str | None
+    caller_request_id: str | None = None  # the caller's X-Request-ID, for tracing (request_id is ours)
 
 
 _COLUMNS = tuple(UsageRow.__dataclass_fields__)
@@ -85,9 +87,14 @@ async def list_usage(
 
 
 _GROUPS = {"model": "u.model", "key": "k.name", "channel": "u.channel", "day": "date(u.created_at, 'unixepoch')"}
+# Each row counts at most Usage.MAX_TOKENS of each kind: the meter stores no more, but a row written before
+# it bounded usage may hold up to 2**63 - 1, and two of those would make SQLite's SUM() raise
+# "integer overflow" for every summary that covers them. Costs are money and summed exactly: each is
+# at most its hold, so their sum reaches a SQLite INTEGER only past 9.2 billion USD of spend.
 _SUMS = (
-    "COUNT(*) AS requests, SUM(u.prompt_tokens) AS prompt_tokens, SUM(u.completion_tokens) AS completion_tokens,"
-    " SUM(u.cached_tokens) AS cached_tokens, SUM(u.cost) AS cost"
+    f"COUNT(*) AS requests, SUM(MIN(u.prompt_tokens, {Usage.MAX_TOKENS})) AS prompt_tokens,"
+    f" SUM(MIN(u.completion_tokens, {Usage.MAX_TOKENS})) AS completion_tokens,"
+    f" SUM(MIN(u.cached_tokens, {Usage.MAX_TOKENS})) AS cached_tokens, SUM(u.cost) AS cost"
 )
 
 
