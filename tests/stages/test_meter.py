@@ -288,8 +288,8 @@ def test_answer_texts_from_completion_chunk_or_text_completion(payload: Any, tex
 
 # A chat stream as an upstream writes it when the gateway asked for usage: content chunks with a null usage
 # (orjson's ',"usage":null' or json.dumps' ', "usage": null'), the usage-only chunk, then [DONE]. Each event
-# picks its own line-ending style.
-_EOL = st.sampled_from([b"\n", b"\r\n"])
+# picks its own line-ending style, the bare CR included.
+_EOL = st.sampled_from([b"\n", b"\r\n", b"\r"])
 # Content may say anything, '"usage"' and '[DONE]' included: JSON escaping keeps it from looking like either.
 _TEXT = st.one_of(
     st.text(max_size=20),

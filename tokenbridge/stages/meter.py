@@ -101,7 +101,7 @@ class SseTap:
 
     def feed(self, data: bytes) -> bytes:
         """The whole events completed by `data`, less a cut-out usage chunk."""
-        held = bool(self.splitter.tail)
+        held = self.splitter.held > 0
         events = self.splitter.feed(data)
         kept = [event for event in events if not self._read(event)]
         edited = len(kept) != len(events)
@@ -111,10 +111,9 @@ class SseTap:
             if self.delivered_bytes < MAX_DELIVERED_BYTES and (_TEXT[0] in event or _TEXT[1] in event):
                 self.delivered.append(event)
                 self.delivered_bytes += len(event)
-        if len(self.splitter.tail) > MAX_EVENT_BYTES:  # not SSE as we know it: stop holding, pass it on
-            kept.append(self.splitter.tail)
-            self.splitter.tail = b""
-        if not held and not self.splitter.tail and not edited:
+        if self.splitter.held > MAX_EVENT_BYTES:  # not SSE as we know it: stop holding, pass it on
+            kept.append(self.splitter.take_tail())
+        if not held and not self.splitter.held and not edited:
             return data  # the common case: whole events in, the same bytes out, no copy
         return b"".join(kept)
 
@@ -129,7 +128,7 @@ class SseTap:
 
     def finish(self) -> bytes:
         """At the end of the stream: a last event left without its blank line (lenient on `data: [DONE]`)."""
-        tail, self.splitter.tail = self.splitter.tail, b""
+        tail = self.splitter.take_tail()
         if tail and event_data(tail).strip() == _DONE:
             self.done = True
             return tail + b"\n\n"  # terminated, or a strict SSE parser would drop it
