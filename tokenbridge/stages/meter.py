@@ -10,11 +10,12 @@ practice every chunk goes out as it came. Only an event that carries a non-null 
 A stream that ends without `data: [DONE]` is an upstream failure, not a complete answer: the meter
 raises, so the caller gets a final SSE error event instead of a clean end.
 
-Usage comes from the upstream's `usage`, from whichever chunk carries it. When there is none (the
-upstream sends none, the caller left before it came, the stream broke), the tokens are counted
-offline (tokens.py): the prompt, plus the completion text actually delivered to the caller, and
-the row says `usage_source = estimated`. A request that failed before any byte reached the caller
-is not estimated: it costs nothing.
+Usage comes from the upstream's `usage`, from whichever chunk carries it. When there is none (the upstream sends none, the caller left before it came,
+the stream broke), the tokens are counted offline (tokens.py): the prompt, plus the completion text
+actually delivered to the caller, and the row says `usage_source = estimated`. A stream keeps only
+that text, read from its events in batches as they go out, so what a stream holds, and what is left
+to read on the event loop at its end, stays small however long it runs. A request that failed
+before any byte reached the caller is not estimated: it costs nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ from tokenbridge.upstream.sse import MAX_EVENT_BYTES, EventSplitter, event_data
 log = logging.getLogger("tokenbridge")
 
 MAX_JSON_BYTES = 8 << 20  # a JSON answer larger than this is passed on but not read for usage
-MAX_DELIVERED_BYTES = 8 << 20  # text events kept per stream for an estimate; beyond, the count stops growing
+PARSE_BATCH_BYTES = 64 << 10  # delivered text events are read for their text once this many wait
+# Answer text kept per stream for an estimate: ~250k tokens, more than a model writes in one answer.
+# Beyond it the count stops growing.
+MAX_DELIVERED_TEXT_BYTES = 1 << 20
 _TEXT = (b'"content"', b'"text"')
 
 _USAGE = b'"usage"'
@@ -89,15 +93,17 @@ def usage_from(payload: Any) -> Usage | None:
 class SseTap:
     """Reads a chat SSE stream for usage and `[DONE]`; in strip mode cuts out the usage-only chunk."""
 
-    __slots__ = ("splitter", "strip", "usage", "done", "delivered", "delivered_bytes")
+    __slots__ = ("splitter", "strip", "usage", "done", "unread", "unread_bytes", "text", "text_bytes")
 
     def __init__(self, *, strip: bool) -> None:
         self.splitter = EventSplitter()
         self.strip = strip
         self.usage: Usage | None = None
         self.done = False
-        self.delivered: list[bytes] = []  # events with answer text that went out, read only for an estimate
-        self.delivered_bytes = 0
+        self.unread: list[bytes] = []  # events with answer text that went out, not yet read for it
+        self.unread_bytes = 0
+        self.text: list[bytes] = []  # the answer text (UTF-8) of the events read so far, a piece per batch
+        self.text_bytes = 0
 
     def feed(self, data: bytes) -> bytes:
         """The whole events completed by `data`, less a cut-out usage chunk."""
@@ -108,9 +114,11 @@ class SseTap:
         if self.strip and any(_NO_USAGE in e or _ADDED_NULL_USAGE[1] in e for e in kept):
             kept, edited = [_without_null_usage(e) for e in kept], True
         for event in kept:
-            if self.delivered_bytes < MAX_DELIVERED_BYTES and (_TEXT[0] in event or _TEXT[1] in event):
-                self.delivered.append(event)
-                self.delivered_bytes += len(event)
+            if self.text_bytes < MAX_DELIVERED_TEXT_BYTES and (_TEXT[0] in event or _TEXT[1] in event):
+                self.unread.append(event)
+                self.unread_bytes += len(event)
+        if self.unread_bytes >= PARSE_BATCH_BYTES:
+            self._read_text()
         if self.splitter.held > MAX_EVENT_BYTES:  # not SSE as we know it: stop holding, pass it on
             kept.append(self.splitter.take_tail())
         if not held and not self.splitter.held and not edited:
@@ -118,13 +126,16 @@ class SseTap:
         return b"".join(kept)
 
     def texts(self) -> list[str]:
-        texts: list[str] = []
-        for event in self.delivered:
-            try:
-                texts += answer_texts(orjson.loads(event_data(event)))
-            except orjson.JSONDecodeError:
-                continue
-        return texts
+        """The answer text delivered so far (what is still unread is at most a batch)."""
+        return [piece.decode() for piece in self.text] + _event_texts(self.unread)
+
+    def _read_text(self) -> None:
+        """Keep the unread events' text, not the events: in a stream it is a small part of their bytes."""
+        text = "".join(_event_texts(self.unread)).encode()
+        self.unread, self.unread_bytes = [], 0
+        if text:
+            self.text.append(text)
+            self.text_bytes += len(text)
 
     def finish(self) -> bytes:
         """At the end of the stream: a last event left without its blank line (lenient on `data: [DONE]`)."""
@@ -149,6 +160,16 @@ class SseTap:
             return False
         self.usage = usage
         return self.strip and payload.get("choices") == []
+
+
+def _event_texts(events: list[bytes]) -> list[str]:
+    texts: list[str] = []
+    for event in events:
+        try:
+            texts += answer_texts(orjson.loads(event_data(event)))
+        except orjson.JSONDecodeError:
+            continue
+    return texts
 
 
 def _without_null_usage(event: bytes) -> bytes:
