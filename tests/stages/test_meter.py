@@ -278,6 +278,39 @@ def test_sse_tap_texts_not_recorded_for_event_still_held() -> None:
     assert tap.texts() == ["now"]
 
 
+def test_sse_tap_running_usage_totals_keep_the_latest(caplog: pytest.LogCaptureFixture) -> None:
+    # Some servers report a running total in every chunk (vLLM's continuous_usage_stats).
+    tap = SseTap(strip=False)
+    tap.feed(sse(content_chunk("a", usage={"prompt_tokens": 12, "completion_tokens": 1})))
+    tap.feed(sse(content_chunk("b", usage={"prompt_tokens": 12, "completion_tokens": 2})))
+    tap.feed(sse(usage_chunk(USAGE)) + sse(usage_chunk(USAGE)) + DONE)
+    assert tap.usage == Usage(12, 3, 0)
+    assert not caplog.records
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "billed"),
+    [
+        (USAGE, {"prompt_tokens": 1, "completion_tokens": 1}, Usage(12, 3)),
+        (USAGE, {"prompt_tokens": 0, "completion_tokens": 0}, Usage(12, 3)),
+        ({"prompt_tokens": 20, "completion_tokens": 1}, USAGE, Usage(20, 1)),
+        (USAGE, {"prompt_tokens": 20, "completion_tokens": 1}, Usage(20, 1)),
+        ({"prompt_tokens": 14, "completion_tokens": 1}, USAGE, Usage(12, 3)),  # as many tokens: more output
+        (USAGE, {"prompt_tokens": 14, "completion_tokens": 1}, Usage(12, 3)),
+    ],
+)
+def test_sse_tap_conflicting_usage_reports_bill_the_larger_and_are_logged(
+    caplog: pytest.LogCaptureFixture, first: dict[str, int], second: dict[str, int], billed: Usage
+) -> None:
+    # Counts never go down within one answer, so one of two such reports is wrong; the upstream bills
+    # by its own count, so the larger is kept (never just the last, which an upstream's bug could zero).
+    tap = SseTap(strip=True, request_id="req_two")
+    tap.feed(sse(content_chunk("Hi")) + sse(usage_chunk(first)) + sse(usage_chunk(second)) + DONE)
+    assert tap.usage == billed
+    [record] = [r for r in caplog.records if r.name == "tokenbridge"]
+    assert record.levelname == "WARNING" and "req_two" in record.getMessage()
+
+
 def _long_stream(text_per_event: str, total_bytes: int) -> tuple[list[bytes], int]:
     """Content events in reads of 64 KiB, as a fast upstream sends them, and the number of events."""
     event = sse(content_chunk(text_per_event, usage=None))

@@ -10,7 +10,8 @@ practice every chunk goes out as it came. Only an event that carries a non-null 
 A stream that ends without `data: [DONE]` is an upstream failure, not a complete answer: the meter
 raises, so the caller gets a final SSE error event instead of a clean end.
 
-Usage comes from the upstream's `usage`, from whichever chunk carries it. When there is none (the upstream sends none, the caller left before it came,
+Usage comes from the upstream's `usage`, from whichever chunk carries it (two that disagree: see
+`SseTap._take_usage`). When there is none (the upstream sends none, the caller left before it came,
 the stream broke), the tokens are counted offline (tokens.py): the prompt, plus the completion text
 actually delivered to the caller, and the row says `usage_source = estimated`. A stream keeps only
 that text, read from its events in batches as they go out, so what a stream holds, and what is left
@@ -93,11 +94,12 @@ def usage_from(payload: Any) -> Usage | None:
 class SseTap:
     """Reads a chat SSE stream for usage and `[DONE]`; in strip mode cuts out the usage-only chunk."""
 
-    __slots__ = ("splitter", "strip", "usage", "done", "unread", "unread_bytes", "text", "text_bytes")
+    __slots__ = ("splitter", "strip", "request_id", "usage", "done", "unread", "unread_bytes", "text", "text_bytes")
 
-    def __init__(self, *, strip: bool) -> None:
+    def __init__(self, *, strip: bool, request_id: str = "") -> None:
         self.splitter = EventSplitter()
         self.strip = strip
+        self.request_id = request_id  # for the log
         self.usage: Usage | None = None
         self.done = False
         self.unread: list[bytes] = []  # events with answer text that went out, not yet read for it
@@ -158,8 +160,34 @@ class SseTap:
         usage = usage_from(payload)
         if usage is None:
             return False
-        self.usage = usage
+        self._take_usage(usage)
         return self.strip and payload.get("choices") == []
+
+    def _take_usage(self, usage: Usage) -> None:
+        """Keep the stream's usage; a second report that disagrees is checked, not taken blindly.
+
+        OpenAI reports usage once, in a chunk after the last choice. Some servers report a running
+        total in every chunk (vLLM's continuous_usage_stats), so a report that counts no fewer prompt
+        and no fewer completion tokens than the one before replaces it. One that counts fewer of
+        either cannot be a running total: one of the two is wrong and nothing tells which. The
+        upstream bills the gateway by its own count, so the larger is kept (more tokens, then more
+        output tokens; taking the last would let one bad chunk zero a bill) and the conflict logged.
+        """
+        seen = self.usage
+        if seen is None or (
+            usage.prompt_tokens >= seen.prompt_tokens and usage.completion_tokens >= seen.completion_tokens
+        ):
+            self.usage = usage
+            return
+        self.usage = max(seen, usage, key=lambda u: (u.prompt_tokens + u.completion_tokens, u.completion_tokens))
+        log.warning(
+            "request %s: the upstream reported usage %s, then %s (prompt/completion/cached tokens); billing %s",
+            self.request_id, _counts(seen), _counts(usage), _counts(self.usage),
+        )  # fmt: skip
+
+
+def _counts(usage: Usage) -> str:
+    return f"{usage.prompt_tokens}/{usage.completion_tokens}/{usage.cached_tokens}"
 
 
 def _event_texts(events: list[bytes]) -> list[str]:
@@ -231,7 +259,8 @@ class MeterMiddleware:
             if message["type"] == "http.response.start":
                 call.status = message["status"]
                 if is_event_stream(message["headers"]):
-                    sse = SseTap(strip=call.stream and not caller_wants_usage(call.upstream_body))
+                    strip = call.stream and not caller_wants_usage(call.upstream_body)
+                    sse = SseTap(strip=strip, request_id=call.request_id)
                     if sse.strip:  # the body will be shorter than the upstream announced
                         message["headers"] = [(k, v) for k, v in message["headers"] if k != b"content-length"]
                 else:
