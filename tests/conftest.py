@@ -32,6 +32,7 @@ FAKE_MODELS = [
     "fake-ok", "fake-hold", "fake-400", "fake-500", "fake-cached", "fake-nousage", "fake-nodone", "fake-break",
     "fake-huge", "public-mapped", "fake-garbage", "fake-unterminated", "fake-sized-sse",
 ]  # fmt: skip
+FAKE_MODELS += ["fake-cr", "fake-twousage", "fake-baddelta"]  # stream quirks (tests/fakes/upstream.py)
 
 CONFIG = """
 [server]
