@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import json
+import threading
 import tracemalloc
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tokenbridge.call import Call
 from tokenbridge.money import Usage
-from tokenbridge.stages.meter import MAX_JSON_BYTES, JsonTap, SseTap, answer_texts, usage_from
+from tokenbridge.stages.meter import (
+    MAX_JSON_BYTES,
+    UNREAD_TEXT_EVENT_BYTES,
+    JsonTap,
+    MeterMiddleware,
+    SseTap,
+    answer_texts,
+    usage_from,
+)
 from tokenbridge.upstream.sse import MAX_EVENT_BYTES
 
 USAGE = {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
@@ -332,7 +342,15 @@ def test_sse_tap_keeps_a_bounded_amount_of_a_long_stream() -> None:
         held = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert held < 2 << 20
+    assert held < 3 << 20  # UNREAD_TEXT_EVENT_BYTES of events, MAX_DELIVERED_TEXT_BYTES of text, and their lists
+
+
+def test_sse_tap_keeps_a_bounded_amount_when_fed_large_reads() -> None:
+    read = sse(content_chunk("word ", usage=None)) * 20_000  # ~2 MB in one read
+    tap = SseTap(strip=False)
+    for _ in range(3):
+        tap.feed(read)
+        assert tap.unread_bytes <= UNREAD_TEXT_EVENT_BYTES
 
 
 def test_sse_tap_texts_are_the_whole_text_of_a_long_cut_stream() -> None:
@@ -344,15 +362,30 @@ def test_sse_tap_texts_are_the_whole_text_of_a_long_cut_stream() -> None:
     assert "".join(tap.texts()) == "word " * count + "cut"
 
 
-def test_sse_tap_texts_read_at_most_one_batch_of_events_at_the_end(monkeypatch: pytest.MonkeyPatch) -> None:
-    # texts() runs on the event loop: the events it still has to read must be few, however long the stream.
-    reads, count = _long_stream("word ", 4 << 20)
+def test_sse_tap_short_stream_is_not_read_as_it_goes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Nearly every stream brings its usage: reading its events for their text would be work for nothing.
+    reads, count = _long_stream("word ", UNREAD_TEXT_EVENT_BYTES - (64 << 10))
+    parsed = parsed_by_orjson(monkeypatch)
     tap = SseTap(strip=False)
     for data in reads:
         tap.feed(data)
-    parsed = parsed_by_orjson(monkeypatch)
+    assert parsed == []
     assert "".join(tap.texts()) == "word " * count
-    assert sum(map(len, parsed)) <= 128 << 10
+
+
+async def test_meter_reads_the_delivered_text_for_an_estimate_off_the_event_loop() -> None:
+    # Reading up to UNREAD_TEXT_EVENT_BYTES of events is CPU work: on the loop it stalls every request.
+    threads: list[threading.Thread] = []
+
+    def texts() -> list[str]:
+        threads.append(threading.current_thread())
+        return ["Hello", " there"]
+
+    call = Call(request_id="req_estimate", settings=cast(Any, None), status=200, model="gpt-4o-mini")
+    call.body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
+    await MeterMiddleware._account(call, None, texts)
+    assert threads and threads[0] is not threading.current_thread()
+    assert call.usage_source == "estimated" and call.usage is not None and call.usage.completion_tokens == 2
 
 
 @pytest.mark.parametrize(

@@ -13,17 +13,20 @@ raises, so the caller gets a final SSE error event instead of a clean end.
 Usage comes from the upstream's `usage`, from whichever chunk carries it (two that disagree: see
 `SseTap._take_usage`). When there is none (the upstream sends none, the caller left before it came,
 the stream broke), the tokens are counted offline (tokens.py): the prompt, plus the completion text
-actually delivered to the caller, and the row says `usage_source = estimated`. A stream keeps only
-that text, read from its events in batches as they go out, so what a stream holds, and what is left
-to read on the event loop at its end, stays small however long it runs. A request that failed
-before any byte reached the caller is not estimated: it costs nothing.
+actually delivered to the caller, and the row says `usage_source = estimated`. Nearly every stream
+brings its usage, so its text events are kept as they are, unread; past UNREAD_TEXT_EVENT_BYTES
+the oldest are read a batch at a time and only their text is kept, so what a long stream holds
+stays small. An estimate reads what is left, and counts, in a worker thread, off the event loop.
+A request that failed before any byte reached the caller is not estimated: it costs nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -38,7 +41,10 @@ from tokenbridge.upstream.sse import MAX_EVENT_BYTES, EventSplitter, event_data
 log = logging.getLogger("tokenbridge")
 
 MAX_JSON_BYTES = 8 << 20  # a JSON answer larger than this is passed on but not read for usage
-PARSE_BATCH_BYTES = 64 << 10  # delivered text events are read for their text once this many wait
+# Delivered text events kept as they are, unread (most streams bring their usage and are never read);
+# past this, the oldest are read for their text PARSE_BATCH_BYTES at a time.
+UNREAD_TEXT_EVENT_BYTES = 256 << 10
+PARSE_BATCH_BYTES = 64 << 10
 # Answer text kept per stream for an estimate: ~250k tokens, more than a model writes in one answer.
 # Beyond it the count stops growing.
 MAX_DELIVERED_TEXT_BYTES = 1 << 20
@@ -102,7 +108,7 @@ class SseTap:
         self.request_id = request_id  # for the log
         self.usage: Usage | None = None
         self.done = False
-        self.unread: list[bytes] = []  # events with answer text that went out, not yet read for it
+        self.unread: deque[bytes] = deque()  # events with answer text that went out, not yet read for it
         self.unread_bytes = 0
         self.text: list[bytes] = []  # the answer text (UTF-8) of the events read so far, a piece per batch
         self.text_bytes = 0
@@ -119,8 +125,8 @@ class SseTap:
             if self.text_bytes < MAX_DELIVERED_TEXT_BYTES and (_TEXT[0] in event or _TEXT[1] in event):
                 self.unread.append(event)
                 self.unread_bytes += len(event)
-        if self.unread_bytes >= PARSE_BATCH_BYTES:
-            self._read_text()
+        while self.unread_bytes > UNREAD_TEXT_EVENT_BYTES:
+            self._read_oldest()
         if self.splitter.held > MAX_EVENT_BYTES:  # not SSE as we know it: stop holding, pass it on
             kept.append(self.splitter.take_tail())
         if not held and not self.splitter.held and not edited:
@@ -128,13 +134,18 @@ class SseTap:
         return b"".join(kept)
 
     def texts(self) -> list[str]:
-        """The answer text delivered so far (what is still unread is at most a batch)."""
+        """The answer text delivered so far. CPU work on up to UNREAD_TEXT_EVENT_BYTES: not on the loop."""
         return [piece.decode() for piece in self.text] + _event_texts(self.unread)
 
-    def _read_text(self) -> None:
-        """Keep the unread events' text, not the events: in a stream it is a small part of their bytes."""
-        text = "".join(_event_texts(self.unread)).encode()
-        self.unread, self.unread_bytes = [], 0
+    def _read_oldest(self) -> None:
+        """Keep the oldest unread events' text, not the events: it is a small part of their bytes."""
+        batch: list[bytes] = []
+        size = 0
+        while self.unread and size < PARSE_BATCH_BYTES:
+            batch.append(self.unread.popleft())
+            size += len(batch[-1])
+        self.unread_bytes -= size
+        text = "".join(_event_texts(batch)).encode()
         if text:
             self.text.append(text)
             self.text_bytes += len(text)
@@ -190,7 +201,7 @@ def _counts(usage: Usage) -> str:
     return f"{usage.prompt_tokens}/{usage.completion_tokens}/{usage.cached_tokens}"
 
 
-def _event_texts(events: list[bytes]) -> list[str]:
+def _event_texts(events: Iterable[bytes]) -> list[str]:
     texts: list[str] = []
     for event in events:
         try:
@@ -317,7 +328,8 @@ class MeterMiddleware:
             return  # an upstream error answer: nothing was produced, nothing to bill
         model = call.upstream_model or call.model
         try:
-            prompt, completion = await estimate(call.upstream_body or call.body, texts(), model)
+            delivered = await asyncio.to_thread(texts)  # reading a stream's events is CPU work too
+            prompt, completion = await estimate(call.upstream_body or call.body, delivered, model)
         except Exception:  # an estimate must never fail the request; the row then says no usage
             log.exception("request %s: could not estimate its tokens", call.request_id)
             return
