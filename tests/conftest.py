@@ -33,6 +33,7 @@ FAKE_MODELS = [
     "fake-huge", "public-mapped", "fake-garbage", "fake-unterminated", "fake-sized-sse",
     "fake-toolcall",
 ]  # fmt: skip
+FAKE_MODELS += ["fake-cr", "fake-twousage", "fake-baddelta"]  # stream quirks (tests/fakes/upstream.py)
 
 FAKE_MODELS += ["fake-usage-2p63", "fake-usage-9e18"]  # usage past any one request (issue 11, items 2 and 3)
 

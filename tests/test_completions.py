@@ -90,3 +90,31 @@ def test_translate_event_takes_chat_chunks_without_an_object_field() -> None:
              "choices": [{"index": 0, "delta": {"content": "yo"}, "finish_reason": None}]}  # fmt: skip
     out = orjson.loads(translate_event(b"data: " + orjson.dumps(chunk) + b"\n\n")[6:])
     assert out["object"] == "text_completion" and out["choices"][0]["text"] == "yo"
+
+
+@pytest.mark.parametrize(
+    "choices",
+    [
+        ["junk", {"index": 0, "delta": "oops"}, {"index": 1, "delta": ["x"]}, None, 7],
+        [{"index": 0, "delta": {"content": 5}}, {"index": 0, "delta": {"content": {"text": "x"}}}],
+        "not a list",
+        {"index": 0, "delta": {"content": "x"}},
+    ],
+)
+def test_completion_chunk_skips_what_is_not_a_choice_with_a_delta(choices: object) -> None:
+    # An upstream's malformed chunk says nothing the caller can use: dropped, never a crash (it was a 500).
+    chunk = {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": choices}
+    assert completion_chunk(chunk) is None
+    assert translate_event(b"data: " + orjson.dumps(chunk) + b"\n\n") == b""
+
+
+def test_completion_chunk_keeps_the_good_choices_and_finish_reasons_beside_malformed_ones() -> None:
+    good = {"index": 1, "delta": {"content": "ok"}, "finish_reason": None}
+    ended = {"index": 2, "delta": "oops", "finish_reason": "stop"}
+    chunk = {"object": "chat.completion.chunk", "choices": ["junk", {"index": 0, "delta": "oops"}, good, ended]}
+    translated = completion_chunk(chunk)
+    assert translated is not None
+    assert translated["choices"] == [
+        {"text": "ok", "index": 1, "logprobs": None, "finish_reason": None},
+        {"text": "", "index": 2, "logprobs": None, "finish_reason": "stop"},
+    ]

@@ -110,10 +110,18 @@ def completion_response(chat: dict[str, Any]) -> dict[str, Any]:
 
 def completion_chunk(chunk: dict[str, Any]) -> dict[str, Any] | None:
     """`chat.completion.chunk` -> `text_completion` chunk; None for a chunk with nothing to say
-    (role-only or empty deltas). A usage-only chunk stays, with `choices: []`."""
+    (role-only or empty deltas). A usage-only chunk stays, with `choices: []`. A choice that is not
+    an object is dropped, and a delta that is not an object or a content that is not a string has no
+    text: an upstream's malformed chunk is no reason to break the caller's stream (the meter's
+    estimate reads such chunks the same way)."""
     choices = []
-    for c in chunk.get("choices") or []:
-        text = (c.get("delta") or {}).get("content") or ""
+    raw_choices = chunk.get("choices")
+    for c in raw_choices if isinstance(raw_choices, list) else ():
+        if not isinstance(c, dict):
+            continue
+        delta = c.get("delta")
+        content = delta.get("content") if isinstance(delta, dict) else None
+        text = content if isinstance(content, str) else ""
         finish = c.get("finish_reason")
         if text or finish is not None:
             choices.append({"text": text, "index": c.get("index", 0), "logprobs": None, "finish_reason": finish})

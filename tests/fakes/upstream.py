@@ -15,6 +15,9 @@
 | fake-garbage     | answers 200 "application/json" whose body is not JSON                    |
 | fake-unterminated| streams as usual but ends on `data: [DONE]` with no blank line after it  |
 | fake-sized-sse   | streams with a Content-Length header (all events in one body)           |
+| fake-cr          | streams with bare-CR line ends (`\r\r` after each event), valid SSE      |
+| fake-twousage    | streams the usage chunk, then a second one that says 1 prompt / 1 compl.|
+| fake-baddelta    | streams, after the first piece, a choice and a delta that are no objects|
 | fake-flaky       | 500 while `flaky_down` is set, else like any other model                 |
 | fake-400         | 400 with an OpenAI error body                                            |
 | fake-500         | 500                                                                      |
@@ -191,9 +194,8 @@ class FakeUpstream:
             }
             if include_usage:
                 chunk["usage"] = usage
-            await send(
-                {"type": "http.response.body", "body": b"data: " + orjson.dumps(chunk) + b"\n\n", "more_body": True}
-            )
+            data = b"data: " + orjson.dumps(chunk) + QUIRK_EOL.get(model, b"\n\n")
+            await send({"type": "http.response.body", "body": data, "more_body": True})
 
         await event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
         for i, piece in enumerate(PIECES):
@@ -202,11 +204,22 @@ class FakeUpstream:
                 return
             if i == 0 and model == "fake-break":
                 raise ConnectionAbortedError("fake-break drops the connection mid-stream")
+            if i == 0 and model == "fake-baddelta":
+                await event(MALFORMED_CHOICES)
         await event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
         if include_usage and usage is not None:
             await event([], usage)
+        if include_usage and model == "fake-twousage":
+            await event([], SECOND_USAGE)
         end = {"fake-nodone": b"", "fake-unterminated": b"data: [DONE]"}.get(model, b"data: [DONE]\n\n")
+        end = b"data: [DONE]" + QUIRK_EOL[model] if model in QUIRK_EOL else end
         await send({"type": "http.response.body", "body": end, "more_body": False})
+
+
+# Stream quirks: valid SSE the gateway must read right, and chunks it must not trip over.
+QUIRK_EOL = {"fake-cr": b"\r\r"}
+SECOND_USAGE = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}  # fake-twousage's second report
+MALFORMED_CHOICES = ["junk", {"index": 0, "delta": "oops", "finish_reason": None}]  # fake-baddelta
 
 
 def _usage_for(model: str) -> dict[str, Any] | None:

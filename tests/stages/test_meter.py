@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import json
+import threading
+import tracemalloc
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tokenbridge.call import Call
 from tokenbridge.money import Usage
-from tokenbridge.stages.meter import MAX_JSON_BYTES, JsonTap, SseTap, answer_texts, usage_from
+from tokenbridge.stages.meter import (
+    MAX_JSON_BYTES,
+    UNREAD_TEXT_EVENT_BYTES,
+    JsonTap,
+    MeterMiddleware,
+    SseTap,
+    answer_texts,
+    usage_from,
+)
 from tokenbridge.upstream.sse import MAX_EVENT_BYTES
 
 USAGE = {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
@@ -197,8 +208,8 @@ def test_sse_tap_strip_cuts_usage_chunk_split_across_feeds() -> None:
     assert tap.usage == Usage(12, 3, 0)
 
 
-@pytest.mark.parametrize("strip", [True, False])
-def test_sse_tap_does_not_parse_usage_null_chunks(monkeypatch: pytest.MonkeyPatch, strip: bool) -> None:
+def parsed_by_orjson(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every document orjson.loads reads from now on, in order."""
     parsed: list[bytes] = []
     real_loads = orjson.loads
 
@@ -207,6 +218,12 @@ def test_sse_tap_does_not_parse_usage_null_chunks(monkeypatch: pytest.MonkeyPatc
         return real_loads(data)
 
     monkeypatch.setattr(orjson, "loads", loads)
+    return parsed
+
+
+@pytest.mark.parametrize("strip", [True, False])
+def test_sse_tap_does_not_parse_usage_null_chunks(monkeypatch: pytest.MonkeyPatch, strip: bool) -> None:
+    parsed = parsed_by_orjson(monkeypatch)
     tap = SseTap(strip=strip)
 
     for text in ("a", "b", "c"):
@@ -289,6 +306,106 @@ def test_sse_tap_texts_not_recorded_for_event_still_held() -> None:
     assert tap.texts() == ["now"]
 
 
+def test_sse_tap_running_usage_totals_keep_the_latest(caplog: pytest.LogCaptureFixture) -> None:
+    # Some servers report a running total in every chunk (vLLM's continuous_usage_stats).
+    tap = SseTap(strip=False)
+    tap.feed(sse(content_chunk("a", usage={"prompt_tokens": 12, "completion_tokens": 1})))
+    tap.feed(sse(content_chunk("b", usage={"prompt_tokens": 12, "completion_tokens": 2})))
+    tap.feed(sse(usage_chunk(USAGE)) + sse(usage_chunk(USAGE)) + DONE)
+    assert tap.usage == Usage(12, 3, 0)
+    assert not caplog.records
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "billed"),
+    [
+        (USAGE, {"prompt_tokens": 1, "completion_tokens": 1}, Usage(12, 3)),
+        (USAGE, {"prompt_tokens": 0, "completion_tokens": 0}, Usage(12, 3)),
+        ({"prompt_tokens": 20, "completion_tokens": 1}, USAGE, Usage(20, 1)),
+        (USAGE, {"prompt_tokens": 20, "completion_tokens": 1}, Usage(20, 1)),
+        ({"prompt_tokens": 14, "completion_tokens": 1}, USAGE, Usage(12, 3)),  # as many tokens: more output
+        (USAGE, {"prompt_tokens": 14, "completion_tokens": 1}, Usage(12, 3)),
+    ],
+)
+def test_sse_tap_conflicting_usage_reports_bill_the_larger_and_are_logged(
+    caplog: pytest.LogCaptureFixture, first: dict[str, int], second: dict[str, int], billed: Usage
+) -> None:
+    # Counts never go down within one answer, so one of two such reports is wrong; the upstream bills
+    # by its own count, so the larger is kept (never just the last, which an upstream's bug could zero).
+    tap = SseTap(strip=True, request_id="req_two")
+    tap.feed(sse(content_chunk("Hi")) + sse(usage_chunk(first)) + sse(usage_chunk(second)) + DONE)
+    assert tap.usage == billed
+    [record] = [r for r in caplog.records if r.name == "tokenbridge"]
+    assert record.levelname == "WARNING" and "req_two" in record.getMessage()
+
+
+def _long_stream(text_per_event: str, total_bytes: int) -> tuple[list[bytes], int]:
+    """Content events in reads of 64 KiB, as a fast upstream sends them, and the number of events."""
+    event = sse(content_chunk(text_per_event, usage=None))
+    per_read = (64 << 10) // len(event)
+    count = total_bytes // len(event) // per_read * per_read
+    return [event * per_read] * (count // per_read), count
+
+
+def test_sse_tap_keeps_a_bounded_amount_of_a_long_stream() -> None:
+    # 12 MB of answer: what a stream keeps for an estimate must not grow with it (20 callers leaving
+    # such streams took the gateway's RSS to 394 MB). Memory, not time: traced allocations still held.
+    reads, _ = _long_stream("y" * 100, 12 << 20)
+    tap = SseTap(strip=False)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for data in reads:
+            tap.feed(data)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 3 << 20  # UNREAD_TEXT_EVENT_BYTES of events, MAX_DELIVERED_TEXT_BYTES of text, and their lists
+
+
+def test_sse_tap_keeps_a_bounded_amount_when_fed_large_reads() -> None:
+    read = sse(content_chunk("word ", usage=None)) * 20_000  # ~2 MB in one read
+    tap = SseTap(strip=False)
+    for _ in range(3):
+        tap.feed(read)
+        assert tap.unread_bytes <= UNREAD_TEXT_EVENT_BYTES
+
+
+def test_sse_tap_texts_are_the_whole_text_of_a_long_cut_stream() -> None:
+    reads, count = _long_stream("word ", 1 << 20)
+    tap = SseTap(strip=True)
+    for data in reads:
+        tap.feed(data)
+    tap.feed(sse(content_chunk("cut")))
+    assert "".join(tap.texts()) == "word " * count + "cut"
+
+
+def test_sse_tap_short_stream_is_not_read_as_it_goes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Nearly every stream brings its usage: reading its events for their text would be work for nothing.
+    reads, count = _long_stream("word ", UNREAD_TEXT_EVENT_BYTES - (64 << 10))
+    parsed = parsed_by_orjson(monkeypatch)
+    tap = SseTap(strip=False)
+    for data in reads:
+        tap.feed(data)
+    assert parsed == []
+    assert "".join(tap.texts()) == "word " * count
+
+
+async def test_meter_reads_the_delivered_text_for_an_estimate_off_the_event_loop() -> None:
+    # Reading up to UNREAD_TEXT_EVENT_BYTES of events is CPU work: on the loop it stalls every request.
+    threads: list[threading.Thread] = []
+
+    def texts() -> list[str]:
+        threads.append(threading.current_thread())
+        return ["Hello", " there"]
+
+    call = Call(request_id="req_estimate", settings=cast(Any, None), status=200, model="gpt-4o-mini")
+    call.body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
+    await MeterMiddleware._account(call, None, texts)
+    assert threads and threads[0] is not threading.current_thread()
+    assert call.usage_source == "estimated" and call.usage is not None and call.usage.completion_tokens == 2
+
+
 @pytest.mark.parametrize(
     ("payload", "texts"),
     [
@@ -329,8 +446,8 @@ def test_sse_tap_texts_keep_tool_call_argument_deltas() -> None:
 
 # A chat stream as an upstream writes it when the gateway asked for usage: content chunks with a null usage
 # (orjson's ',"usage":null' or json.dumps' ', "usage": null'), the usage-only chunk, then [DONE]. Each event
-# picks its own line-ending style.
-_EOL = st.sampled_from([b"\n", b"\r\n"])
+# picks its own line-ending style, the bare CR included.
+_EOL = st.sampled_from([b"\n", b"\r\n", b"\r"])
 # Content may say anything, '"usage"' and '[DONE]' included: JSON escaping keeps it from looking like either.
 _TEXT = st.one_of(
     st.text(max_size=20),

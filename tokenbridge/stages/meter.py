@@ -10,18 +10,23 @@ practice every chunk goes out as it came. Only an event that carries a non-null 
 A stream that ends without `data: [DONE]` is an upstream failure, not a complete answer: the meter
 raises, so the caller gets a final SSE error event instead of a clean end.
 
-Usage comes from the upstream's `usage`, from whichever chunk carries it. When there is none (the
-upstream sends none, the caller left before it came, the stream broke), the tokens are counted
-offline (tokens.py): the prompt, plus the completion text actually delivered to the caller, and
-the row says `usage_source = estimated`. A request that failed before any byte reached the caller
-is not estimated: it costs nothing.
+Usage comes from the upstream's `usage`, from whichever chunk carries it (two that disagree: see
+`SseTap._take_usage`). When there is none (the upstream sends none, the caller left before it came,
+the stream broke), the tokens are counted offline (tokens.py): the prompt, plus the completion text
+actually delivered to the caller, and the row says `usage_source = estimated`. Nearly every stream
+brings its usage, so its text events are kept as they are, unread; past UNREAD_TEXT_EVENT_BYTES
+the oldest are read a batch at a time and only their text is kept, so what a long stream holds
+stays small. An estimate reads what is left, and counts, in a worker thread, off the event loop.
+A request that failed before any byte reached the caller is not estimated: it costs nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -36,8 +41,21 @@ from tokenbridge.upstream.sse import MAX_EVENT_BYTES, EventSplitter, event_data
 log = logging.getLogger("tokenbridge")
 
 MAX_JSON_BYTES = 8 << 20  # a JSON answer larger than this is passed on but not read for usage
-MAX_DELIVERED_BYTES = 8 << 20  # text events kept per stream for an estimate; beyond, the count stops growing
+# Delivered text events kept as they are, unread (most streams bring their usage and are never read);
+# past this, the oldest are read for their text PARSE_BATCH_BYTES at a time.
+UNREAD_TEXT_EVENT_BYTES = 256 << 10
+PARSE_BATCH_BYTES = 64 << 10
+# Answer text kept per stream for an estimate: ~250k tokens, more than a model writes in one answer.
+# Beyond it the count stops growing.
+MAX_DELIVERED_TEXT_BYTES = 1 << 20
 _TEXT = (b'"content"', b'"text"', b'"tool_calls"', b'"function_call"')
+
+
+
+def _has_text(event: bytes) -> bool:
+    """Whether an event may carry answer text (a tool call's name and arguments count as text)."""
+    return _TEXT[0] in event or _TEXT[1] in event or _TEXT[2] in event or _TEXT[3] in event
+
 
 _USAGE = b'"usage"'
 _NO_USAGE = b'"usage":null'  # OpenAI's form in every chunk of a stream that asked for usage
@@ -92,47 +110,59 @@ def usage_from(payload: Any) -> Usage | None:
 class SseTap:
     """Reads a chat SSE stream for usage and `[DONE]`; in strip mode cuts out the usage-only chunk."""
 
-    __slots__ = ("splitter", "strip", "usage", "done", "delivered", "delivered_bytes")
+    __slots__ = ("splitter", "strip", "request_id", "usage", "done", "unread", "unread_bytes", "text", "text_bytes")
 
-    def __init__(self, *, strip: bool) -> None:
+    def __init__(self, *, strip: bool, request_id: str = "") -> None:
         self.splitter = EventSplitter()
         self.strip = strip
+        self.request_id = request_id  # for the log
         self.usage: Usage | None = None
         self.done = False
-        self.delivered: list[bytes] = []  # events with answer text that went out, read only for an estimate
-        self.delivered_bytes = 0
+        self.unread: deque[bytes] = deque()  # events with answer text that went out, not yet read for it
+        self.unread_bytes = 0
+        self.text: list[bytes] = []  # the answer text (UTF-8) of the events read so far, a piece per batch
+        self.text_bytes = 0
 
     def feed(self, data: bytes) -> bytes:
         """The whole events completed by `data`, less a cut-out usage chunk."""
-        held = bool(self.splitter.tail)
+        held = self.splitter.held > 0
         events = self.splitter.feed(data)
         kept = [event for event in events if not self._read(event)]
         edited = len(kept) != len(events)
         if self.strip and any(_NO_USAGE in e or _ADDED_NULL_USAGE[1] in e for e in kept):
             kept, edited = [_without_null_usage(e) for e in kept], True
         for event in kept:
-            if self.delivered_bytes < MAX_DELIVERED_BYTES and any(marker in event for marker in _TEXT):
-                self.delivered.append(event)
-                self.delivered_bytes += len(event)
-        if len(self.splitter.tail) > MAX_EVENT_BYTES:  # not SSE as we know it: stop holding, pass it on
-            kept.append(self.splitter.tail)
-            self.splitter.tail = b""
-        if not held and not self.splitter.tail and not edited:
+            if self.text_bytes < MAX_DELIVERED_TEXT_BYTES and _has_text(event):
+                self.unread.append(event)
+                self.unread_bytes += len(event)
+        while self.unread_bytes > UNREAD_TEXT_EVENT_BYTES:
+            self._read_oldest()
+        if self.splitter.held > MAX_EVENT_BYTES:  # not SSE as we know it: stop holding, pass it on
+            kept.append(self.splitter.take_tail())
+        if not held and not self.splitter.held and not edited:
             return data  # the common case: whole events in, the same bytes out, no copy
         return b"".join(kept)
 
     def texts(self) -> list[str]:
-        texts: list[str] = []
-        for event in self.delivered:
-            try:
-                texts += answer_texts(orjson.loads(event_data(event)))
-            except orjson.JSONDecodeError:
-                continue
-        return texts
+        """The answer text delivered so far. CPU work on up to UNREAD_TEXT_EVENT_BYTES: not on the loop."""
+        return [piece.decode() for piece in self.text] + _event_texts(self.unread)
+
+    def _read_oldest(self) -> None:
+        """Keep the oldest unread events' text, not the events: it is a small part of their bytes."""
+        batch: list[bytes] = []
+        size = 0
+        while self.unread and size < PARSE_BATCH_BYTES:
+            batch.append(self.unread.popleft())
+            size += len(batch[-1])
+        self.unread_bytes -= size
+        text = "".join(_event_texts(batch)).encode()
+        if text:
+            self.text.append(text)
+            self.text_bytes += len(text)
 
     def finish(self) -> bytes:
         """At the end of the stream: a last event left without its blank line (lenient on `data: [DONE]`)."""
-        tail, self.splitter.tail = self.splitter.tail, b""
+        tail = self.splitter.take_tail()
         if tail and event_data(tail).strip() == _DONE:
             self.done = True
             return tail + b"\n\n"  # terminated, or a strict SSE parser would drop it
@@ -151,8 +181,44 @@ class SseTap:
         usage = usage_from(payload)
         if usage is None:
             return False
-        self.usage = usage
+        self._take_usage(usage)
         return self.strip and payload.get("choices") == []
+
+    def _take_usage(self, usage: Usage) -> None:
+        """Keep the stream's usage; a second report that disagrees is checked, not taken blindly.
+
+        OpenAI reports usage once, in a chunk after the last choice. Some servers report a running
+        total in every chunk (vLLM's continuous_usage_stats), so a report that counts no fewer prompt
+        and no fewer completion tokens than the one before replaces it. One that counts fewer of
+        either cannot be a running total: one of the two is wrong and nothing tells which. The
+        upstream bills the gateway by its own count, so the larger is kept (more tokens, then more
+        output tokens; taking the last would let one bad chunk zero a bill) and the conflict logged.
+        """
+        seen = self.usage
+        if seen is None or (
+            usage.prompt_tokens >= seen.prompt_tokens and usage.completion_tokens >= seen.completion_tokens
+        ):
+            self.usage = usage
+            return
+        self.usage = max(seen, usage, key=lambda u: (u.prompt_tokens + u.completion_tokens, u.completion_tokens))
+        log.warning(
+            "request %s: the upstream reported usage %s, then %s (prompt/completion/cached tokens); billing %s",
+            self.request_id, _counts(seen), _counts(usage), _counts(self.usage),
+        )  # fmt: skip
+
+
+def _counts(usage: Usage) -> str:
+    return f"{usage.prompt_tokens}/{usage.completion_tokens}/{usage.cached_tokens}"
+
+
+def _event_texts(events: Iterable[bytes]) -> list[str]:
+    texts: list[str] = []
+    for event in events:
+        try:
+            texts += answer_texts(orjson.loads(event_data(event)))
+        except orjson.JSONDecodeError:
+            continue
+    return texts
 
 
 def _without_null_usage(event: bytes) -> bytes:
@@ -214,7 +280,8 @@ class MeterMiddleware:
             if message["type"] == "http.response.start":
                 call.status = message["status"]
                 if is_event_stream(message["headers"]):
-                    sse = SseTap(strip=call.stream and not caller_wants_usage(call.upstream_body))
+                    strip = call.stream and not caller_wants_usage(call.upstream_body)
+                    sse = SseTap(strip=strip, request_id=call.request_id)
                     if sse.strip:  # the body will be shorter than the upstream announced
                         message["headers"] = [(k, v) for k, v in message["headers"] if k != b"content-length"]
                 else:
@@ -271,7 +338,8 @@ class MeterMiddleware:
             return  # an upstream error answer: nothing was produced, nothing to bill
         model = call.upstream_model or call.model
         try:
-            prompt, completion = await estimate(call.upstream_body or call.body, texts(), model)
+            delivered = await asyncio.to_thread(texts)  # reading a stream's events is CPU work too
+            prompt, completion = await estimate(call.upstream_body or call.body, delivered, model)
         except Exception:  # an estimate must never fail the request; the row then says no usage
             log.exception("request %s: could not estimate its tokens", call.request_id)
             return

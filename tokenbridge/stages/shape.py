@@ -33,7 +33,7 @@ class SseTranslator:
 
     def feed(self, data: bytes) -> bytes:
         out = b"".join(translate_event(event) for event in self.splitter.feed(data))
-        if len(self.splitter.tail) > MAX_EVENT_BYTES:
+        if self.splitter.held > MAX_EVENT_BYTES:
             raise UpstreamError("The upstream sent an SSE event too large to translate.")
         return out
 

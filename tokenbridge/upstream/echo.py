@@ -26,8 +26,9 @@ def tokens(text: str) -> list[str]:
 def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
-    if isinstance(content, list):  # content parts: keep the text ones
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    if isinstance(content, list):  # content parts: keep the text ones (a text that is not a string is none)
+        texts = (p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        return "".join(text for text in texts if isinstance(text, str))
     return ""
 
 
