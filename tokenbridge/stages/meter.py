@@ -51,7 +51,6 @@ MAX_DELIVERED_TEXT_BYTES = 1 << 20
 _TEXT = (b'"content"', b'"text"', b'"tool_calls"', b'"function_call"')
 
 
-
 def _has_text(event: bytes) -> bool:
     """Whether an event may carry answer text (a tool call's name and arguments count as text)."""
     return _TEXT[0] in event or _TEXT[1] in event or _TEXT[2] in event or _TEXT[3] in event
