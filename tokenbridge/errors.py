@@ -3,6 +3,9 @@
     GatewayError                  status/type/code as class attributes
     ├── InvalidRequest            400 invalid_request_error
     ├── RequestTooLarge           413 request_too_large
+    ├── RequestTimeout            408 request_timeout (a request head or body not whole in time)
+    ├── RequestHeaderTooLarge     431 request_header_too_large
+    ├── TooManyConnections        503 too_many_connections (over [server] max_connections)
     ├── InvalidApiKey             401 invalid_api_key
     ├── PermissionDenied          403 permission_denied (a key holder asking for what only the admin may)
     ├── ModelNotFound             404 model_not_found
@@ -65,6 +68,33 @@ class RequestTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+
+class RequestTimeout(GatewayError):
+    """The request head or body did not arrive whole within its timeout; the connection is closed."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"connection": "close"})
+
+
+class RequestHeaderTooLarge(GatewayError):
+    """The request head is over `server.max_header_bytes`; sent by the connection (wire.py), then closed."""
+
+    status = 431
+    type = "invalid_request_error"
+    code = "request_header_too_large"
+
+
+class TooManyConnections(GatewayError):
+    """Over `server.max_connections`: sent by the connection (wire.py) as it is accepted, then closed."""
+
+    status = 503
+    type = "server_error"
+    code = "too_many_connections"
 
 
 class InvalidApiKey(GatewayError):

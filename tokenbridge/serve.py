@@ -17,7 +17,7 @@ from tokenbridge.store.channels import clear_channel_health
 from tokenbridge.store.db import Database
 from tokenbridge.store.keys import KeyRecord, count_keys, insert_key
 from tokenbridge.store.ledger import release_all_holds
-from tokenbridge.wire import HTTP_PROTOCOL
+from tokenbridge.wire import uvicorn_options
 
 log = logging.getLogger("tokenbridge")
 
@@ -103,14 +103,14 @@ def run(settings: Settings, *, host: str, port: int, workers: int, log_format: s
         with tempfile.TemporaryDirectory(prefix="tokenbridge-metrics-") as metrics_dir:
             os.environ[MULTIPROC_ENV] = metrics_dir
             uvicorn.run(
-                "tokenbridge.app:app_from_env", factory=True, host=host, port=port, workers=workers, http=HTTP_PROTOCOL,
-                log_level="info", log_config=None, access_log=False,
+                "tokenbridge.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level="info", log_config=None, access_log=False, **uvicorn_options(settings.server),
             )  # fmt: skip
     else:
         os.environ.pop(MULTIPROC_ENV, None)  # one process keeps its metrics in memory (read at first import)
         from tokenbridge.app import create_app
 
         uvicorn.run(
-            create_app(settings), host=host, port=port, http=HTTP_PROTOCOL, log_level="info", log_config=None,
-            access_log=False,
+            create_app(settings), host=host, port=port, log_level="info", log_config=None, access_log=False,
+            **uvicorn_options(settings.server),
         )  # fmt: skip

@@ -92,7 +92,8 @@ class AdminAPI:
 
     async def body(self, request: Request, allowed: tuple[str, ...]) -> dict[str, Any]:
         """The JSON body, read as the OpenAI routes read theirs (size limit, a caller that leaves)."""
-        raw = await read_body(request.scope, request.receive, self.runtime.settings.server.max_body_bytes)
+        server = self.runtime.settings.server
+        raw = await read_body(request.scope, request.receive, server.max_body_bytes, timeout_s=server.body_timeout_s)
         return params.json_object(raw, allowed)
 
     async def key(self, name: str) -> KeyRecord:
