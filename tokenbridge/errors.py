@@ -11,6 +11,7 @@
     ├── ModelNotFound             404 model_not_found
     ├── UnknownKey                404 key_not_found (admin API)
     ├── DuplicateKey              409 key_exists (admin API)
+    ├── BalanceOutOfRange         409 balance_out_of_range (admin API: a credit the balance cannot take)
     ├── RouteNotFound             404 not_found / 405 method_not_allowed
     ├── QuotaExceeded             429 insufficient_quota (x-should-retry: false)
     ├── RateLimited               429 rate_limit_exceeded (Retry-After)
@@ -127,6 +128,15 @@ class DuplicateKey(GatewayError):
     status = 409
     type = "invalid_request_error"
     code = "key_exists"
+
+
+class BalanceOutOfRange(GatewayError):
+    """A credit that would take the key's balance past what a balance holds: refused, nothing booked.
+    A conflict with the key's state (the same amount is fine on another key), not a bad field."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "balance_out_of_range"
 
 
 class ModelNotFound(GatewayError):
