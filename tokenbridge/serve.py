@@ -6,6 +6,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import shlex
 import tempfile
 from pathlib import Path
 from typing import IO
@@ -44,7 +45,12 @@ def first_run(settings: Settings, host: str, port: int) -> None:
             await db.close()
 
     created = asyncio.run(run())
-    if created is None:
+    if created is None:  # the first start's secret was shown once: say how to get another one
+        print(
+            "keys exist; lost the secret? `tokenbridge keys create NAME --credit USD"
+            f" --config {shlex.quote(str(settings.path))}` makes a new one",
+            flush=True,
+        )
         return
     key, secret = created
     model = next(iter(sorted(settings.routes)), "MODEL")

@@ -188,8 +188,9 @@ def _read_origins(table: Table) -> tuple[str, ...]:
     origins = table.strings("cors_origins")
     for i, origin in enumerate(origins):
         parts = urlsplit(origin)
-        if origin != "*" and (parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query):
-            raise table.error(f"cors_origins[{i}]", f'must be "*" or scheme://host[:port] (no path), got {quoted(origin)}')
+        bare = parts.scheme in ("http", "https") and parts.netloc and parts.path in ("", "/") and not parts.query
+        if origin != "*" and not bare:
+            raise table.error(f"cors_origins[{i}]", f'must be "*" or scheme://host[:port], got {quoted(origin)}')
     return tuple(origin.rstrip("/") for origin in origins)
 
 

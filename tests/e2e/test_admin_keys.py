@@ -237,7 +237,8 @@ def test_credit_past_the_balance_range_is_409_and_books_nothing(admin_gateway: G
             )
         before = admin_gateway.balance(name)
         answer = admin_gateway.api("POST", f"/admin/keys/{name}/credit", json={"amount_usd": amount})
-        assert error_of(answer) == (409, "balance_out_of_range", "amount_usd"), answer.text  # the key's state, not the field
+        # 409: the key's state refuses it, not the field (the same amount is fine on another key).
+        assert error_of(answer) == (409, "balance_out_of_range", "amount_usd"), answer.text
         assert "9223372036.854775807" in answer.json()["error"]["message"]
         assert admin_gateway.balance(name) == admin_gateway.ledger_sum(name) == before
         assert admin_gateway.api("GET", f"/admin/keys/{name}").json()["balance_nano_usd"] == before

@@ -25,7 +25,8 @@ def schemathesis(gateway: Gateway, token: str, workdir: Path, *options: str) -> 
         "--seed", "11", "--generation-deterministic", "--no-color",
         "--request-timeout", "20", *options,
     ]  # fmt: skip
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, cwd=workdir)  # its cache: not in the repo
+    # cwd: schemathesis leaves a cache folder there, which is no part of the repository.
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, cwd=workdir)
 
 
 def test_admin_api_agrees_with_its_openapi_document_for_the_admin(admin_gateway: Gateway, tmp_path: Path) -> None:

@@ -40,7 +40,8 @@ async def read_body(scope: Scope, receive: Receive, limit: int, *, timeout_s: fl
         async with asyncio.timeout(timeout_s):
             return await _read_chunks(receive, limit)
     except TimeoutError:
-        log.warning("closed a connection from %s: request body not complete within %gs", peer(scope.get("client")), timeout_s)
+        client = peer(scope.get("client"))
+        log.warning("closed a connection from %s: request body not complete within %gs", client, timeout_s)
         raise RequestTimeout(f"The request body was not complete within {timeout_s:g}s.") from None
 
 
