@@ -45,12 +45,10 @@ def first_run(settings: Settings, host: str, port: int) -> None:
             await db.close()
 
     created = asyncio.run(run())
-    if created is None:  # the first start's secret was shown once: say how to get another one
-        print(
-            "keys exist; lost the secret? `tokenbridge keys create NAME --credit USD"
-            f" --config {shlex.quote(str(settings.path))}` makes a new one",
-            flush=True,
-        )
+    if created is None:  # the first start's secret was shown once: say how to get another (a log line: json too)
+        config = shlex.quote(str(settings.path))
+        hint = "keys exist; lost the secret? `tokenbridge keys create NAME --credit USD --config %s` makes a new one"
+        log.info(hint, config)
         return
     key, secret = created
     model = next(iter(sorted(settings.routes)), "MODEL")

@@ -40,3 +40,11 @@ def test_admin_api_agrees_with_its_openapi_document_for_a_key_holder(admin_gatew
     secret = admin_gateway.create_key("schema-self", credit_usd="5")  # /v1/me and billing answer it; writes 403
     done = schemathesis(admin_gateway, secret, tmp_path)
     assert done.returncode == 0, done.stdout[-20000:] + done.stderr[-5000:]
+
+
+def test_admin_405_allow_lists_every_method_of_the_path_and_head_answers(admin_gateway: Gateway) -> None:
+    for path, methods in [("/admin/keys", {"GET", "POST"}), ("/admin/keys/nobody", {"GET", "PATCH"})]:
+        refused = admin_gateway.api("DELETE", path)
+        assert refused.status_code == 405 and refused.json()["error"]["code"] == "method_not_allowed"
+        assert methods <= {m.strip() for m in refused.headers["allow"].split(",")}, refused.headers["allow"]
+    assert admin_gateway.api("HEAD", "/admin/keys").status_code == 200  # GET's, without the body

@@ -65,7 +65,8 @@ def by_method(path: str, **endpoints: Endpoint) -> Route:
     from the first route whose path matches; one route per method listed only that one's)."""
 
     async def endpoint(request: Request) -> Response:
-        return await endpoints[request.method.lower()](request)
+        method = request.method.lower()
+        return await endpoints["get" if method == "head" else method](request)  # Starlette adds HEAD to GET
 
     return Route(path, endpoint, methods=[method.upper() for method in endpoints])
 
