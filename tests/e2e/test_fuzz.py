@@ -139,6 +139,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     errors = ErrorLog()
     logger = logging.getLogger("tokenbridge")
     logger.addHandler(errors)
+    try:
+        yield from _serve_site(chaos, config, errors)
+    finally:
+        logger.removeHandler(errors)
+
+
+def _serve_site(chaos: ChaosUpstream, config: Path, errors: ErrorLog) -> Iterator[Site]:
     with serve_chaos(chaos) as chaos_url:
         text = CONFIG.format(chaos=chaos_url, secret=UPSTREAM_SECRET, dead_port=free_port(), timeouts=TIMEOUTS)
         config.write_text(text + PRICES)
@@ -153,10 +160,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 site.sdks[name] = openai.OpenAI(
                     api_key=site.secrets[name], base_url=url + "/v1", max_retries=0, timeout=20
                 )
-            yield site
-            for sdk in site.sdks.values():
-                sdk.close()
-    logger.removeHandler(errors)
+            try:
+                yield site
+            finally:
+                for sdk in site.sdks.values():
+                    sdk.close()
 
 
 def _create_key(database: Path, name: str, credit_usd: str) -> str:
@@ -173,6 +181,7 @@ def _create_key(database: Path, name: str, credit_usd: str) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # The caller's request
+
 
 def dumps(value: Any) -> bytes:
     """JSON as a client or an upstream might write it: the standard library's, which takes any int
@@ -447,7 +456,7 @@ def sse_body(draw: st.DrawFn, faults: frozenset[str], native: bool) -> bytes:
 
 @st.composite
 def error_body(draw: st.DrawFn, faults: frozenset[str]) -> bytes:
-    message = "bad key {AUTH}" if "echo-key" in faults else "upstream says no"
+    message = "bad key " + AUTH.decode() if "echo-key" in faults else "upstream says no"
     error = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": "chaos"}}
     if "not-json" in faults:
         return draw(st.sampled_from(NOT_JSON))
@@ -479,7 +488,6 @@ def upstreams(draw: st.DrawFn, request: Request) -> Upstream:
         body, content_type = draw(json_body(faults, native)), b"application/json"
     if "content-type" in faults:
         content_type = draw(st.sampled_from(WRONG_CONTENT_TYPES))
-    body = body.replace(b"{AUTH}", AUTH)
     if "cut-mid-event" in faults and body:
         body = body[: draw(st.integers(0, len(body) - 1))]
     cuts = sorted(draw(st.lists(st.integers(1, max(1, len(body) - 1)), max_size=4, unique=True)))
@@ -881,7 +889,7 @@ CR_STREAM = b"".join(
     for t in ("Hel", "lo")
 ) + b"data: [DONE]\r\r"
 STRING_DELTA = b"data: " + dumps(envelope([{"index": 0, "delta": "a string"}], stream=True, native=False)) + b"\n\n"
-ERROR_ECHO = dumps({"error": {"message": "bad key {AUTH}", "type": "invalid_request_error", "param": None, "code": "x"}})
+ERROR_ECHO = dumps({"error": {"message": "bad key " + AUTH.decode(), "type": "invalid_request_error", "param": None, "code": "x"}})
 PINNED = {
     "item2-usage-past-2**63": pinned("chat", CHAT, _json_answer(HUGE_USAGE), "usage-huge"),
     "item3-usage-9e18": pinned("chat", CHAT, _json_answer(BIG_USAGE), "usage-huge"),
