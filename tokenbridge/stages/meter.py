@@ -8,7 +8,9 @@ event after a break never lands inside a half-sent event. Upstreams write whole 
 practice every chunk goes out as it came. Only an event that carries a non-null `"usage"` is parsed.
 
 A stream that ends without `data: [DONE]` is an upstream failure, not a complete answer: the meter
-raises, so the caller gets a final SSE error event instead of a clean end.
+raises, so the caller gets a final SSE error event instead of a clean end. One that breaks after
+`[DONE]` was complete: it ends cleanly at `[DONE]`. A stream's Content-Length is never passed on,
+since the body the caller gets is not the upstream's byte for byte (usage chunk cut, error event added).
 
 Usage comes from the upstream's `usage`, from whichever chunk carries it (two that disagree: see
 `SseTap._take_usage`). When there is none (the upstream sends none, the caller left before it came,
@@ -281,8 +283,9 @@ class MeterMiddleware:
                 if is_event_stream(message["headers"]):
                     strip = call.stream and not caller_wants_usage(call.upstream_body)
                     sse = SseTap(strip=strip, request_id=call.request_id)
-                    if sse.strip:  # the body will be shorter than the upstream announced
-                        message["headers"] = [(k, v) for k, v in message["headers"] if k != b"content-length"]
+                    # Not the upstream's length: a cut usage chunk makes the body shorter, and the error
+                    # event that ends a broken stream makes it longer.
+                    message["headers"] = [(k, v) for k, v in message["headers"] if k != b"content-length"]
                 else:
                     length = next((v for k, v in message["headers"] if k == b"content-length"), b"")
                     json = JsonTap(int(length) if length.isdigit() else None)
@@ -315,6 +318,12 @@ class MeterMiddleware:
         try:
             await self.app(scope, receive, send_with_usage)
         except (GatewayError, ClientGone) as exc:
+            if isinstance(exc, GatewayError) and sse is not None and sse.done:
+                # The upstream broke after [DONE]: the answer is whole and settled, so it ends as it is,
+                # not with an error event after [DONE] (the channel's breaker has counted the break).
+                log.warning("request %s: the upstream broke after [DONE]: %s", call.request_id, exc.message)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
             self._ended_badly(call, exc)
             # A failure before any byte reached the caller costs nothing; a caller that left after the
             # upstream had its request pays for the prompt (and whatever it received).
