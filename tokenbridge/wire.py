@@ -33,11 +33,10 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from tokenbridge.errors import GatewayError, RequestHeaderTooLarge, RequestTimeout, TooManyConnections
 from tokenbridge.logs import peer
 from tokenbridge.settings import ServerSettings
-from tokenbridge.upstream.client import POOL_LIMIT
 
 log = logging.getLogger("tokenbridge")
 _DEFAULTS = ServerSettings()
-SPARE_FDS = POOL_LIMIT + 64  # file descriptors kept for upstream connections, the database, logs
+SPARE_FDS = 64  # file descriptors kept, beyond the upstream connections, for the database, logs, the listener
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
@@ -231,15 +230,17 @@ if importlib.util.find_spec("httptools") is not None:  # the faster parser, when
     HTTP_PROTOCOL = CallerHttpToolsProtocol
 
 
-def fit_open_files(wanted: int) -> int:
-    """`wanted` connections, or fewer when the open-file limit cannot take them and the spare fds.
+def fit_open_files(wanted: int, upstream: int) -> int:
+    """`wanted` connections, or fewer when the open-file limit cannot take them, `upstream` connections
+    (`max_upstream_connections`) and the spare fds.
 
     The soft limit is raised towards the hard one first (as servers commonly do at start); what is
     still missing lowers the cap, with a warning, so callers over it get a 503 instead of an
     `accept()` failing with EMFILE, which refuses everyone, silently.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    needed = wanted + SPARE_FDS
+    spare = upstream + SPARE_FDS
+    needed = wanted + spare
     if soft != resource.RLIM_INFINITY and soft < needed:
         target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
         try:
@@ -249,7 +250,7 @@ def fit_open_files(wanted: int) -> int:
             pass
     if soft == resource.RLIM_INFINITY or soft >= needed:
         return wanted
-    fitted = max(soft - SPARE_FDS, soft // 2)
+    fitted = max(soft - spare, soft // 2)
     log.warning("max_connections lowered from %d to %d: the open-file limit is %d", wanted, fitted, soft)
     return fitted
 
@@ -260,7 +261,7 @@ def uvicorn_options(server: ServerSettings) -> dict[str, Any]:
     The protocol is a partial of the module-level class: picklable by name for the workers.
     """
     limits = ConnectionLimits(
-        max_connections=fit_open_files(server.max_connections),
+        max_connections=fit_open_files(server.max_connections, server.max_upstream_connections),
         header_timeout_s=server.header_timeout_s,
         max_header_bytes=server.max_header_bytes,
     )
