@@ -133,7 +133,7 @@ def test_serve_refuses_a_head_over_max_header_bytes(limited: tuple[Served, str])
 @pytest.mark.parametrize(
     "head, body",
     [
-        (b"Transfer-Encoding: chunked\r\n", b"5\r\n{\"a\":\r\n"),  # a chunked body whose last chunk never comes
+        (b"Transfer-Encoding: chunked\r\n", b'5\r\n{"a":\r\n'),  # a chunked body whose last chunk never comes
         (b"Content-Length: 1000\r\n", b'{"model": "echo-1"'),  # fewer bytes than announced
     ],
     ids=["chunked", "short"],

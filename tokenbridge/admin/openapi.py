@@ -151,10 +151,13 @@ SCHEMAS: dict[str, Schema] = {
     "KeyList": listing(ref("Key")),
     "CreatedKey": {"allOf": [ref("Key"), obj(["key"], key={"type": "string", "description": "shown this once"})]},
     # CreateKey and EditKey: filled in per config by `document` (their group and model names).
-    "Credit": closed(obj(
-        ["amount_usd"], amount_usd=amount(negative=True, zero=False),
-        note={"type": ["string", "null"], "maxLength": MAX_NOTE_CHARS},
-    )),
+    "Credit": closed(
+        obj(
+            ["amount_usd"],
+            amount_usd=amount(negative=True, zero=False),
+            note={"type": ["string", "null"], "maxLength": MAX_NOTE_CHARS},
+        )
+    ),
     "Credited": obj(
         ["name", "amount_usd", "amount_nano_usd", "balance_usd", "balance_nano_usd"],
         name=STR,
@@ -307,6 +310,7 @@ PATHS: dict[str, Schema] = {
                               query("end_date", "YYYY-MM-DD, UTC, exclusive", {"type": "string", "format": "date"})]),
     },
 }  # fmt: skip
+
 
 def key_bodies(settings: Settings) -> dict[str, Schema]:
     """CreateKey and EditKey: a key's group and models must be ones the config has."""

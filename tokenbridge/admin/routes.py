@@ -16,10 +16,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from tokenbridge import errors
 from tokenbridge.admin import params
 from tokenbridge.admin.auth import Principal, authenticate, unknown_key
 from tokenbridge.admin.openapi import openapi_endpoint
-from tokenbridge import errors
 from tokenbridge.errors import DuplicateKey, InvalidRequest
 from tokenbridge.money import format_usd
 from tokenbridge.report import key_json, sum_csv, sum_json, usage_csv, usage_json

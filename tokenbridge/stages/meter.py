@@ -38,6 +38,7 @@ from tokenbridge.call import Call, caller_wants_usage, get_call
 from tokenbridge.errors import ClientGone, GatewayError, UpstreamError, UpstreamTimeout
 from tokenbridge.money import Usage
 from tokenbridge.tokens import estimate, tool_call_texts
+from tokenbridge.upstream.redact import mask_secrets
 from tokenbridge.upstream.sse import MAX_EVENT_BYTES, EventSplitter, event_data
 
 log = logging.getLogger("tokenbridge")
@@ -111,7 +112,9 @@ def usage_from(payload: Any) -> Usage | None:
 class SseTap:
     """Reads a chat SSE stream for usage and `[DONE]`; in strip mode cuts out the usage-only chunk."""
 
-    __slots__ = ("splitter", "strip", "request_id", "usage", "done", "unread", "unread_bytes", "text", "text_bytes")
+    __slots__ = (
+        "splitter", "strip", "fault", "request_id", "usage", "done", "unread", "unread_bytes", "text", "text_bytes",
+    )  # fmt: skip
 
     def __init__(self, *, strip: bool, request_id: str = "") -> None:
         self.splitter = EventSplitter()
@@ -123,13 +126,19 @@ class SseTap:
         self.unread_bytes = 0
         self.text: list[bytes] = []  # the answer text (UTF-8) of the events read so far, a piece per batch
         self.text_bytes = 0
+        self.fault: str | None = None  # the start of an event no client could read: the stream ends there
 
     def feed(self, data: bytes) -> bytes:
         """The whole events completed by `data`, less a cut-out usage chunk."""
         held = self.splitter.held > 0
         events = self.splitter.feed(data)
+        cut = False
+        for i, event in enumerate(events):
+            if not _readable(event):  # what came before it goes out; it and what follows do not
+                self.fault, events, cut = event[:80].decode(errors="replace"), events[:i], True
+                break
         kept = [event for event in events if not self._read(event)]
-        edited = len(kept) != len(events)
+        edited = cut or len(kept) != len(events)
         if self.strip and any(_NO_USAGE in e or _ADDED_NULL_USAGE[1] in e for e in kept):
             kept, edited = [_without_null_usage(e) for e in kept], True
         for event in kept:
@@ -206,6 +215,27 @@ class SseTap:
             "request %s: the upstream reported usage %s, then %s (prompt/completion/cached tokens); billing %s",
             self.request_id, _counts(seen), _counts(usage), _counts(self.usage),
         )  # fmt: skip
+
+
+# A chunk as OpenAI sends it: one `data: {...}` line and a blank line. Such an event is taken as
+# readable without parsing it (the meter parses only usage events); anything else is looked at closer.
+_OBJECT_EVENT_ENDS = (b"}\n\n", b"}\r\n\r\n", b"}\r\r")
+
+
+def _readable(event: bytes) -> bool:
+    """Whether an OpenAI client can read this event: data that is a JSON object or `[DONE]`, or no
+    data at all (a comment, a keep-alive). An SDK meeting anything else fails with a parse error of
+    its own, which blames neither the upstream nor the gateway; the gateway ends the stream with an
+    error event instead."""
+    if event.startswith(b"data: {") and event.endswith(_OBJECT_EVENT_ENDS):
+        return True
+    data = event_data(event).strip()
+    if not data or data == _DONE:
+        return True
+    try:
+        return isinstance(orjson.loads(data), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def _counts(usage: Usage) -> str:
@@ -296,6 +326,16 @@ class MeterMiddleware:
                 more = message.get("more_body", False)
                 if sse is not None:
                     out = sse.feed(body)
+                    if sse.fault is not None:
+                        if out:
+                            await send({"type": "http.response.body", "body": out, "more_body": True})
+                        channel = call.channel.name if call.channel else "?"
+                        secret = call.channel.api_key if call.channel else ""
+                        log.warning(
+                            "request %s: channel %r sent a stream event that is not JSON: %r",
+                            call.request_id, channel, mask_secrets(sse.fault, secret),
+                        )  # fmt: skip
+                        raise UpstreamError("The upstream sent a stream event that is not JSON; the answer may be cut.")
                     if not more:
                         out += sse.finish()
                         if not sse.done:  # see the module docstring
