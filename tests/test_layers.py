@@ -13,11 +13,17 @@ imports itself.
 from __future__ import annotations
 
 import ast
+import re
+import sys
+import tomllib
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).parents[1] / "tokenbridge"
+# Runtime dependencies the package uses without importing them itself: uvicorn picks them up.
+USED_THROUGH_UVICORN = {"httptools", "uvloop"}
 
 # Lowest first. A module may import from its own layer and the layers below; the groups of one layer
 # (store and upstream) stand side by side and import nothing from each other. A module belongs to the
@@ -155,3 +161,26 @@ def test_layers_no_module_imports_from_above_or_beside_its_layer() -> None:
 )
 def test_layers_the_longest_prefix_places_a_module(name: str, layer: str) -> None:
     assert place(name)[1] == layer
+
+
+def dist_name(text: str) -> str:
+    return re.sub(r"[-_.]+", "_", text).lower()
+
+
+def test_layers_runtime_dependencies_are_what_the_package_imports() -> None:
+    """A runtime dependency nothing in tokenbridge/ imports belongs in the test extras (httpx), and an
+    import of a distribution not declared would fail on a clean install."""
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]
+    declared = {dist_name(re.split(r"[<>=!~;\[ ]", d, maxsplit=1)[0]) for d in project["dependencies"]}
+    providers = packages_distributions()
+    imported = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    foreign = imported - set(sys.stdlib_module_names) - {"tokenbridge"}
+    used = {dist_name(d) for module in foreign for d in providers.get(module, [module])}
+    assert used - declared == set()
+    assert declared - used == USED_THROUGH_UVICORN
