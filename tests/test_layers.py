@@ -37,8 +37,8 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
         ),
     },
     {"store": ("store",), "upstream": ("upstream",)},
-    {"shared": ("call", "completions", "metrics", "report", "runtime")},
-    {"stages": ("stages", "upstream.proxy", "observe")},
+    {"shared": ("call", "outcome", "completions", "metrics", "report", "runtime")},
+    {"stages": ("stages", "upstream.proxy", "observe", "cors")},
     {"app": ("endpoints", "admin", "console", "app", "serve", "cli", "__main__")},
 )  # fmt: skip
 
