@@ -184,3 +184,8 @@ def test_layers_runtime_dependencies_are_what_the_package_imports() -> None:
     used = {dist_name(d) for module in foreign for d in providers.get(module, [module])}
     assert used - declared == set()
     assert declared - used == USED_THROUGH_UVICORN
+
+
+def test_layers_readme_states_the_layers_checked_here() -> None:
+    line = "  <-  ".join(" | ".join(groups) for groups in LAYERS)
+    assert f"\n    {line}\n" in (PACKAGE.parent / "README.md").read_text()
