@@ -4,9 +4,10 @@ bench/upstream.py on loopback, JSON and SSE.
 
     python bench/clients.py [--seconds 5] [--concurrency 50]
 
-A client that is not installed is reported as such (only aiohttp and httpx are dependencies;
-`pip install httpx2` to include it). Each client runs in a process of its own, so one's pool or
-event loop cannot slow the next; CPU is that process's user + system time.
+A client that is not installed is reported as such (aiohttp is a dependency, httpx comes with the
+test extras, `pip install -e '.[test]'`; `pip install httpx2` to include it). Each client runs in a
+process of its own, so one's pool or event loop cannot slow the next; CPU is that process's user +
+system time.
 """
 
 from __future__ import annotations

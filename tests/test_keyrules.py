@@ -1,5 +1,5 @@
 """The rules on what a key may be given (keyrules.py), which the CLI and the admin API both apply, and
-the duration syntax (report.parse_duration) behind `expires_in` and `since`."""
+the duration syntax (durations.parse_duration) behind `expires_in` and `since`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 
 from tokenbridge import keyrules
-from tokenbridge.report import parse_duration
+from tokenbridge.durations import parse_duration
 
 
 def test_end_of_time_is_the_last_second_of_9999_utc() -> None:

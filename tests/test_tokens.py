@@ -6,6 +6,7 @@ import base64
 import os
 import subprocess
 import sys
+from types import MappingProxyType
 
 import orjson
 import pytest
@@ -63,6 +64,19 @@ def test_tokens_leave_the_environment_as_they_found_it() -> None:
     tokens.encoding.cache_clear()
     tokens.encoding("cl100k_base")
     assert os.environ.get("TIKTOKEN_CACHE_DIR") == before
+
+
+def test_tokens_load_the_shipped_files_without_writing_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """os.environ is process-wide: a load that sets a variable, even for a moment, changes it for every
+    thread (another library's tiktoken load among them). A read-only environment proves none is set."""
+    tokens.encoding.cache_clear()
+    with monkeypatch.context() as patch:  # undone before pytest itself writes PYTEST_CURRENT_TEST again
+        patch.setattr(os, "environ", MappingProxyType(dict(os.environ)))
+        try:
+            assert len(tokens.encoding("cl100k_base").encode("Hello from fake")) == 3
+            assert len(tokens.encoding("o200k_base").encode("Hello from fake")) == 3
+        finally:
+            tokens.encoding.cache_clear()
 
 
 def n(text: str) -> int:

@@ -22,8 +22,7 @@ from tokenbridge.admin import admin_routes
 from tokenbridge.asgi import ASGIApp
 from tokenbridge.console import console_routes
 from tokenbridge.cors import CorsMiddleware
-from tokenbridge.endpoints import ModelEndpoint, ModelsEndpoint, healthz, http_exception, readyz
-from tokenbridge.metrics import metrics_endpoint
+from tokenbridge.endpoints import ModelEndpoint, ModelsEndpoint, healthz, http_exception, metrics_endpoint, readyz
 from tokenbridge.observe import ObserveMiddleware
 from tokenbridge.process import die_with_supervisor
 from tokenbridge.runtime import Runtime

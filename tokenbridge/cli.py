@@ -19,8 +19,9 @@ from typing import Any, TypeVar
 import orjson
 
 from tokenbridge import keyrules, serve
+from tokenbridge.durations import parse_duration
 from tokenbridge.money import clip, format_usd, to_nano
-from tokenbridge.report import key_json, parse_duration, sum_csv, sum_json, usage_csv, usage_json
+from tokenbridge.report import key_json, sum_csv, sum_json, usage_csv, usage_json
 from tokenbridge.settings import ConfigError, Settings, load_settings
 from tokenbridge.store.channels import list_channel_health
 from tokenbridge.store.db import Database, StoreError, as_unavailable

@@ -1,4 +1,4 @@
-"""The small endpoints: model list and model, liveness, readiness, and OpenAI-shaped 404/405."""
+"""The small endpoints: model list and model, liveness, readiness, metrics, and OpenAI-shaped 404/405."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from starlette.responses import Response
 from tokenbridge.asgi import Receive, Scope, Send
 from tokenbridge.call import get_call
 from tokenbridge.errors import GatewayError, MethodNotAllowed, RouteNotFound, unknown_model
+from tokenbridge.metrics import CONTENT_TYPE
 from tokenbridge.runtime import Runtime
 from tokenbridge.store.db import StoreError
+from tokenbridge.store.ledger import count_holds
 
 JSON = "application/json"
 log = logging.getLogger("tokenbridge")
@@ -60,6 +62,16 @@ def readyz(runtime: Runtime) -> Callable[[Request], Awaitable[Response]]:
         except StoreError:  # StoreUnavailable is logged by the store, once per outage
             return Response(b'{"status":"unavailable","database":"not writable"}', status_code=503, media_type=JSON)
         return Response(orjson.dumps({"status": "ready", "channels": len(runtime.settings.channels)}), media_type=JSON)
+
+    return endpoint
+
+
+def metrics_endpoint(runtime: Runtime) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        """GET /metrics: Prometheus text; no secrets and no key names in it."""
+        holds = await count_holds(runtime.db)
+        body = runtime.metrics.render(settings=runtime.settings, breakers=runtime.breakers, open_holds=holds)
+        return Response(body, media_type=CONTENT_TYPE)
 
     return endpoint
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 import time
 
+from tokenbridge.durations import parse_duration
 from tokenbridge.money import clip
-from tokenbridge.report import parse_duration
 
 # Names go into URLs (/admin/keys/{name}): keep them to characters that need no escaping.
 KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")

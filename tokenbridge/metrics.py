@@ -1,4 +1,4 @@
-"""Prometheus metrics: what every finished request adds, and `GET /metrics`.
+"""Prometheus metrics: what every finished request adds, and the text `GET /metrics` serves (endpoints.py).
 
 One `Metrics` per process (on the Runtime). Requests feed it in one place, `observe.py`, from the
 finished Call; breaker transitions feed the breaker gauge; open holds are counted in the store at
@@ -20,22 +20,18 @@ the cache or the scrape.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
-from starlette.requests import Request
-from starlette.responses import Response
 
-from tokenbridge.store.ledger import count_holds
-from tokenbridge.upstream.breaker import CLOSED, HALF_OPEN, OPEN
+from tokenbridge.circuits import CLOSED, HALF_OPEN, OPEN
 
 if TYPE_CHECKING:
     from tokenbridge.call import Call
-    from tokenbridge.runtime import Runtime
     from tokenbridge.settings import Settings
     from tokenbridge.upstream.breaker import Breakers
 
@@ -194,13 +190,3 @@ def forget_dead_workers(directory: str) -> None:
             mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
         except PermissionError:  # alive, another user's
             pass
-
-
-def metrics_endpoint(runtime: Runtime) -> Callable[[Request], Awaitable[Response]]:
-    async def endpoint(request: Request) -> Response:
-        """GET /metrics: Prometheus text; no secrets and no key names in it."""
-        holds = await count_holds(runtime.db)
-        body = runtime.metrics.render(settings=runtime.settings, breakers=runtime.breakers, open_holds=holds)
-        return Response(body, media_type=CONTENT_TYPE)
-
-    return endpoint

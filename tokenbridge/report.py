@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from tokenbridge.money import clip, format_usd
+from tokenbridge.money import format_usd
 from tokenbridge.store.keys import KeyRecord
-
-_DURATION = re.compile(r"([0-9]{1,10})([smhd])")  # ASCII digits; ten at most (9999999999d is 300 million years)
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 # A usage row's fields, in order (`usage --json`, `GET /admin/usage`, and the admin API's CSV).
 USAGE_FIELDS = (
@@ -31,16 +27,6 @@ TEXT_FIELDS = frozenset({
     "caller_request_id",
 })  # fmt: skip
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def parse_duration(text: str) -> float:
-    """ "90s", "15m", "24h", "30d" -> seconds; ValueError says how to write one."""
-    match = _DURATION.fullmatch(text.strip())
-    if not match:
-        raise ValueError(
-            f"{clip(text)} is not a duration: use a number (at most 10 digits) and a unit, like 90s, 15m, 24h or 30d"
-        )
-    return int(match[1]) * _SECONDS[match[2]]
 
 
 def iso_time(unix_s: float) -> str:

@@ -22,13 +22,14 @@ from collections.abc import Callable, Coroutine
 from contextlib import suppress
 from typing import Any
 
+from tokenbridge.circuits import Transition
 from tokenbridge.metrics import Metrics
 from tokenbridge.settings import ConfigError, Settings, load_settings
 from tokenbridge.store.channels import upsert_channel_health
 from tokenbridge.store.db import Database
 from tokenbridge.store.keys import KeyCache, get_keys_version
 from tokenbridge.store.ledger import release_dead_holds
-from tokenbridge.upstream.breaker import Breakers, Transition
+from tokenbridge.upstream.breaker import Breakers
 from tokenbridge.upstream.client import UpstreamClient
 
 log = logging.getLogger("tokenbridge")

@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 
 from tokenbridge.money import Price, to_fraction
 from tokenbridge.tomlread import ConfigError, Table, quoted, syntax_error, toml_type
-from tokenbridge.upstream.breaker import BreakerSettings
 
 __all__ = ["Channel", "ConfigError", "Group", "ServerSettings", "Settings", "load_settings", "parse_settings"]
 
@@ -39,6 +38,18 @@ _CHANNEL_KEYS = (
 )  # fmt: skip
 _PRICE_KEYS = ("input", "output", "cached_input")
 _GROUP_KEYS = ("multiplier",)
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSettings:
+    """The `breaker_*` keys of `[server]`: when a circuit opens and how long it backs off (upstream/breaker.py)."""
+
+    failures: int = 3  # consecutive failures that open the circuit
+    error_ratio: float = 0.5  # ...or this share of failures among the last `window` outcomes (counted
+    # from a circuit's first failure: a channel that never failed keeps no state at all)
+    window: int = 20
+    cooldown_s: float = 5.0  # first back-off; doubles on every failed probe
+    max_cooldown_s: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,10 @@
 """Offline token counts, for when an upstream gives no usage or a caller leaves before it arrives.
 
-tiktoken with the BPE files shipped in `tokenbridge/bpe/` (it would otherwise download them at run
-time, which fails without internet). Encodings are loaded lazily, on the first estimate, in a
-worker thread: most gateways never need one, and an encoding costs tens of MB of memory.
+tiktoken with the BPE files shipped in `tokenbridge/bpe/`, loaded straight from there
+(`load_tiktoken_bpe` on the file, checked against the sha256 tiktoken itself expects, then
+`tiktoken.Encoding`): `tiktoken.get_encoding` would download them at run time, which fails without
+internet. Encodings are loaded lazily, on the first estimate, in a worker thread: most gateways
+never need one, and an encoding costs tens of MB of memory.
 Unknown models fall back to o200k_base.
 
 Beyond message text, a prompt counts its tool definitions (`tools`, legacy `functions`) as their
@@ -18,9 +20,8 @@ import asyncio
 import base64
 import binascii
 import math
-import os
-import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
@@ -28,11 +29,47 @@ from typing import Any, Literal
 
 import orjson
 import tiktoken
+from tiktoken.load import load_tiktoken_bpe
 from tiktoken.model import encoding_name_for_model
 
 BPE_DIR = Path(__file__).with_name("bpe")
 FALLBACK_ENCODING = "o200k_base"
-SHIPPED_ENCODINGS = ("o200k_base", "cl100k_base")
+_ENDOFTEXT, _ENDOFPROMPT = "<|endoftext|>", "<|endofprompt|>"
+_FIM_PREFIX, _FIM_MIDDLE, _FIM_SUFFIX = "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>"
+
+
+@dataclass(frozen=True, slots=True)
+class Shipped:
+    """An encoding as tiktoken_ext/openai_public.py defines it (MIT), its ranks in `bpe/<name>.tiktoken`."""
+
+    sha256: str  # of the ranks file: tiktoken's own expected_hash, so a wrong byte fails the load
+    pat_str: str
+    special_tokens: dict[str, int]
+
+
+SHIPPED_ENCODINGS = {
+    "o200k_base": Shipped(
+        sha256="446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+        pat_str="|".join((
+            r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+            r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+            r"""\p{N}{1,3}""",
+            r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+            r"""\s*[\r\n]+""",
+            r"""\s+(?!\S)""",
+            r"""\s+""",
+        )),
+        special_tokens={_ENDOFTEXT: 199999, _ENDOFPROMPT: 200018},
+    ),
+    "cl100k_base": Shipped(
+        sha256="223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+        pat_str=r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",
+        special_tokens={
+            _ENDOFTEXT: 100257, _FIM_PREFIX: 100258, _FIM_MIDDLE: 100259, _FIM_SUFFIX: 100260, _ENDOFPROMPT: 100276,
+        },
+    ),
+}  # fmt: skip
+
 # OpenAI's counting for chat prompts: each message costs its framing, the reply its priming.
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
@@ -54,8 +91,6 @@ IMAGE_FIT_PX, IMAGE_SHORT_SIDE_PX, IMAGE_TILE_PX = 2048, 768, 512
 IMAGE_HEADER_CHARS = 1 << 18  # base64 read for a size: a JPEG's frame header may follow ~190 KB of metadata
 _JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOFn markers (not DHT, JPG, DAC)
 
-_load_lock = threading.Lock()
-
 
 def encoding_name(model: str) -> str:
     try:
@@ -67,17 +102,12 @@ def encoding_name(model: str) -> str:
 
 @cache
 def encoding(name: str) -> tiktoken.Encoding:
-    """Load a shipped encoding, never touching the network (tiktoken verifies the file's sha256)."""
-    with _load_lock:  # TIKTOKEN_CACHE_DIR is process-wide: set it only for the load, and put it back
-        saved = os.environ.get("TIKTOKEN_CACHE_DIR")
-        os.environ["TIKTOKEN_CACHE_DIR"] = str(BPE_DIR)
-        try:
-            return tiktoken.get_encoding(name)
-        finally:
-            if saved is None:
-                del os.environ["TIKTOKEN_CACHE_DIR"]
-            else:
-                os.environ["TIKTOKEN_CACHE_DIR"] = saved
+    """Load a shipped encoding from its file, never touching the network or the environment."""
+    shipped = SHIPPED_ENCODINGS[name]
+    ranks = load_tiktoken_bpe(str(BPE_DIR / f"{name}.tiktoken"), expected_hash=shipped.sha256)
+    return tiktoken.Encoding(
+        name, pat_str=shipped.pat_str, mergeable_ranks=ranks, special_tokens=shipped.special_tokens
+    )
 
 
 def count(text: str, model: str) -> int:

@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tokenbridge.call import Call
+from tokenbridge.limits import MAX_JSON_BYTES
 from tokenbridge.money import Usage
 from tokenbridge.stages.meter import (
-    MAX_JSON_BYTES,
     UNREAD_TEXT_EVENT_BYTES,
     JsonTap,
     MeterMiddleware,

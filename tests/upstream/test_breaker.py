@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tokenbridge.upstream.breaker import CLOSED, HALF_OPEN, OPEN, Breakers, BreakerSettings, Transition
+from tokenbridge.circuits import CLOSED, HALF_OPEN, OPEN, Transition
+from tokenbridge.settings import BreakerSettings
+from tokenbridge.upstream.breaker import Breakers
 
 
 class Clock:

@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 
 from tokenbridge import keyrules
+from tokenbridge.durations import parse_duration
 from tokenbridge.errors import InvalidRequest
 from tokenbridge.money import clip, to_nano
-from tokenbridge.report import parse_duration
 from tokenbridge.settings import Settings
 
 MAX_NOTE_CHARS = 500

@@ -36,6 +36,7 @@ import orjson
 from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send, is_event_stream
 from tokenbridge.call import Call, caller_wants_usage, get_call
 from tokenbridge.errors import ClientGone, GatewayError, UpstreamError, UpstreamTimeout
+from tokenbridge.limits import MAX_JSON_BYTES
 from tokenbridge.money import Usage
 from tokenbridge.tokens import estimate, tool_call_texts
 from tokenbridge.upstream.redact import mask_secrets
@@ -43,7 +44,6 @@ from tokenbridge.upstream.sse import MAX_EVENT_BYTES, EventSplitter, event_data,
 
 log = logging.getLogger("tokenbridge")
 
-MAX_JSON_BYTES = 8 << 20  # a JSON answer larger than this is passed on but not read for usage
 # Delivered text events kept as they are, unread (most streams bring their usage and are never read);
 # past this, the oldest are read for their text PARSE_BATCH_BYTES at a time.
 UNREAD_TEXT_EVENT_BYTES = 256 << 10

@@ -19,7 +19,7 @@ from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send, is_event_st
 from tokenbridge.call import Call, get_call
 from tokenbridge.completions import chat_request, completion_response, is_native, translate_event
 from tokenbridge.errors import UpstreamError
-from tokenbridge.stages.meter import MAX_JSON_BYTES
+from tokenbridge.limits import MAX_JSON_BYTES
 from tokenbridge.upstream.sse import MAX_EVENT_BYTES, EventSplitter
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from tokenbridge.circuits import Transition
 from tokenbridge.store.db import Database
-from tokenbridge.upstream.breaker import Transition
 
 
 async def upsert_channel_health(db: Database, change: Transition) -> None:

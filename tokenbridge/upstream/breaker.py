@@ -19,26 +19,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerSettings:
-    failures: int = 3  # consecutive failures that open the circuit
-    error_ratio: float = 0.5  # ...or this share of failures among the last `window` outcomes (counted
-    # from a circuit's first failure: a channel that never failed keeps no state at all)
-    window: int = 20
-    cooldown_s: float = 5.0  # first back-off; doubles on every failed probe
-    max_cooldown_s: float = 300.0
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    channel: str
-    model: str
-    state: str
-    reason: str
-    retry_in_s: float  # for OPEN: the back-off before the next probe
+from tokenbridge.circuits import CLOSED, HALF_OPEN, OPEN, Transition
+from tokenbridge.settings import BreakerSettings
 
 
 @dataclass(slots=True)
