@@ -40,20 +40,20 @@ Stage = Callable[[ASGIApp, Runtime, str], ASGIApp]
 
 # The pipeline of an OpenAI completion route, outermost first (observe and intake wrap the whole app, below).
 OPENAI_STAGES: tuple[Stage, ...] = (
-    lambda app, rt, kind: BodyMiddleware(app, kind=kind),  # read + parse the body once into the Call
-    lambda app, rt, kind: AuthMiddleware(app, runtime=rt),  # bearer key -> call.key
-    lambda app, rt, kind: QuotaMiddleware(app, runtime=rt),  # hold before, settle after
-    lambda app, rt, kind: MappingMiddleware(app, runtime=rt),  # model -> candidate channels
-    lambda app, rt, kind: ShapeMiddleware(app),  # caller's shape <-> upstream's shape
-    lambda app, rt, kind: MeterMiddleware(app),  # status, TTFB, usage, end reason
+    lambda app, rt, route: BodyMiddleware(app, route=route),  # read + parse the body once into the Call
+    lambda app, rt, route: AuthMiddleware(app, runtime=rt),  # bearer key -> call.key
+    lambda app, rt, route: QuotaMiddleware(app, runtime=rt),  # hold before, settle after
+    lambda app, rt, route: MappingMiddleware(app, runtime=rt),  # model -> candidate channels
+    lambda app, rt, route: ShapeMiddleware(app),  # caller's shape <-> upstream's shape
+    lambda app, rt, route: MeterMiddleware(app),  # status, TTFB, usage, end reason
 )
 
 
-def pipeline(runtime: Runtime, kind: str) -> ASGIApp:
+def pipeline(runtime: Runtime, route: str) -> ASGIApp:
     """The stages wrapped around the upstream proxy, built once at start-up."""
     app: ASGIApp = UpstreamProxy(client=runtime.upstream, breakers=runtime.breakers)
     for stage in reversed(OPENAI_STAGES):
-        app = stage(app, runtime, kind)
+        app = stage(app, runtime, route)
     return app
 
 

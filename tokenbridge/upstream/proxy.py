@@ -35,22 +35,18 @@ from tokenbridge.errors import (
 )
 from tokenbridge.settings import Channel
 from tokenbridge.upstream.breaker import Breakers
-from tokenbridge.upstream.client import (
-    CHECKED_JSON_BYTES,
-    ERROR_BODY_PEEK_BYTES,
-    HttpResponse,
-    UpstreamClient,
-    UpstreamResponse,
-)
+from tokenbridge.upstream.client import UpstreamClient, UpstreamResponse
+from tokenbridge.upstream.http import ERROR_BODY_PEEK_BYTES
 from tokenbridge.upstream.redact import mask_secrets
 
 log = logging.getLogger("tokenbridge")
 
 RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 CHANNEL_FAULT_STATUSES = frozenset({401, 403})  # the channel's own secret is wrong: its fault, not the caller's
+CHECKED_JSON_BYTES = 8 << 20  # a JSON answer up to this size is read whole and parsed before its first byte goes out
 
 
-def upstream_payload(call: Call, channel: Channel, body: dict[str, Any]) -> bytes | dict[str, object]:
+def upstream_payload(call: Call, channel: Channel, body: dict[str, Any]) -> bytes:
     """The request body for one channel: the checked body's bytes (`call.raw_body`) unless something must change.
 
     Changes: the model name (`model_map`), and asking a stream for its usage so it can be billed
@@ -58,12 +54,12 @@ def upstream_payload(call: Call, channel: Channel, body: dict[str, Any]) -> byte
     """
     model = channel.upstream_model(call.model)
     ask_usage = call.stream and not caller_wants_usage(body)
-    if channel.kind != "echo" and body is call.body and model == call.model and not ask_usage:
+    if body is call.body and model == call.model and not ask_usage:
         return call.raw_body
     payload: dict[str, object] = {**body, "model": model}
     if ask_usage:
         payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-    return payload if channel.kind == "echo" else orjson.dumps(payload)  # echo takes the parsed dict
+    return orjson.dumps(payload)
 
 
 class UpstreamProxy:
@@ -159,7 +155,7 @@ class UpstreamProxy:
             reason, last = fault
             response.close()
             self._failed(call, channel, reason)
-            if response.status == 429 and isinstance(response, HttpResponse):
+            if response.status == 429:
                 limited.append(retry_after_s(response.retry_after))
         if last is None:
             retry_in = self.breakers.retry_in((c.name for c in call.candidates), call.model)
@@ -186,8 +182,6 @@ class UpstreamProxy:
         body that does not parse). A non-stream answer is all generated before its head arrives, so
         reading it whole (up to CHECKED_JSON_BYTES) costs no generation time, only its transfer.
         """
-        if not isinstance(response, HttpResponse):
-            return None  # the built-in echo channel
         name, status = channel.name, response.status
         if status in RETRY_STATUSES or status in CHANNEL_FAULT_STATUSES:
             reason = f"HTTP {status} {await response.peek()}".strip()
