@@ -55,7 +55,7 @@ def answering(call: Call, *, stream: bool) -> Any:
         if stream:
             await send({"type": "http.response.body", "body": b'data: {"choices":[]}\n\n', "more_body": True})
             call.delivered += 1  # intake counts what goes out
-        call.usage, call.usage_source, call.end_reason = Usage(2**63, 1), "upstream", "done"
+        call.usage, call.usage_source, call.complete = Usage(2**63, 1), "upstream", True  # as the meter marks it
         await send({"type": "http.response.body", "body": DONE if stream else b"{}", "more_body": stream})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 

@@ -82,7 +82,7 @@ class UpstreamProxy:
                 pass
             # Once the meter has seen the answer complete, what is left is the settle and the last
             # bytes: cancelling then would cut the settle's bookkeeping short for a bill already final.
-            if not finished and call.end_reason != "done":
+            if not finished and not call.complete:
                 caller_left = True
                 task.cancel()  # closes the upstream response in _forward's finally
 
