@@ -4,38 +4,23 @@ cut it short (its settle is under way); one who leaves before does."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from tests.echo_config import echo_settings
 from tokenbridge.asgi import Message
 from tokenbridge.call import Call
 from tokenbridge.errors import ClientGone
-from tokenbridge.settings import parse_settings
 from tokenbridge.upstream.breaker import Breakers
 from tokenbridge.upstream.client import UpstreamClient
 from tokenbridge.upstream.proxy import UpstreamProxy
 
-CONFIG = """
-[server]
-database = "t.db"
-
-[[channels]]
-name = "demo"
-kind = "echo"
-models = ["m"]
-
-[models.m]
-input = 1.0
-output = 2.0
-"""
-
 
 @pytest.mark.parametrize("complete", [True, False])
 async def test_a_caller_leaving_at_the_last_chunk_cancels_only_an_incomplete_answer(complete: bool) -> None:
-    settings = parse_settings(CONFIG, Path("/tmp/config.toml"), environ={})
+    settings = echo_settings()
     body = {"model": "m", "messages": [{"role": "user", "content": "a b c"}], "stream": True}
     call = Call(request_id="req-p", settings=settings)
     call.body = call.upstream_body = body

@@ -11,10 +11,11 @@ from types import MappingProxyType
 
 import orjson
 
+from tests.echo_config import echo_settings
 from tokenbridge import settings as settings_module
 from tokenbridge.call import Call
 from tokenbridge.completions import is_native
-from tokenbridge.settings import Channel, parse_settings
+from tokenbridge.settings import Channel
 from tokenbridge.upstream import client as client_module
 from tokenbridge.upstream.client import TRANSPORTS, UpstreamClient
 from tokenbridge.upstream.proxy import upstream_payload
@@ -22,24 +23,10 @@ from tokenbridge.upstream.proxy import upstream_payload
 PACKAGE = Path(__file__).parents[2] / "tokenbridge"
 # A comparison with the provider kind: `channel.kind == "echo"`, `kind != "openai"`, `.kind in (...)`.
 _KIND_TEST = re.compile(r"""\bkind\s*(?:[!=]=\s*["']|(?:not\s+)?in\s*[(\[{])""")
-CONFIG = """
-[server]
-database = "t.db"
-
-[[channels]]
-name = "demo"
-kind = "echo"
-models = ["m"]
-completions = "native"
-
-[models.m]
-input = 1.0
-output = 2.0
-"""
 
 
 def echo_channel() -> Channel:
-    return parse_settings(CONFIG, Path("/tmp/config.toml"), environ={}).channels[0]
+    return echo_settings(completions="native").channels[0]
 
 
 def test_no_branch_on_the_provider_kind_outside_the_config_checks() -> None:
@@ -60,7 +47,7 @@ def test_every_configurable_kind_has_a_transport() -> None:
 def test_the_proxy_hands_every_transport_bytes() -> None:
     channel = echo_channel()
     body = {"model": "m", "messages": [{"role": "user", "content": "hi there"}], "stream": True}
-    call = Call(request_id="r", settings=parse_settings(CONFIG, Path("/tmp/config.toml"), environ={}))
+    call = Call(request_id="r", settings=echo_settings())
     call.body, call.raw_body, call.model, call.stream = body, orjson.dumps(body), "m", True
     payload = upstream_payload(call, channel, body)
     assert isinstance(payload, bytes)
@@ -85,7 +72,7 @@ def test_a_completions_request_to_the_echo_channel_goes_through_chat_even_if_nat
     # The echo answers chat only: its transport says so, the channel's kind is not looked at.
     channel = echo_channel()
     assert channel.completions == "native"
-    call = Call(request_id="r", settings=parse_settings(CONFIG, Path("/tmp/config.toml"), environ={}))
+    call = Call(request_id="r", settings=echo_settings())
     call.route = "completions"
     assert not is_native(call, channel)
     http = Channel(
