@@ -56,7 +56,12 @@ def new_call(**fields: Any) -> Call:
         ({}, None, 404, Outcome(404, "rejected", "", None)),
         ({}, None, 200, Outcome(200, "done", "", None)),
         ({}, None, 0, Outcome(499, "client_gone", "the caller disconnected", None)),
-        ({"status": 200, "delivered": 5, "end_reason": "upstream_error"}, None, 200, Outcome(200, "upstream_error", "", None)),
+        (
+            {"status": 200, "delivered": 5, "end_reason": "upstream_error"},
+            None,
+            200,
+            Outcome(200, "upstream_error", "", None),
+        ),
     ],
 )
 def test_outcome_of_each_way_a_request_ends(

@@ -78,7 +78,7 @@ async def test_a_settle_that_raises_sends_nothing_that_completes_the_answer_and_
     async def send(message: Message) -> None:
         sent.append(message)
 
-    stage = QuotaMiddleware(answering(call, stream=stream), runtime=runtime)
+    stage = QuotaMiddleware(answering(call, stream=stream), db=runtime.current_db, spawn=runtime.spawn)
     with pytest.raises(BillingUnavailable):
         await stage({"type": "http", "tokenbridge.call": call}, None, send)  # type: ignore[arg-type]
     bodies = b"".join(m.get("body", b"") for m in sent)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send, is_event_stream
@@ -39,7 +40,7 @@ from tokenbridge.call import Call, get_call
 from tokenbridge.errors import BillingUnavailable, GatewayError, QuotaExceeded, RateLimited, unknown_model
 from tokenbridge.money import Price, Usage, cost, format_usd
 from tokenbridge.outcome import outcome
-from tokenbridge.runtime import Runtime
+from tokenbridge.store.db import Database
 from tokenbridge.store.ledger import DuplicateRequestId, Refusal, reserve_hold, settle_hold
 from tokenbridge.store.usage import UsageRow
 from tokenbridge.tokens import IMAGE_PART_MAX_TOKENS, image_parts
@@ -142,9 +143,12 @@ def usage_row(call: Call, price: Price, failure: BaseException | None, *, billed
 class QuotaMiddleware:
     """Writes call.hold, and call.cost when it settles (in finally at the latest)."""
 
-    def __init__(self, app: ASGIApp, *, runtime: Runtime) -> None:
+    def __init__(
+        self, app: ASGIApp, *, db: Callable[[], Database], spawn: Callable[[Coroutine[Any, Any, Any]], None]
+    ) -> None:
         self.app = app
-        self.runtime = runtime
+        self.db = db  # the database the lifespan opened (there is none yet when the stages are built)
+        self.spawn = spawn  # background work for the life of the process: the settle retries
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         call = get_call(scope)
@@ -153,7 +157,7 @@ class QuotaMiddleware:
         if price is None:  # every served model is priced (config check), so this one is not served
             raise unknown_model(call.model)
         amount = hold_amount(call, price)
-        refusal = await reserve_hold(self.runtime.db, key_id=call.key.id, request_id=call.request_id, amount=amount)
+        refusal = await reserve_hold(self.db(), key_id=call.key.id, request_id=call.request_id, amount=amount)
         if refusal is not None:
             raise refused(call, refusal, amount)
         call.hold = amount
@@ -167,7 +171,7 @@ class QuotaMiddleware:
             settled = True
             row = usage_row(call, price, failure)
             try:
-                await asyncio.shield(settle_hold(self.runtime.db, row))
+                await asyncio.shield(settle_hold(self.db(), row))
             except Exception as exc:
                 log.error(
                     "request %s: could not settle its hold (%s: %s); the hold stays and the settle is retried",
@@ -180,7 +184,7 @@ class QuotaMiddleware:
                     call.end_reason = STORE_ERROR
                     call.error = f"the gateway could not record its charge ({type(exc).__name__}: {exc})"
                     row = usage_row(call, price, withheld, billed=streamed and call.delivered > 0)
-                self.runtime.spawn(self.settle_later(row))
+                self.spawn(self.settle_later(row))
                 return False
             call.cost = row.cost
             return True
@@ -228,7 +232,7 @@ class QuotaMiddleware:
             for delay in SETTLE_RETRY_DELAYS_S:
                 await asyncio.sleep(delay)
                 try:
-                    await settle_hold(self.runtime.db, row)
+                    await settle_hold(self.db(), row)
                 except DuplicateRequestId:
                     return  # an earlier attempt did land
                 except Exception as exc:
