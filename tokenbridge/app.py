@@ -1,11 +1,13 @@
 """create_app(settings) -> the Starlette app: lifespan, the route table, and the stage list, in order.
 
 Every OpenAI route runs the same chain of pure ASGI stages, outermost first; reading
-`OPENAI_STAGES` top to bottom is reading what happens to a request.
+`OPENAI_STAGES` top to bottom is reading what happens to a request, and what each stage is given
+of the runtime (the database as `current_db`: the lifespan opens it after the stages are built).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import time
@@ -40,20 +42,20 @@ Stage = Callable[[ASGIApp, Runtime, str], ASGIApp]
 
 # The pipeline of an OpenAI completion route, outermost first (observe and intake wrap the whole app, below).
 OPENAI_STAGES: tuple[Stage, ...] = (
-    lambda app, rt, kind: BodyMiddleware(app, kind=kind),  # read + parse the body once into the Call
-    lambda app, rt, kind: AuthMiddleware(app, runtime=rt),  # bearer key -> call.key
-    lambda app, rt, kind: QuotaMiddleware(app, runtime=rt),  # hold before, settle after
-    lambda app, rt, kind: MappingMiddleware(app, runtime=rt),  # model -> candidate channels
-    lambda app, rt, kind: ShapeMiddleware(app),  # caller's shape <-> upstream's shape
-    lambda app, rt, kind: MeterMiddleware(app),  # status, TTFB, usage, end reason
+    lambda app, rt, route: BodyMiddleware(app, route=route),  # read + parse the body once into the Call
+    lambda app, rt, route: AuthMiddleware(app, keys=rt.keys, db=rt.current_db),  # bearer key -> call.key
+    lambda app, rt, route: QuotaMiddleware(app, db=rt.current_db, spawn=rt.spawn),  # hold before, settle after
+    lambda app, rt, route: MappingMiddleware(app, rng=rt.rng, breakers=rt.breakers),  # model -> channels to try
+    lambda app, rt, route: ShapeMiddleware(app),  # caller's shape <-> upstream's shape
+    lambda app, rt, route: MeterMiddleware(app),  # status, TTFB, usage, complete or how it broke
 )
 
 
-def pipeline(runtime: Runtime, kind: str) -> ASGIApp:
+def pipeline(runtime: Runtime, route: str) -> ASGIApp:
     """The stages wrapped around the upstream proxy, built once at start-up."""
     app: ASGIApp = UpstreamProxy(client=runtime.upstream, breakers=runtime.breakers)
     for stage in reversed(OPENAI_STAGES):
-        app = stage(app, runtime, kind)
+        app = stage(app, runtime, route)
     return app
 
 
@@ -75,11 +77,12 @@ def create_app(
         finally:
             await runtime.close()
 
+    authed = functools.partial(AuthMiddleware, keys=runtime.keys, db=runtime.current_db)  # a key holder's routes
     routes = [
         Route("/v1/chat/completions", pipeline(runtime, "chat"), methods=["POST"]),
         Route("/v1/completions", pipeline(runtime, "completions"), methods=["POST"]),
-        Route("/v1/models", AuthMiddleware(ModelsEndpoint(), runtime=runtime), methods=["GET"]),
-        Route("/v1/models/{model:path}", AuthMiddleware(ModelEndpoint(), runtime=runtime), methods=["GET"]),
+        Route("/v1/models", authed(ModelsEndpoint()), methods=["GET"]),
+        Route("/v1/models/{model:path}", authed(ModelEndpoint()), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz(runtime), methods=["GET"]),
         *admin_routes(runtime),  # /admin/*, /v1/me, /v1/dashboard/billing/* (tokenbridge/admin/)

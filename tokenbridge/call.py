@@ -54,7 +54,8 @@ class Call:
     ttfb: float | None = None  # seconds from arrival to the first response byte
     usage: Usage | None = None
     usage_source: str = ""  # upstream | estimated; "" while there is no usage
-    end_reason: str = ""  # done | client_gone | upstream_error | timeout | rejected; quota: store_error
+    complete: bool = False  # the answer is whole: set just before the message that completes it (outcome.py)
+    end_reason: str = ""  # what cut the answer short: client_gone | upstream_error | timeout; quota: store_error
     error: str = ""  # why the request failed, for the usage row (never a secret)
 
 

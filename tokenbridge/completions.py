@@ -15,6 +15,7 @@ import orjson
 from tokenbridge.call import Call
 from tokenbridge.errors import InvalidRequest
 from tokenbridge.settings import Channel
+from tokenbridge.upstream.client import takes_completions
 from tokenbridge.upstream.sse import event_data
 
 CARRIED_FIELDS = (
@@ -64,7 +65,7 @@ def chat_request(body: dict[str, Any]) -> dict[str, Any]:
 
 def is_native(call: Call, channel: Channel) -> bool:
     """Does this channel take the caller's completions request as it is?"""
-    return call.route == "completions" and channel.completions == "native" and channel.kind != "echo"
+    return call.route == "completions" and takes_completions(channel)
 
 
 def upstream_target(call: Call, channel: Channel) -> tuple[str, dict[str, Any]]:

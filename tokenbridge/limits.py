@@ -1,8 +1,9 @@
 """Sizes the gateway bounds what it reads by, where more than one room must agree on them.
 
 A JSON answer is read whole only up to MAX_JSON_BYTES: the meter reads its usage, the shape stage
-translates it for `/v1/completions`. Past it the meter passes the bytes on unread and the shape
-stage refuses: the same figure on both routes, so billing never depends on the route.
+translates it for `/v1/completions`, and the proxy parses it before its first byte goes out (a 200
+that is no answer fails over). Past it the meter passes the bytes on unread and the shape stage
+refuses: the same figure everywhere, so billing never depends on the route.
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ sent. It records just before the message that completes the answer goes out (the
 or the one the meter marked as completing it: `[DONE]`, the last byte of a Content-Length), the
 moment quota settles too: so the figures are the usage row's, and a caller that holds the whole
 answer (a test, a scraper right after it) already sees them counted. A request that never got that
-far (the caller left, an error cut a JSON body short) is recorded when the inner app returns; one
-whose caller left before any answer went out counts as 499 (nginx's "client closed request"), as
-in the usage row.
+far (the caller left, an error cut a JSON body short) is recorded when the inner app returns. Its
+status is the one that went out (a caller that left before any answer went out: nginx's "client
+closed request"); how it ended is outcome.py's, as in the usage row.
 
 The line never holds a secret: the key's name, not the bearer; the path without its query string.
 Nothing is formatted when the access logger is off.
@@ -26,11 +26,11 @@ from tokenbridge.call import SCOPE_KEY, Call
 from tokenbridge.logs import AccessLine
 from tokenbridge.metrics import Metrics
 from tokenbridge.money import format_usd
+from tokenbridge.outcome import outcome
 
 log = logging.getLogger("tokenbridge")
 access_log = logging.getLogger("tokenbridge.access")
 
-CLIENT_CLOSED_REQUEST = 499
 UNROUTED = "other"  # the route label of a path no route matched (its own label would be unbounded)
 
 
@@ -53,17 +53,17 @@ class ObserveMiddleware:
             nonlocal status, observed
             if message["type"] == "http.response.start":
                 status = message["status"]
-            elif not observed and (not message.get("more_body", False) or scope[SCOPE_KEY].end_reason == "done"):
+            elif not observed and (not message.get("more_body", False) or scope[SCOPE_KEY].complete):
                 observed = True  # before the message that completes the answer: see the module docstring
                 self.observe(scope, status)
             await send(message)
 
         try:
             await self.app(scope, receive, send_observed)
-        except BaseException:
+        except BaseException as exc:
             if not observed:  # escaped intake: the server answers a bare 500, or drops the connection
                 observed = True
-                self.observe(scope, status or 500)
+                self.observe(scope, status, exc)
             raise
         if not observed:  # returned without completing an answer: the caller left
             self.observe(scope, status)
@@ -80,22 +80,19 @@ class ObserveMiddleware:
             template = self.templates[id(endpoint)] = route_template(routes, endpoint) or UNROUTED
         return template
 
-    def observe(self, scope: Scope, status: int) -> None:
+    def observe(self, scope: Scope, status: int, failure: BaseException | None = None) -> None:
         call: Call | None = scope.get(SCOPE_KEY)
         if call is None:
             return
         try:
-            self.ended(scope, call, status)
+            self.ended(scope, call, status, failure)
         except Exception:  # an observation must never fail the request it observes
             log.exception("request %s: could not record its metrics or access line", call.request_id)
 
-    def ended(self, scope: Scope, call: Call, status: int) -> None:
+    def ended(self, scope: Scope, call: Call, sent: int, failure: BaseException | None) -> None:
         elapsed = time.perf_counter() - call.started
-        if not status:  # nothing went out and intake returned: the caller left (a bug is a 500, above)
-            status = CLIENT_CLOSED_REQUEST
-        end_reason = call.end_reason or (
-            "client_gone" if status == CLIENT_CLOSED_REQUEST else "done" if status < 400 else "rejected"
-        )
+        ended = outcome(call, failure, sent=sent)  # nothing sent and intake returned: the caller left
+        status, end_reason = ended.status, ended.end_reason
         route = self.route_label(scope)
         self.metrics.request_ended(call, route=route, status=status, end_reason=end_reason, elapsed_s=elapsed)
         if access_log.isEnabledFor(logging.INFO):

@@ -2,7 +2,8 @@
 breakers), and the config reload.
 
 Created by create_app, filled in by the lifespan (a database and a client session need a running
-event loop), handed to stages through their constructors. No module globals.
+event loop); each stage gets the parts it uses through its constructor, never the whole Runtime
+(app.py's OPENAI_STAGES). No module globals.
 
 Reload (SIGHUP, or a change of the file when `watch_config` is on): the new file is read and
 validated off the event loop and swapped in whole; requests already running keep the settings they
@@ -65,6 +66,10 @@ class Runtime:
 
     def current_settings(self) -> Settings:
         return self.settings
+
+    def current_db(self) -> Database:
+        """For the stages, which are built before the lifespan opens the database."""
+        return self.db
 
     async def start(self) -> None:
         self._db = await Database.open(self.settings.server.database, log_outages=True)

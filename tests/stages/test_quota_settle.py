@@ -55,7 +55,7 @@ def answering(call: Call, *, stream: bool) -> Any:
         if stream:
             await send({"type": "http.response.body", "body": b'data: {"choices":[]}\n\n', "more_body": True})
             call.delivered += 1  # intake counts what goes out
-        call.usage, call.usage_source, call.end_reason = Usage(2**63, 1), "upstream", "done"
+        call.usage, call.usage_source, call.complete = Usage(2**63, 1), "upstream", True  # as the meter marks it
         await send({"type": "http.response.body", "body": DONE if stream else b"{}", "more_body": stream})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -78,7 +78,7 @@ async def test_a_settle_that_raises_sends_nothing_that_completes_the_answer_and_
     async def send(message: Message) -> None:
         sent.append(message)
 
-    stage = QuotaMiddleware(answering(call, stream=stream), runtime=runtime)
+    stage = QuotaMiddleware(answering(call, stream=stream), db=runtime.current_db, spawn=runtime.spawn)
     with pytest.raises(BillingUnavailable):
         await stage({"type": "http", "tokenbridge.call": call}, None, send)  # type: ignore[arg-type]
     bodies = b"".join(m.get("body", b"") for m in sent)

@@ -56,6 +56,6 @@ async def authenticate(runtime: Runtime, scope: Scope) -> Principal:
     admin_token = runtime.settings.server.admin_token.encode()
     if token and admin_token and hmac.compare_digest(token, admin_token):
         return Principal(None)
-    key = await resolve_key(runtime, token)
+    key = await resolve_key(token, keys=runtime.keys, db=runtime.db)
     name_caller(scope, key)
     return Principal(key)

@@ -69,7 +69,7 @@ class SelfService:
 
     async def caller(self, request: Request) -> tuple[KeyRecord, int, int]:
         """The caller's key read fresh (cached records carry stale balances), its spend and its holds."""
-        cached = await resolve_key(self.runtime, bearer_token(request.scope))
+        cached = await resolve_key(bearer_token(request.scope), keys=self.runtime.keys, db=self.runtime.db)
         name_caller(request.scope, cached)
         key = await get_key_by_name(self.runtime.db, cached.name)
         assert key is not None  # keys are never deleted

@@ -1,8 +1,8 @@
 """Auth: `Authorization: Bearer sk-tb-…` -> SHA-256 -> the key's row -> call.key.
 
-Keys come from the runtime's in-memory cache, which drops them whenever a key is created, revoked
-or edited (it looks at most KEY_CACHE_POLL_S ago): a revoke from the CLI counts within a second,
-on every worker. Balances are not read here: holds read the database.
+Keys come from the process's in-memory cache (store/keys.py's KeyCache), which drops them whenever
+a key is created, revoked or edited (it looks at most KEY_CACHE_POLL_S ago): a revoke from the CLI
+counts within a second, on every worker. Balances are not read here: holds read the database.
 What a key may do is checked here too: a model outside its allowlist is refused before any money
 is held for it. Error messages never echo what the caller sent.
 """
@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 
 from tokenbridge.asgi import ASGIApp, Receive, Scope, Send
 from tokenbridge.call import SCOPE_KEY, get_call
 from tokenbridge.errors import InvalidApiKey, unknown_model
-from tokenbridge.runtime import Runtime
-from tokenbridge.store.keys import KeyRecord, get_key_by_hash
+from tokenbridge.store.db import Database
+from tokenbridge.store.keys import KeyCache, KeyRecord, get_key_by_hash
 
 _BEARER = b"bearer "
 
@@ -39,8 +40,8 @@ def name_caller(scope: Scope, key: KeyRecord) -> None:
         call.key = key
 
 
-async def resolve_key(runtime: Runtime, token: bytes | None) -> KeyRecord:
-    """A bearer token -> its usable key, through the runtime's key cache; 401 invalid_api_key otherwise.
+async def resolve_key(token: bytes | None, *, keys: KeyCache, db: Database) -> KeyRecord:
+    """A bearer token -> its usable key, through the key cache; 401 invalid_api_key otherwise.
     (The admin API resolves key holders with it too.)"""
     if not token:
         raise InvalidApiKey(
@@ -48,13 +49,12 @@ async def resolve_key(runtime: Runtime, token: bytes | None) -> KeyRecord:
             " (create one with `tokenbridge keys create NAME`)."
         )
     key_hash = hashlib.sha256(token).hexdigest()
-    cache = runtime.keys
-    key = cache.get(key_hash)
+    key = keys.get(key_hash)
     if key is None:
-        seen_at = cache.version
-        key = await get_key_by_hash(runtime.db, key_hash)
+        seen_at = keys.version
+        key = await get_key_by_hash(db, key_hash)
         if key is not None:
-            cache.put(key_hash, key, seen_at=seen_at)
+            keys.put(key_hash, key, seen_at=seen_at)
     if key is None:
         raise InvalidApiKey("Incorrect API key provided.")
     if key.status != "active":
@@ -67,12 +67,13 @@ async def resolve_key(runtime: Runtime, token: bytes | None) -> KeyRecord:
 class AuthMiddleware:
     """Writes call.key; refuses with 401 invalid_api_key."""
 
-    def __init__(self, app: ASGIApp, *, runtime: Runtime) -> None:
+    def __init__(self, app: ASGIApp, *, keys: KeyCache, db: Callable[[], Database]) -> None:
         self.app = app
-        self.runtime = runtime
+        self.keys = keys
+        self.db = db  # the database the lifespan opened (there is none yet when the stages are built)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        key = await resolve_key(self.runtime, bearer_token(scope))
+        key = await resolve_key(bearer_token(scope), keys=self.keys, db=self.db())
         call = get_call(scope)
         if call.model and not key.allows(call.model):
             raise unknown_model(call.model)

@@ -1,6 +1,6 @@
 """Body: read the request once (size-limited), parse it once, check its shape, fill the Call.
 
-The route table says which shape a route takes (`kind`); no stage looks at the path.
+The route table says which shape a route takes (`route`: chat or completions); no stage looks at the path.
 
 What goes upstream is the checked body, re-serialised (`call.raw_body`), never the caller's bytes.
 orjson reads a key given twice last-wins, and an upstream that keeps the first would read another
@@ -25,7 +25,7 @@ from tokenbridge.logs import peer
 
 log = logging.getLogger("tokenbridge")
 
-# The field that carries the input, per route kind.
+# The field that carries the input, per route.
 INPUT_FIELD = {"chat": "messages", "completions": "prompt"}
 
 
@@ -69,7 +69,7 @@ async def _read_chunks(receive: Receive, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def check_shape(kind: str, body: Any) -> dict[str, Any]:
+def check_shape(route: str, body: Any) -> dict[str, Any]:
     """The body as a dict, or an InvalidRequest naming the field that is wrong."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
@@ -78,13 +78,13 @@ def check_shape(kind: str, body: Any) -> dict[str, Any]:
         raise InvalidRequest("You must provide a model parameter.", param="model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("'model' must be a non-empty string.", param="model")
-    field = INPUT_FIELD[kind]
+    field = INPUT_FIELD[route]
     value = body.get(field)
     if value is None:
         raise InvalidRequest(f"Missing required parameter: '{field}'.", param=field)
-    if kind == "completions" and (not isinstance(value, str | list) or value == []):
+    if route == "completions" and (not isinstance(value, str | list) or value == []):
         raise InvalidRequest("'prompt' must be a string or a non-empty array.", param="prompt")
-    if kind == "chat":
+    if route == "chat":
         if not isinstance(value, list) or not value:
             raise InvalidRequest("'messages' must be a non-empty array.", param="messages")
         for i, message in enumerate(value):
@@ -106,11 +106,11 @@ def check_shape(kind: str, body: Any) -> dict[str, Any]:
 class BodyMiddleware:
     """Fills call.route, raw_body, body, model, stream."""
 
-    def __init__(self, app: ASGIApp, *, kind: str) -> None:
-        if kind not in INPUT_FIELD:
-            raise ValueError(f"unknown route kind {kind!r}")
+    def __init__(self, app: ASGIApp, *, route: str) -> None:
+        if route not in INPUT_FIELD:
+            raise ValueError(f"unknown route {route!r}")
         self.app = app
-        self.kind = kind
+        self.route = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         call = get_call(scope)
@@ -122,8 +122,8 @@ class BodyMiddleware:
             raise InvalidRequest(
                 "We could not parse the JSON body of your request. The body must be a JSON object."
             ) from exc
-        call.route = self.kind
-        call.body = check_shape(self.kind, parsed)
+        call.route = self.route
+        call.body = check_shape(self.route, parsed)
         call.raw_body = orjson.dumps(call.body)  # see the module docstring
         call.model = call.body["model"]
         call.stream = call.body.get("stream") is True

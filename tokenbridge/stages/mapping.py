@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from tokenbridge.asgi import ASGIApp, Receive, Scope, Send
 from tokenbridge.call import get_call
 from tokenbridge.errors import NoAvailableChannel, unknown_model
-from tokenbridge.runtime import Runtime
 from tokenbridge.settings import Channel
+from tokenbridge.upstream.breaker import Breakers
 
 
 def weighted_order(channels: Sequence[Channel], rng: random.Random) -> tuple[Channel, ...]:
@@ -37,10 +37,10 @@ def weighted_order(channels: Sequence[Channel], rng: random.Random) -> tuple[Cha
 class MappingMiddleware:
     """Writes call.candidates; refuses with 404 model_not_found, or 503 when every circuit is open."""
 
-    def __init__(self, app: ASGIApp, *, runtime: Runtime) -> None:
+    def __init__(self, app: ASGIApp, *, rng: random.Random, breakers: Breakers) -> None:
         self.app = app
-        self.rng = runtime.rng
-        self.breakers = runtime.breakers
+        self.rng = rng
+        self.breakers = breakers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         call = get_call(scope)

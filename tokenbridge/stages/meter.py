@@ -35,9 +35,10 @@ import orjson
 
 from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send, is_event_stream
 from tokenbridge.call import Call, caller_wants_usage, get_call
-from tokenbridge.errors import ClientGone, GatewayError, UpstreamError, UpstreamTimeout
+from tokenbridge.errors import ClientGone, GatewayError, UpstreamError
 from tokenbridge.limits import MAX_JSON_BYTES
 from tokenbridge.money import Usage
+from tokenbridge.outcome import failure_reason
 from tokenbridge.tokens import estimate, tool_call_texts
 from tokenbridge.upstream.redact import mask_secrets
 from tokenbridge.upstream.sse import MAX_EVENT_BYTES, EventSplitter, event_data, readable_event
@@ -270,11 +271,11 @@ class JsonTap:
 
 
 class MeterMiddleware:
-    """Writes call.status, ttfb, usage, usage_source, end_reason, error.
+    """Writes call.status, ttfb, usage, usage_source, complete, end_reason, error.
 
-    `end_reason = "done"` is written the moment the answer is whole, before the message that
-    completes it goes out (`data: [DONE]`, or the last byte of a JSON body's Content-Length): a
-    client stops reading there, so that is when quota must have settled.
+    `complete` is written the moment the answer is whole, before the message that completes it goes
+    out (`data: [DONE]`, or the last byte of a JSON body's Content-Length): a client stops reading
+    there, so that is when quota must have settled (see outcome.py).
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -321,17 +322,17 @@ class MeterMiddleware:
                             if out:
                                 await send({"type": "http.response.body", "body": out, "more_body": True})
                             raise UpstreamError("The upstream ended the stream without [DONE]; the answer may be cut.")
-                    if sse.done and not call.end_reason:
+                    if sse.done and not call.complete:
                         await self._account(call, sse.usage, sse.texts)
-                        call.end_reason = "done"
+                        call.complete = True
                     if out is not body:
                         message["body"] = out
                 elif json is not None:
                     json.feed(body)
-                    if not call.end_reason and (not more or json.complete()):
+                    if not call.complete and (not more or json.complete()):
                         payload = json.payload()
                         await self._account(call, usage_from(payload), lambda: answer_texts(payload))
-                        call.end_reason = "done"
+                        call.complete = True
             await send(message)
 
         try:
@@ -374,11 +375,5 @@ class MeterMiddleware:
 
     @staticmethod
     def _ended_badly(call: Call, exc: BaseException) -> None:
-        if isinstance(exc, ClientGone):
-            call.end_reason = "client_gone"
-        elif isinstance(exc, UpstreamTimeout):
-            call.end_reason, call.error = "timeout", exc.message
-        elif isinstance(exc, GatewayError):
-            call.end_reason, call.error = "upstream_error", exc.message
-        else:
-            call.end_reason, call.error = "upstream_error", f"{type(exc).__name__} in the gateway"
+        call.end_reason, error = failure_reason(exc)
+        call.error = error or call.error

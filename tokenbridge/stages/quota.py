@@ -32,20 +32,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send, is_event_stream
 from tokenbridge.call import Call, get_call
-from tokenbridge.errors import BillingUnavailable, ClientGone, GatewayError, QuotaExceeded, RateLimited, unknown_model
+from tokenbridge.errors import BillingUnavailable, GatewayError, QuotaExceeded, RateLimited, unknown_model
 from tokenbridge.money import Price, Usage, cost, format_usd
-from tokenbridge.runtime import Runtime
+from tokenbridge.outcome import outcome
+from tokenbridge.store.db import Database
 from tokenbridge.store.ledger import DuplicateRequestId, Refusal, reserve_hold, settle_hold
 from tokenbridge.store.usage import UsageRow
 from tokenbridge.tokens import IMAGE_PART_MAX_TOKENS, image_parts
 
 log = logging.getLogger("tokenbridge")
 
-CLIENT_CLOSED_REQUEST = 499  # nginx's status for a caller that left before its answer
 STORE_ERROR = "store_error"  # the end reason of a request whose settle could not be written
 # Seconds between the tries of a settle that failed (about seven minutes in all; see the docstring).
 SETTLE_RETRY_DELAYS_S: tuple[float, ...] = (0.5, 1, 2, 5, 10, 20, 30, 60, 60, 60, 60, 60, 60)
@@ -107,16 +108,8 @@ def refused(call: Call, refusal: Refusal, amount: int) -> GatewayError:
 def usage_row(call: Call, price: Price, failure: BaseException | None, *, billed: bool = True) -> UsageRow:
     """The request's usage row; `billed=False`: the caller received nothing, so no usage is charged."""
     assert call.key is not None
-    usage = call.usage if billed else None
-    status, error = call.status, call.error
-    if not call.delivered and failure is not None:  # the caller got the error, not the upstream's status
-        status = 0
-    if isinstance(failure, ClientGone) and not status:
-        status, error = CLIENT_CLOSED_REQUEST, error or "the caller disconnected"
-    elif isinstance(failure, GatewayError) and not status:
-        status, error = failure.status, failure.message
-    elif failure is not None and not status:
-        status, error = 500, f"{type(failure).__name__} in the gateway"
+    ended = outcome(call, failure)
+    usage = ended.usage if billed else None
     charged = cost(usage, price, call.settings.group(call.key.group).multiplier) if usage else 0
     if charged > call.hold:
         log.warning(
@@ -131,18 +124,18 @@ def usage_row(call: Call, price: Price, failure: BaseException | None, *, billed
         model=call.model,
         channel=call.channel.name if call.channel else None,
         upstream_model=call.upstream_model or None,
-        status=status or 500,
+        status=ended.status,
         stream=call.stream,
         prompt_tokens=usage.prompt_tokens if usage else 0,
         completion_tokens=usage.completion_tokens if usage else 0,
         cached_tokens=usage.cached_tokens if usage else 0,
         cost=charged,
         usage_source=(call.usage_source or None) if usage else None,
-        end_reason=call.end_reason or ("rejected" if failure is not None else "done"),
+        end_reason=ended.end_reason,
         attempts=call.attempts,
         latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
         ttfb_ms=round(call.ttfb * 1000, 3) if call.ttfb is not None else None,
-        error=error or None,
+        error=ended.error or None,
         caller_request_id=call.caller_request_id or None,
     )
 
@@ -150,9 +143,12 @@ def usage_row(call: Call, price: Price, failure: BaseException | None, *, billed
 class QuotaMiddleware:
     """Writes call.hold, and call.cost when it settles (in finally at the latest)."""
 
-    def __init__(self, app: ASGIApp, *, runtime: Runtime) -> None:
+    def __init__(
+        self, app: ASGIApp, *, db: Callable[[], Database], spawn: Callable[[Coroutine[Any, Any, Any]], None]
+    ) -> None:
         self.app = app
-        self.runtime = runtime
+        self.db = db  # the database the lifespan opened (there is none yet when the stages are built)
+        self.spawn = spawn  # background work for the life of the process: the settle retries
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         call = get_call(scope)
@@ -161,7 +157,7 @@ class QuotaMiddleware:
         if price is None:  # every served model is priced (config check), so this one is not served
             raise unknown_model(call.model)
         amount = hold_amount(call, price)
-        refusal = await reserve_hold(self.runtime.db, key_id=call.key.id, request_id=call.request_id, amount=amount)
+        refusal = await reserve_hold(self.db(), key_id=call.key.id, request_id=call.request_id, amount=amount)
         if refusal is not None:
             raise refused(call, refusal, amount)
         call.hold = amount
@@ -175,7 +171,7 @@ class QuotaMiddleware:
             settled = True
             row = usage_row(call, price, failure)
             try:
-                await asyncio.shield(settle_hold(self.runtime.db, row))
+                await asyncio.shield(settle_hold(self.db(), row))
             except Exception as exc:
                 log.error(
                     "request %s: could not settle its hold (%s: %s); the hold stays and the settle is retried",
@@ -188,7 +184,7 @@ class QuotaMiddleware:
                     call.end_reason = STORE_ERROR
                     call.error = f"the gateway could not record its charge ({type(exc).__name__}: {exc})"
                     row = usage_row(call, price, withheld, billed=streamed and call.delivered > 0)
-                self.runtime.spawn(self.settle_later(row))
+                self.spawn(self.settle_later(row))
                 return False
             call.cost = row.cost
             return True
@@ -209,7 +205,7 @@ class QuotaMiddleware:
             # Settle before the message that completes the answer: the end of the body, or the one the
             # meter marked as completing it (a client stops reading at [DONE] or at Content-Length).
             if not settled and message["type"] == "http.response.body":
-                if not message.get("more_body", False) or call.end_reason == "done":
+                if not message.get("more_body", False) or call.complete:
                     if not await settle(None):
                         return
             if head is not None:
@@ -236,7 +232,7 @@ class QuotaMiddleware:
             for delay in SETTLE_RETRY_DELAYS_S:
                 await asyncio.sleep(delay)
                 try:
-                    await settle_hold(self.runtime.db, row)
+                    await settle_hold(self.db(), row)
                 except DuplicateRequestId:
                     return  # an earlier attempt did land
                 except Exception as exc:

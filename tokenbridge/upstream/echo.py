@@ -1,4 +1,4 @@
-"""The built-in `echo` channel: answered inside the process, so the shipped config works offline.
+"""The `echo` transport, the built-in channel: answered inside the process, so the shipped config works offline.
 
 It replies with the last user message. Its tokens are whitespace-delimited words (a word with its
 trailing space is one token): the counts are real in that they match exactly what it sends, and a
@@ -11,9 +11,12 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
+
+from tokenbridge.errors import UpstreamError
+from tokenbridge.settings import Channel
 
 _TOKEN = re.compile(r"\s*\S+\s*|\s+")
 MESSAGE_OVERHEAD_TOKENS = 3  # role and framing, as chat models count them
@@ -36,11 +39,39 @@ def prompt_tokens(messages: list[Any]) -> int:
     return sum(MESSAGE_OVERHEAD_TOKENS + len(tokens(_text(m.get("content")))) for m in messages if isinstance(m, dict))
 
 
+class EchoTransport:
+    """Reads the request from the bytes the proxy built, like any upstream; holds nothing."""
+
+    native_completions: ClassVar[bool] = False  # it answers chat only: a completions request reaches it as chat
+
+    def __init__(self, *, pool_limit: int) -> None:
+        """No pool: nothing leaves the process."""
+
+    async def start(self) -> None:
+        """Nothing to open."""
+
+    def forget_channels(self) -> None:
+        """Nothing prepared per channel."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def open(self, channel: Channel, path: str, body: bytes, *, stream: bool = True) -> EchoResponse:
+        try:
+            request = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(f"channel {channel.name!r} (echo) got a body that is not JSON") from exc
+        if not isinstance(request, dict):
+            raise UpstreamError(f"channel {channel.name!r} (echo) got a body that is not a JSON object")
+        return EchoResponse(request)
+
+
 class EchoResponse:
-    """Quacks like an upstream response (status, content_type, chunks(), close())."""
+    """An answer like an upstream's (see client.UpstreamResponse): always a 200, never a Retry-After."""
 
     status = 200
     content_length: int | None = None  # streamed or not, the echo's length is not announced
+    retry_after: str | None = None
 
     def __init__(self, body: dict[str, Any]) -> None:
         messages = body.get("messages") or []
@@ -62,7 +93,8 @@ class EchoResponse:
         }
         self._id = "chatcmpl-" + uuid.uuid4().hex
         self._created = int(time.time())
-        self.content_type = b"text/event-stream" if self._stream else b"application/json"
+        self.media_type = "text/event-stream" if self._stream else "application/json"
+        self.content_type = self.media_type.encode()
 
     async def chunks(self) -> AsyncIterator[bytes]:
         if not self._stream:
@@ -75,6 +107,20 @@ class EchoResponse:
         if self._include_usage:
             yield self._event([], usage=self._usage)
         yield b"data: [DONE]\n\n"
+
+    async def read_whole(self, limit: int) -> bytes | None:
+        """A JSON answer's body (it is small: the caller's own words); None for a stream, as for any upstream's."""
+        if self._stream:
+            return None
+        body = orjson.dumps(self._completion())
+        return body if len(body) <= limit else None
+
+    async def peek(self) -> str:
+        """Nothing to say: the echo never fails."""
+        return ""
+
+    async def rebuild_error(self) -> None:
+        """Nothing to rebuild: the echo never answers an error."""
 
     def close(self) -> None:
         """Nothing to release."""

@@ -30,7 +30,7 @@ class ProbeResult:
 async def probe(client: UpstreamClient, channel: Channel) -> ProbeResult:
     model = channel.models[0]
     body = {"model": channel.upstream_model(model), "messages": PROBE_MESSAGES, "max_tokens": 1}
-    payload: bytes | dict[str, object] = body if channel.kind == "echo" else orjson.dumps(body)
+    payload = orjson.dumps(body)
     started = time.perf_counter()
     try:
         # The client's own first-byte timeout speaks first; this is only a ceiling for long ones.

@@ -33,15 +33,11 @@ from tokenbridge.errors import (
     UpstreamRateLimited,
     UpstreamTimeout,
 )
+from tokenbridge.limits import MAX_JSON_BYTES
 from tokenbridge.settings import Channel
 from tokenbridge.upstream.breaker import Breakers
-from tokenbridge.upstream.client import (
-    CHECKED_JSON_BYTES,
-    ERROR_BODY_PEEK_BYTES,
-    HttpResponse,
-    UpstreamClient,
-    UpstreamResponse,
-)
+from tokenbridge.upstream.client import UpstreamClient, UpstreamResponse
+from tokenbridge.upstream.http import ERROR_BODY_PEEK_BYTES
 from tokenbridge.upstream.redact import mask_secrets
 
 log = logging.getLogger("tokenbridge")
@@ -50,7 +46,7 @@ RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 CHANNEL_FAULT_STATUSES = frozenset({401, 403})  # the channel's own secret is wrong: its fault, not the caller's
 
 
-def upstream_payload(call: Call, channel: Channel, body: dict[str, Any]) -> bytes | dict[str, object]:
+def upstream_payload(call: Call, channel: Channel, body: dict[str, Any]) -> bytes:
     """The request body for one channel: the checked body's bytes (`call.raw_body`) unless something must change.
 
     Changes: the model name (`model_map`), and asking a stream for its usage so it can be billed
@@ -58,12 +54,12 @@ def upstream_payload(call: Call, channel: Channel, body: dict[str, Any]) -> byte
     """
     model = channel.upstream_model(call.model)
     ask_usage = call.stream and not caller_wants_usage(body)
-    if channel.kind != "echo" and body is call.body and model == call.model and not ask_usage:
+    if body is call.body and model == call.model and not ask_usage:
         return call.raw_body
     payload: dict[str, object] = {**body, "model": model}
     if ask_usage:
         payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-    return payload if channel.kind == "echo" else orjson.dumps(payload)  # echo takes the parsed dict
+    return orjson.dumps(payload)
 
 
 class UpstreamProxy:
@@ -86,7 +82,7 @@ class UpstreamProxy:
                 pass
             # Once the meter has seen the answer complete, what is left is the settle and the last
             # bytes: cancelling then would cut the settle's bookkeeping short for a bill already final.
-            if not finished and call.end_reason != "done":
+            if not finished and not call.complete:
                 caller_left = True
                 task.cancel()  # closes the upstream response in _forward's finally
 
@@ -159,7 +155,7 @@ class UpstreamProxy:
             reason, last = fault
             response.close()
             self._failed(call, channel, reason)
-            if response.status == 429 and isinstance(response, HttpResponse):
+            if response.status == 429:
                 limited.append(retry_after_s(response.retry_after))
         if last is None:
             retry_in = self.breakers.retry_in((c.name for c in call.candidates), call.model)
@@ -184,10 +180,8 @@ class UpstreamProxy:
         retry, the channel's own credentials refused (401/403: the caller's key is not the one at
         fault), or a 200 that is not what an OpenAI API sends (an HTML page from a proxy, a JSON
         body that does not parse). A non-stream answer is all generated before its head arrives, so
-        reading it whole (up to CHECKED_JSON_BYTES) costs no generation time, only its transfer.
+        reading it whole (up to MAX_JSON_BYTES) costs no generation time, only its transfer.
         """
-        if not isinstance(response, HttpResponse):
-            return None  # the built-in echo channel
         name, status = channel.name, response.status
         if status in RETRY_STATUSES or status in CHANNEL_FAULT_STATUSES:
             reason = f"HTTP {status} {await response.peek()}".strip()
@@ -203,7 +197,7 @@ class UpstreamProxy:
             reason = f"HTTP 200 with {response.media_type or 'no content type'} instead of {wanted}"
             return f"{reason}: {await response.peek()}", UpstreamError(f"channel {name!r} answered {reason}")
         if status == 200 and not call.stream:
-            whole = await response.read_whole(CHECKED_JSON_BYTES)
+            whole = await response.read_whole(MAX_JSON_BYTES)
             if whole is not None and not _is_json_object(whole):
                 text = mask_secrets(whole[:ERROR_BODY_PEEK_BYTES].decode("utf-8", "replace"), channel.api_key)
                 return f"HTTP 200 with a body that is not JSON: {text}", UpstreamError(
