@@ -21,7 +21,8 @@ from starlette.routing import Route
 from tokenbridge.admin import admin_routes
 from tokenbridge.asgi import ASGIApp
 from tokenbridge.console import console_routes
-from tokenbridge.endpoints import ModelsEndpoint, healthz, http_exception, readyz
+from tokenbridge.cors import CorsMiddleware
+from tokenbridge.endpoints import ModelEndpoint, ModelsEndpoint, healthz, http_exception, readyz
 from tokenbridge.metrics import metrics_endpoint
 from tokenbridge.observe import ObserveMiddleware
 from tokenbridge.process import die_with_supervisor
@@ -79,16 +80,19 @@ def create_app(
         Route("/v1/chat/completions", pipeline(runtime, "chat"), methods=["POST"]),
         Route("/v1/completions", pipeline(runtime, "completions"), methods=["POST"]),
         Route("/v1/models", AuthMiddleware(ModelsEndpoint(), runtime=runtime), methods=["GET"]),
+        Route("/v1/models/{model:path}", AuthMiddleware(ModelEndpoint(), runtime=runtime), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz(runtime), methods=["GET"]),
         *admin_routes(runtime),  # /admin/*, /v1/me, /v1/dashboard/billing/* (tokenbridge/admin/)
         *console_routes(),  # the web console: static files calling the admin API
         Route("/metrics", metrics_endpoint(runtime), methods=["GET"]),
     ]
+    origins = settings.server.cors_origins  # read at start (cors.py)
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
         middleware=[
+            *([Middleware(CorsMiddleware, origins=origins)] if origins else []),  # preflights, origin headers
             Middleware(ObserveMiddleware, metrics=runtime.metrics),  # metrics + access line, once a request ended
             Middleware(IntakeMiddleware, settings=runtime.current_settings),
         ],

@@ -288,10 +288,16 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """`--config` and `--json` go before or after the command: both parsers know them, and SUPPRESS
+    keeps a subcommand that did not get one from overwriting what the top level got (parse_args)."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="config file (default: $TOKENBRIDGE_CONFIG or ./config.toml)")
-    common.add_argument("--json", action="store_true", help="machine-readable output")
-    parser = argparse.ArgumentParser(prog="tokenbridge", description="A small, exact, fast OpenAI-compatible gateway.")
+    common.add_argument(
+        "--config", default=argparse.SUPPRESS, help="config file (default: $TOKENBRIDGE_CONFIG or ./config.toml)"
+    )
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    parser = argparse.ArgumentParser(
+        prog="tokenbridge", description="A small, exact, fast OpenAI-compatible gateway.", parents=[common]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", parents=[common], help="run the gateway")
@@ -347,8 +353,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
+    args.config = getattr(args, "config", None)
+    args.json = getattr(args, "json", False)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     path = Path(args.config or os.environ.get("TOKENBRIDGE_CONFIG") or "config.toml")
     try:
         settings = load_settings(path)

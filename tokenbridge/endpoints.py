@@ -1,4 +1,4 @@
-"""The small endpoints: model list, liveness, readiness, and OpenAI-shaped 404/405."""
+"""The small endpoints: model list and model, liveness, readiness, and OpenAI-shaped 404/405."""
 
 from __future__ import annotations
 
@@ -12,12 +12,16 @@ from starlette.responses import Response
 
 from tokenbridge.asgi import Receive, Scope, Send
 from tokenbridge.call import get_call
-from tokenbridge.errors import GatewayError, MethodNotAllowed, RouteNotFound
+from tokenbridge.errors import GatewayError, MethodNotAllowed, RouteNotFound, unknown_model
 from tokenbridge.runtime import Runtime
 from tokenbridge.store.db import StoreError
 
 JSON = "application/json"
 log = logging.getLogger("tokenbridge")
+
+
+def model_entry(model: str) -> dict[str, object]:
+    return {"id": model, "object": "model", "created": 0, "owned_by": "tokenbridge"}
 
 
 class ModelsEndpoint:
@@ -27,9 +31,21 @@ class ModelsEndpoint:
         call = get_call(scope)
         assert call.key is not None
         models = [m for m in call.settings.routes if call.key.allows(m)]
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": "tokenbridge"} for m in sorted(models)]
-        body = orjson.dumps({"object": "list", "data": data})
+        body = orjson.dumps({"object": "list", "data": [model_entry(m) for m in sorted(models)]})
         await Response(body, media_type=JSON)(scope, receive, send)
+
+
+class ModelEndpoint:
+    """GET /v1/models/{model} (the SDKs' `models.retrieve`): one entry of that list, or 404
+    `model_not_found`, the same for a model nobody serves as for one this key may not use."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        call = get_call(scope)
+        assert call.key is not None
+        model = scope["path_params"]["model"]
+        if model not in call.settings.routes or not call.key.allows(model):
+            raise unknown_model(model)
+        await Response(orjson.dumps(model_entry(model)), media_type=JSON)(scope, receive, send)
 
 
 async def healthz(request: Request) -> Response:

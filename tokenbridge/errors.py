@@ -3,11 +3,15 @@
     GatewayError                  status/type/code as class attributes
     ├── InvalidRequest            400 invalid_request_error
     ├── RequestTooLarge           413 request_too_large
+    ├── RequestTimeout            408 request_timeout (a request head or body not whole in time)
+    ├── RequestHeaderTooLarge     431 request_header_too_large
+    ├── TooManyConnections        503 too_many_connections (over [server] max_connections)
     ├── InvalidApiKey             401 invalid_api_key
     ├── PermissionDenied          403 permission_denied (a key holder asking for what only the admin may)
     ├── ModelNotFound             404 model_not_found
     ├── UnknownKey                404 key_not_found (admin API)
     ├── DuplicateKey              409 key_exists (admin API)
+    ├── BalanceOutOfRange         409 balance_out_of_range (admin API: a credit the balance cannot take)
     ├── RouteNotFound             404 not_found / 405 method_not_allowed
     ├── QuotaExceeded             429 insufficient_quota (x-should-retry: false)
     ├── RateLimited               429 rate_limit_exceeded (Retry-After)
@@ -72,6 +76,33 @@ class RequestTooLarge(GatewayError):
     code = "request_too_large"
 
 
+class RequestTimeout(GatewayError):
+    """The request head or body did not arrive whole within its timeout; the connection is closed."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"connection": "close"})
+
+
+class RequestHeaderTooLarge(GatewayError):
+    """The request head is over `server.max_header_bytes`; sent by the connection (wire.py), then closed."""
+
+    status = 431
+    type = "invalid_request_error"
+    code = "request_header_too_large"
+
+
+class TooManyConnections(GatewayError):
+    """Over `server.max_connections`: sent by the connection (wire.py) as it is accepted, then closed."""
+
+    status = 503
+    type = "server_error"
+    code = "too_many_connections"
+
+
 class InvalidApiKey(GatewayError):
     """No key, or one that is unknown, revoked or expired."""
 
@@ -102,6 +133,15 @@ class DuplicateKey(GatewayError):
     status = 409
     type = "invalid_request_error"
     code = "key_exists"
+
+
+class BalanceOutOfRange(GatewayError):
+    """A credit that would take the key's balance past what a balance holds: refused, nothing booked.
+    A conflict with the key's state (the same amount is fine on another key), not a bad field."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "balance_out_of_range"
 
 
 class ModelNotFound(GatewayError):

@@ -26,7 +26,9 @@ def key_name(value: object) -> str:
 
 
 def per_minute(value: object) -> int:
-    """An rpm/tpm limit: a whole number from 1 to MAX_PER_MINUTE."""
+    """An rpm/tpm limit: a whole number from 1 to MAX_PER_MINUTE (`5.0` too: JSON Schema's integers take it)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PER_MINUTE:
         raise ValueError(f"must be a whole number from 1 to {MAX_PER_MINUTE}")
     return value

@@ -102,3 +102,8 @@ def configure_logging(log_format: str | None = None) -> None:
         uvicorn_logger.propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # observe.py writes the one access line
     logging.captureWarnings(True)  # a Python warning is a log line too, in the same format
+
+
+def peer(client: tuple[str, int] | None) -> str:
+    """A caller's address for a log line ("?" when the server does not know it)."""
+    return f"{client[0]}:{client[1]}" if client else "?"

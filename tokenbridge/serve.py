@@ -6,6 +6,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import shlex
 import tempfile
 from pathlib import Path
 from typing import IO
@@ -17,7 +18,7 @@ from tokenbridge.settings import Settings
 from tokenbridge.store.channels import clear_channel_health
 from tokenbridge.store.db import Database
 from tokenbridge.store.keys import KeyRecord, count_keys, insert_key
-from tokenbridge.wire import HTTP_PROTOCOL
+from tokenbridge.wire import uvicorn_options
 
 log = logging.getLogger("tokenbridge")
 
@@ -42,7 +43,10 @@ def first_run(settings: Settings, host: str, port: int) -> None:
             await db.close()
 
     created = asyncio.run(run())
-    if created is None:
+    if created is None:  # the first start's secret was shown once: say how to get another (a log line: json too)
+        config = shlex.quote(str(settings.path))
+        hint = "keys exist; lost the secret? `tokenbridge keys create NAME --credit USD --config %s` makes a new one"
+        log.info(hint, config)
         return
     key, secret = created
     model = next(iter(sorted(settings.routes)), "MODEL")
@@ -106,14 +110,14 @@ def run(settings: Settings, *, host: str, port: int, workers: int, log_format: s
         with tempfile.TemporaryDirectory(prefix="tokenbridge-metrics-") as metrics_dir:
             os.environ[MULTIPROC_ENV] = metrics_dir
             uvicorn.run(
-                "tokenbridge.app:app_from_env", factory=True, host=host, port=port, workers=workers, http=HTTP_PROTOCOL,
-                log_level="info", log_config=None, access_log=False,
+                "tokenbridge.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level="info", log_config=None, access_log=False, **uvicorn_options(settings.server),
             )  # fmt: skip
     else:
         os.environ.pop(MULTIPROC_ENV, None)  # one process keeps its metrics in memory (read at first import)
         from tokenbridge.app import create_app
 
         uvicorn.run(
-            create_app(settings), host=host, port=port, http=HTTP_PROTOCOL, log_level="info", log_config=None,
-            access_log=False,
+            create_app(settings), host=host, port=port, log_level="info", log_config=None, access_log=False,
+            **uvicorn_options(settings.server),
         )  # fmt: skip

@@ -30,7 +30,8 @@ _TOP_KEYS = ("server", "channels", "models", "groups")
 _SERVER_KEYS = (
     "host", "port", "database", "admin_token", "max_body_bytes", "default_max_tokens", "demo_credit_usd",
     "max_attempts", "watch_config", "breaker_failures", "breaker_error_ratio", "breaker_window", "breaker_cooldown",
-    "breaker_max_cooldown", "max_upstream_connections",
+    "breaker_max_cooldown", "max_upstream_connections", "cors_origins", "max_connections", "header_timeout",
+    "max_header_bytes", "keepalive_timeout", "body_timeout",
 )  # fmt: skip
 _CHANNEL_KEYS = (
     "name", "kind", "base_url", "api_key", "models", "model_map", "priority", "weight", "completions", "enabled",
@@ -55,6 +56,13 @@ class ServerSettings:
     max_upstream_connections: int = 1000  # requests open upstream at once, all channels (read at start)
     watch_config: bool = True  # reload this file when it changes (SIGHUP always reloads)
     breaker: BreakerSettings = BreakerSettings()
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API ("*": any); empty: no CORS
+    # The caller's connection (wire.py; read at start): fds and memory an idle or slow caller may take.
+    max_connections: int = 4096
+    header_timeout_s: float = 10.0  # from connecting (or the first byte of a next request) to a whole head
+    max_header_bytes: int = 64 * 1024
+    keepalive_timeout_s: float = 5.0  # an idle keep-alive connection is closed after this
+    body_timeout_s: float = 60.0  # the whole request body must arrive within this
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +179,23 @@ def _read_server(table: Table, config_dir: Path) -> ServerSettings:
         ),
         watch_config=table.boolean("watch_config", defaults.watch_config),
         breaker=_read_breaker(table),
+        cors_origins=_read_origins(table),
+        max_connections=table.integer("max_connections", defaults.max_connections, minimum=1),
+        header_timeout_s=float(table.number("header_timeout", defaults.header_timeout_s, positive=True)),
+        max_header_bytes=table.integer("max_header_bytes", defaults.max_header_bytes, minimum=1024),
+        keepalive_timeout_s=float(table.number("keepalive_timeout", defaults.keepalive_timeout_s, positive=True)),
+        body_timeout_s=float(table.number("body_timeout", defaults.body_timeout_s, positive=True)),
     )
+
+
+def _read_origins(table: Table) -> tuple[str, ...]:
+    origins = table.strings("cors_origins")
+    for i, origin in enumerate(origins):
+        parts = urlsplit(origin)
+        bare = parts.scheme in ("http", "https") and parts.netloc and parts.path in ("", "/") and not parts.query
+        if origin != "*" and not bare:
+            raise table.error(f"cors_origins[{i}]", f'must be "*" or scheme://host[:port], got {quoted(origin)}')
+    return tuple(origin.rstrip("/") for origin in origins)
 
 
 def _read_breaker(table: Table) -> BreakerSettings:
@@ -272,15 +296,10 @@ def _read_channel(table: Table, name: str, prices: Mapping[str, Price]) -> Chann
 
 
 def _read_models(table: Table, prices: Mapping[str, Price]) -> tuple[str, ...]:
-    raw = table.data.get("models")
-    if raw is None or raw == []:
+    if table.data.get("models") in (None, []):
         raise table.error("models", "must list at least one model")
-    if not isinstance(raw, list):
-        raise table.error("models", f"expected an array of strings, got {toml_type(raw)}")
-    items = table.child(table.where, {f"models[{i}]": item for i, item in enumerate(raw)})
     models: list[str] = []
-    for key in items.data:
-        model = items.string(key, nonempty=True)
+    for model in table.strings("models"):
         if model in models:
             raise table.error("models", f"{quoted(model)} is listed twice")
         if model not in prices:

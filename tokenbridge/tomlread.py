@@ -110,6 +110,14 @@ class Table:
             raise self.error(key, f"must be one of {', '.join(map(quoted, choices))}, got {quoted(value)}")
         return value
 
+    def strings(self, key: str) -> list[str]:
+        """An array of non-empty strings (`${VAR}` expanded in each); absent: empty."""
+        raw = self.data.get(key, [])
+        if not isinstance(raw, list):
+            raise self.error(key, f"expected an array of strings, got {toml_type(raw)}")
+        items = self.child(self.where, {f"{key}[{i}]": item for i, item in enumerate(raw)})
+        return [items.string(name, nonempty=True) for name in items.data]
+
     def integer(self, key: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
         value = self._typed(key, int, "an integer")
         if value is None:

@@ -236,11 +236,12 @@ def test_sse_tap_does_not_parse_usage_null_chunks(monkeypatch: pytest.MonkeyPatc
     assert tap.usage == Usage(12, 3, 0)
 
 
-def test_sse_tap_ignores_usage_chunk_with_malformed_json() -> None:
+def test_sse_tap_takes_no_usage_from_malformed_json_and_stops_there() -> None:
     event = b'data: {"choices": [], "usage": {\n\n'
     tap = SseTap(strip=True)
-    assert tap.feed(event) is event
+    assert tap.feed(event) == b""  # no client could read it: the stream ends before it (see below)
     assert tap.usage is None
+    assert tap.fault is not None
 
 
 def test_sse_tap_sets_done_on_done_event() -> None:
@@ -574,3 +575,20 @@ def test_json_tap_never_complete_without_content_length() -> None:
     tap = JsonTap()
     tap.feed(orjson.dumps({"usage": USAGE}))
     assert not tap.complete()
+
+
+@pytest.mark.parametrize(
+    ("events", "passed", "fault"),
+    [
+        ([b'data: {"a":1}\n\n', b": keep-alive\n\n", b"data: [DONE]\n\n"], 3, False),
+        ([b'data: {"a":\ndata: 1}\r\n\r\n', b"event: x\r\r"], 2, False),  # multi-line data, no data at all
+        ([b'data: {"a":1}\n\n', b"data: <html>\n\n", b'data: {"b":2}\n\n'], 1, True),
+        ([b'data: {"a":1\n\n'], 0, True),  # cut JSON
+        ([b"data: [1, 2]\n\n"], 0, True),  # JSON, but not an object
+    ],
+)
+def test_sse_tap_stops_at_an_event_no_client_can_read(events: list[bytes], passed: int, fault: bool) -> None:
+    tap = SseTap(strip=False)
+    out = tap.feed(b"".join(events))
+    assert out == b"".join(events[:passed])
+    assert (tap.fault is not None) is fault

@@ -2,18 +2,23 @@
 (/v1/me, /v1/dashboard/billing/*), served at GET /admin/openapi.json without auth (it holds no data).
 
 Written by hand, small helpers keep it short; tests/e2e/test_admin_openapi.py validates it with
-openapi-spec-validator and checks that it names exactly the routes the app serves.
+openapi-spec-validator and checks that it names exactly the routes the app serves, and
+tests/e2e/test_admin_schemathesis.py checks that the routes take exactly what it allows. The groups
+and models a key may be given come from the config, so the document is made per config version.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tokenbridge.admin.params import MAX_NOTE_CHARS, MAX_USAGE_ROWS
 from tokenbridge.keyrules import END_OF_TIME, KEY_NAME, MAX_PER_MINUTE
+from tokenbridge.settings import Settings
 
 Schema = dict[str, Any]
 
@@ -29,6 +34,11 @@ def obj(required: list[str] | None = None, **properties: Schema) -> Schema:
     return schema
 
 
+def closed(schema: Schema) -> Schema:
+    """A request body: a field it does not name is refused (400), so the document says so."""
+    return {**schema, "additionalProperties": False}
+
+
 def listing(item: Schema) -> Schema:
     return obj(["object", "data"], object={"const": "list"}, data={"type": "array", "items": item})
 
@@ -38,7 +48,23 @@ INT: Schema = {"type": "integer"}
 NUM: Schema = {"type": "number"}
 USD: Schema = {"type": "string", "description": 'exact decimal USD, like "2.50"', "examples": ["2.50"]}
 NANO: Schema = {"type": "integer", "description": "nano-USD (1e-9 USD), exact"}
-AMOUNT: Schema = {"oneOf": [STR, NUM], "description": 'USD as a string ("2.50", exact) or a number'}
+# As written: "2.50", "-0.25" (to_nano also reads an exponent; the document shows the plain form).
+_DECIMAL = r"[0-9]{1,10}(\.[0-9]{1,9})?"
+_MOST_USD = 9223372036  # a balance is a SQLite integer of nano-USD
+
+
+def amount(*, negative: bool, zero: bool) -> Schema:
+    """USD as a string ("2.50", exact) or a number; `negative`/`zero`: whether those are taken."""
+    sign = "-?" if negative else ""
+    text: Schema = {"type": "string", "pattern": f"^{sign}{_DECIMAL}$"}
+    lowest = -_MOST_USD if negative else 0
+    number: Schema = {"type": "number", "minimum": lowest, "maximum": _MOST_USD, "multipleOf": 1e-9}
+    if not zero:
+        text["not"] = {"pattern": r"^-?0+(\.0+)?$"}
+        number["not"] = {"const": 0}
+    return {"oneOf": [text, number], "description": 'USD as a string ("2.50", exact) or a number'}
+
+
 OPT_INT: Schema = {"type": ["integer", "null"], "minimum": 1}
 PER_MINUTE: Schema = {**OPT_INT, "maximum": MAX_PER_MINUTE}
 UNIX: Schema = {"type": ["number", "null"], "description": "unix seconds; null = never"}
@@ -124,24 +150,14 @@ SCHEMAS: dict[str, Schema] = {
     "Key": _KEY,
     "KeyList": listing(ref("Key")),
     "CreatedKey": {"allOf": [ref("Key"), obj(["key"], key={"type": "string", "description": "shown this once"})]},
-    "CreateKey": obj(
-        ["name"],
-        name={"type": "string", "pattern": f"^{KEY_NAME.pattern}$"},
-        credit_usd=AMOUNT,
-        group=STR,
-        models={"type": "array", "items": STR},
-        expires_in={"type": ["string", "null"], "examples": ["30d", "12h"], "description": "ends by 9999 (UTC)"},
-        rpm=PER_MINUTE,
-        tpm=PER_MINUTE,
+    # CreateKey and EditKey: filled in per config by `document` (their group and model names).
+    "Credit": closed(
+        obj(
+            ["amount_usd"],
+            amount_usd=amount(negative=True, zero=False),
+            note={"type": ["string", "null"], "maxLength": MAX_NOTE_CHARS},
+        )
     ),
-    "EditKey": obj(
-        group=STR,
-        models={"type": "array", "items": STR},
-        expires_at={**UNIX, "exclusiveMinimum": 0, "maximum": END_OF_TIME},
-        rpm=PER_MINUTE,
-        tpm=PER_MINUTE,
-    ),
-    "Credit": obj(["amount_usd"], amount_usd=AMOUNT, note={"type": ["string", "null"], "maxLength": 500}),
     "Credited": obj(
         ["name", "amount_usd", "amount_nano_usd", "balance_usd", "balance_nano_usd"],
         name=STR,
@@ -199,7 +215,8 @@ _ERRORS = {
     "401": "no token, or one that is neither the admin token nor a usable key",
     "403": "a key holder asking for what only the admin may (`permission_denied`)",
     "404": "no such key (`key_not_found`), also for another key's name asked by a key holder",
-    "409": "a key with that name exists (`key_exists`)",
+    "409": "a key with that name exists (`key_exists`), or a balance that cannot take a credit"
+    " (`balance_out_of_range`: nothing was booked)",
 }
 
 
@@ -208,11 +225,12 @@ def query(name: str, description: str, schema: Schema | None = None) -> Schema:
 
 
 NAME_PARAM = {"name": "name", "in": "path", "required": True, "schema": STR}
+SINCE = {"type": "string", "pattern": r"^([0-9]{1,12}(\.[0-9]{1,9})?|[0-9]{1,10}[smhd])$"}
 FILTERS = [
     query("key", "only this key's rows (a key holder: only its own; another name is 403)"),
     query("model", "only this model"),
     query("channel", "only this channel"),
-    query("since", "unix seconds, or a duration back from now like 24h"),
+    query("since", "unix seconds, or a duration back from now like 24h", SINCE),
 ]
 FORMAT = query("format", "csv for text/csv", {"enum": ["json", "csv"]})
 
@@ -264,11 +282,13 @@ PATHS: dict[str, Schema] = {
     },
     "/admin/keys/{name}/credit": {
         "parameters": [NAME_PARAM],
-        "post": op("Top up a key (negative: correction); one ledger row", "Credited", errors=WRITE, body="Credit"),
+        "post": op("Top up a key (negative: correction); one ledger row", "Credited", errors=(*WRITE, "409"),
+                   body="Credit"),
     },
     "/admin/usage": {
         "get": op("Usage rows, newest first", "UsageList", errors=("400", "401", "403"), csv=True, parameters=[
-            *FILTERS, query("limit", "rows, 1 to 1000 (default 100)", {"type": "integer"}), FORMAT]),
+            *FILTERS, query("limit", f"rows, 1 to {MAX_USAGE_ROWS} (default 100)",
+                               {"type": "integer", "minimum": 1, "maximum": MAX_USAGE_ROWS}), FORMAT]),
     },
     "/admin/usage/summary": {
         "get": op("Sums of requests, tokens and cost", "SummaryList", errors=("400", "401", "403"), csv=True,
@@ -291,6 +311,39 @@ PATHS: dict[str, Schema] = {
     },
 }  # fmt: skip
 
+
+def key_bodies(settings: Settings) -> dict[str, Schema]:
+    """CreateKey and EditKey: a key's group and models must be ones the config has."""
+    group: Schema = {"enum": sorted(settings.groups)}
+    models: Schema = {"type": "array", "items": {"enum": sorted(settings.routes)}}
+    return {
+        "CreateKey": closed(obj(
+            ["name"],
+            name={"type": "string", "pattern": f"^{KEY_NAME.pattern}$"},
+            credit_usd=amount(negative=False, zero=True),
+            group=group,
+            models=models,
+            # At most 7 digits of days end before 9999; the server reads any duration that does.
+            expires_in={"type": ["string", "null"], "pattern": "^[0-9]{1,6}[smhd]$", "examples": ["30d", "12h"],
+                        "description": "ends by 9999 (UTC)"},
+            rpm=PER_MINUTE,
+            tpm=PER_MINUTE,
+        )),
+        "EditKey": closed(obj(
+            group=group,
+            models=models,
+            expires_at={**UNIX, "exclusiveMinimum": 0, "maximum": END_OF_TIME},
+            rpm=PER_MINUTE,
+            tpm=PER_MINUTE,
+        )),
+    }  # fmt: skip
+
+
+def document(settings: Settings) -> Schema:
+    return {**DOCUMENT, "components": {**COMPONENTS, "schemas": {**SCHEMAS, **key_bodies(settings)}}}
+
+
+COMPONENTS: Schema = {"schemas": SCHEMAS, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}
 DOCUMENT: Schema = {
     "openapi": "3.1.0",
     "info": {
@@ -300,14 +353,20 @@ DOCUMENT: Schema = {
         " (read-only, its own data). Money: *_usd exact decimal strings and *_nano_usd integers.",
     },
     "paths": PATHS,
-    "components": {
-        "schemas": SCHEMAS,
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-    },
+    "components": COMPONENTS,
     "security": [{"bearer": []}],
 }
-_BODY = orjson.dumps(DOCUMENT)
 
 
-async def openapi_document(request: Request) -> Response:
-    return Response(_BODY, media_type="application/json")
+def openapi_endpoint(current: Callable[[], Settings]) -> Callable[[Request], Awaitable[Response]]:
+    """GET /admin/openapi.json: the document of the config in force, made once per config version."""
+    made: dict[int, tuple[Settings, bytes]] = {}  # one entry: the settings it was made for, and the bytes
+
+    async def endpoint(request: Request) -> Response:
+        settings = current()
+        cached = made.get(0)
+        if cached is None or cached[0] is not settings:
+            cached = made[0] = (settings, orjson.dumps(document(settings)))
+        return Response(cached[1], media_type="application/json")
+
+    return endpoint

@@ -23,9 +23,11 @@ _UNIX_S = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
 
 
 def json_object(raw: bytes, allowed: tuple[str, ...]) -> dict[str, Any]:
-    """The body as a JSON object holding only `allowed` fields."""
+    """The body as a JSON object holding only `allowed` fields; none at all is refused (`{}` is one)."""
+    if not raw:
+        raise InvalidRequest("This request needs a JSON object as its body.")
     try:
-        body = orjson.loads(raw or b"{}")
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest("The body is not valid JSON.") from exc
     if not isinstance(body, dict):

@@ -8,7 +8,7 @@ change is pushed into this process's key cache at once, so a revoke refuses the 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import orjson
@@ -16,9 +16,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from tokenbridge import errors
 from tokenbridge.admin import params
 from tokenbridge.admin.auth import Principal, authenticate, unknown_key
-from tokenbridge.admin.openapi import openapi_document
+from tokenbridge.admin.openapi import openapi_endpoint
 from tokenbridge.errors import DuplicateKey, InvalidRequest
 from tokenbridge.money import format_usd
 from tokenbridge.report import key_json, sum_csv, sum_json, usage_csv, usage_json
@@ -56,6 +57,20 @@ def listing(data: list[Any]) -> Response:
     return json_response({"object": "list", "data": data})
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def by_method(path: str, **endpoints: Endpoint) -> Route:
+    """One route for every method a path takes, so a 405's `Allow` lists them all (Starlette's comes
+    from the first route whose path matches; one route per method listed only that one's)."""
+
+    async def endpoint(request: Request) -> Response:
+        method = request.method.lower()
+        return await endpoints["get" if method == "head" else method](request)  # Starlette adds HEAD to GET
+
+    return Route(path, endpoint, methods=[method.upper() for method in endpoints])
+
+
 def csv_response(text: str) -> Response:
     return Response(text, media_type="text/csv", headers={"cache-control": "no-store"})
 
@@ -68,12 +83,10 @@ class AdminAPI:
 
     def routes(self) -> list[BaseRoute]:
         return [
-            Route("/admin/openapi.json", openapi_document, methods=["GET"]),
+            Route("/admin/openapi.json", openapi_endpoint(self.runtime.current_settings), methods=["GET"]),
             Route("/admin/me", self.me, methods=["GET"]),
-            Route("/admin/keys", self.list_keys, methods=["GET"]),
-            Route("/admin/keys", self.create_key, methods=["POST"]),
-            Route("/admin/keys/{name}", self.get_key, methods=["GET"]),
-            Route("/admin/keys/{name}", self.edit_key, methods=["PATCH"]),
+            by_method("/admin/keys", get=self.list_keys, post=self.create_key),
+            by_method("/admin/keys/{name}", get=self.get_key, patch=self.edit_key),
             Route("/admin/keys/{name}/revoke", self.revoke_key, methods=["POST"]),
             Route("/admin/keys/{name}/credit", self.credit_key, methods=["POST"]),
             Route("/admin/usage", self.usage, methods=["GET"]),
@@ -92,7 +105,8 @@ class AdminAPI:
 
     async def body(self, request: Request, allowed: tuple[str, ...]) -> dict[str, Any]:
         """The JSON body, read as the OpenAI routes read theirs (size limit, a caller that leaves)."""
-        raw = await read_body(request.scope, request.receive, self.runtime.settings.server.max_body_bytes)
+        server = self.runtime.settings.server
+        raw = await read_body(request.scope, request.receive, server.max_body_bytes, timeout_s=server.body_timeout_s)
         return params.json_object(raw, allowed)
 
     async def key(self, name: str) -> KeyRecord:
@@ -200,7 +214,7 @@ class AdminAPI:
                 name, insert_credit(self.runtime.db, name, amount, note=params.note(body.get("note")))
             )
         except BalanceOutOfRange as exc:
-            raise InvalidRequest(f"'amount_usd' cannot be booked: {exc}.", param="amount_usd") from exc
+            raise errors.BalanceOutOfRange(f"'amount_usd' cannot be booked: {exc}.", param="amount_usd") from exc
         return json_response({
             "name": name,
             "amount_usd": format_usd(amount),

@@ -12,13 +12,18 @@ any scan of the bytes for duplicates); a compact body mostly comes out byte for 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import orjson
 
 from tokenbridge.asgi import ASGIApp, Receive, Scope, Send
 from tokenbridge.call import get_call
-from tokenbridge.errors import ClientGone, InvalidRequest, RequestTooLarge
+from tokenbridge.errors import ClientGone, InvalidRequest, RequestTimeout, RequestTooLarge
+from tokenbridge.logs import peer
+
+log = logging.getLogger("tokenbridge")
 
 # The field that carries the input, per route kind.
 INPUT_FIELD = {"chat": "messages", "completions": "prompt"}
@@ -31,11 +36,23 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole body, refusing more than `limit` bytes before reading them where the length is announced."""
+async def read_body(scope: Scope, receive: Receive, limit: int, *, timeout_s: float) -> bytes:
+    """The whole body, refusing more than `limit` bytes before reading them where the length is announced,
+    and a body not whole within `timeout_s` (a slow or never-ending one would hold the connection and
+    its task for ever): 408, and the connection is closed."""
     declared = _content_length(scope)
     if declared is not None and declared > limit:
         raise RequestTooLarge(f"The request body is {declared} bytes; the limit is {limit} bytes.")
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _read_chunks(receive, limit)
+    except TimeoutError:
+        client = peer(scope.get("client"))
+        log.warning("closed a connection from %s: request body not complete within %gs", client, timeout_s)
+        raise RequestTimeout(f"The request body was not complete within {timeout_s:g}s.") from None
+
+
+async def _read_chunks(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -97,7 +114,8 @@ class BodyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         call = get_call(scope)
-        raw = await read_body(scope, receive, call.settings.server.max_body_bytes)
+        server = call.settings.server
+        raw = await read_body(scope, receive, server.max_body_bytes, timeout_s=server.body_timeout_s)
         try:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:

@@ -8,7 +8,9 @@ event after a break never lands inside a half-sent event. Upstreams write whole 
 practice every chunk goes out as it came. Only an event that carries a non-null `"usage"` is parsed.
 
 A stream that ends without `data: [DONE]` is an upstream failure, not a complete answer: the meter
-raises, so the caller gets a final SSE error event instead of a clean end.
+raises, so the caller gets a final SSE error event instead of a clean end. One that breaks after
+`[DONE]` was complete: it ends cleanly at `[DONE]`. A stream's Content-Length is never passed on,
+since the body the caller gets is not the upstream's byte for byte (usage chunk cut, error event added).
 
 Usage comes from the upstream's `usage`, from whichever chunk carries it (two that disagree: see
 `SseTap._take_usage`). When there is none (the upstream sends none, the caller left before it came,
@@ -36,6 +38,7 @@ from tokenbridge.call import Call, caller_wants_usage, get_call
 from tokenbridge.errors import ClientGone, GatewayError, UpstreamError, UpstreamTimeout
 from tokenbridge.money import Usage
 from tokenbridge.tokens import estimate, tool_call_texts
+from tokenbridge.upstream.redact import mask_secrets
 from tokenbridge.upstream.sse import MAX_EVENT_BYTES, EventSplitter, event_data
 
 log = logging.getLogger("tokenbridge")
@@ -109,7 +112,9 @@ def usage_from(payload: Any) -> Usage | None:
 class SseTap:
     """Reads a chat SSE stream for usage and `[DONE]`; in strip mode cuts out the usage-only chunk."""
 
-    __slots__ = ("splitter", "strip", "request_id", "usage", "done", "unread", "unread_bytes", "text", "text_bytes")
+    __slots__ = (
+        "splitter", "strip", "fault", "request_id", "usage", "done", "unread", "unread_bytes", "text", "text_bytes",
+    )  # fmt: skip
 
     def __init__(self, *, strip: bool, request_id: str = "") -> None:
         self.splitter = EventSplitter()
@@ -121,13 +126,19 @@ class SseTap:
         self.unread_bytes = 0
         self.text: list[bytes] = []  # the answer text (UTF-8) of the events read so far, a piece per batch
         self.text_bytes = 0
+        self.fault: str | None = None  # the start of an event no client could read: the stream ends there
 
     def feed(self, data: bytes) -> bytes:
         """The whole events completed by `data`, less a cut-out usage chunk."""
         held = self.splitter.held > 0
         events = self.splitter.feed(data)
+        cut = False
+        for i, event in enumerate(events):
+            if not _readable(event):  # what came before it goes out; it and what follows do not
+                self.fault, events, cut = event[:80].decode(errors="replace"), events[:i], True
+                break
         kept = [event for event in events if not self._read(event)]
-        edited = len(kept) != len(events)
+        edited = cut or len(kept) != len(events)
         if self.strip and any(_NO_USAGE in e or _ADDED_NULL_USAGE[1] in e for e in kept):
             kept, edited = [_without_null_usage(e) for e in kept], True
         for event in kept:
@@ -206,6 +217,27 @@ class SseTap:
         )  # fmt: skip
 
 
+# A chunk as OpenAI sends it: one `data: {...}` line and a blank line. Such an event is taken as
+# readable without parsing it (the meter parses only usage events); anything else is looked at closer.
+_OBJECT_EVENT_ENDS = (b"}\n\n", b"}\r\n\r\n", b"}\r\r")
+
+
+def _readable(event: bytes) -> bool:
+    """Whether an OpenAI client can read this event: data that is a JSON object or `[DONE]`, or no
+    data at all (a comment, a keep-alive). An SDK meeting anything else fails with a parse error of
+    its own, which blames neither the upstream nor the gateway; the gateway ends the stream with an
+    error event instead."""
+    if event.startswith(b"data: {") and event.endswith(_OBJECT_EVENT_ENDS):
+        return True
+    data = event_data(event).strip()
+    if not data or data == _DONE:
+        return True
+    try:
+        return isinstance(orjson.loads(data), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
 def _counts(usage: Usage) -> str:
     return f"{usage.prompt_tokens}/{usage.completion_tokens}/{usage.cached_tokens}"
 
@@ -281,8 +313,9 @@ class MeterMiddleware:
                 if is_event_stream(message["headers"]):
                     strip = call.stream and not caller_wants_usage(call.upstream_body)
                     sse = SseTap(strip=strip, request_id=call.request_id)
-                    if sse.strip:  # the body will be shorter than the upstream announced
-                        message["headers"] = [(k, v) for k, v in message["headers"] if k != b"content-length"]
+                    # Not the upstream's length: a cut usage chunk makes the body shorter, and the error
+                    # event that ends a broken stream makes it longer.
+                    message["headers"] = [(k, v) for k, v in message["headers"] if k != b"content-length"]
                 else:
                     length = next((v for k, v in message["headers"] if k == b"content-length"), b"")
                     json = JsonTap(int(length) if length.isdigit() else None)
@@ -293,6 +326,16 @@ class MeterMiddleware:
                 more = message.get("more_body", False)
                 if sse is not None:
                     out = sse.feed(body)
+                    if sse.fault is not None:
+                        if out:
+                            await send({"type": "http.response.body", "body": out, "more_body": True})
+                        channel = call.channel.name if call.channel else "?"
+                        secret = call.channel.api_key if call.channel else ""
+                        log.warning(
+                            "request %s: channel %r sent a stream event that is not JSON: %r",
+                            call.request_id, channel, mask_secrets(sse.fault, secret),
+                        )  # fmt: skip
+                        raise UpstreamError("The upstream sent a stream event that is not JSON; the answer may be cut.")
                     if not more:
                         out += sse.finish()
                         if not sse.done:  # see the module docstring
@@ -315,6 +358,12 @@ class MeterMiddleware:
         try:
             await self.app(scope, receive, send_with_usage)
         except (GatewayError, ClientGone) as exc:
+            if isinstance(exc, GatewayError) and sse is not None and sse.done:
+                # The upstream broke after [DONE]: the answer is whole and settled, so it ends as it is,
+                # not with an error event after [DONE] (the channel's breaker has counted the break).
+                log.warning("request %s: the upstream broke after [DONE]: %s", call.request_id, exc.message)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
             self._ended_badly(call, exc)
             # A failure before any byte reached the caller costs nothing; a caller that left after the
             # upstream had its request pays for the prompt (and whatever it received).

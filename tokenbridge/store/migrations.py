@@ -141,7 +141,11 @@ def m005_caller_request_id(conn: sqlite3.Connection) -> None:
 
 
 MIGRATIONS: tuple[Migration, ...] = (
-    m001_initial, m002_channel_health, m003_key_changes, m004_hold_owner, m005_caller_request_id
+    m001_initial,
+    m002_channel_health,
+    m003_key_changes,
+    m004_hold_owner,
+    m005_caller_request_id,
 )
 
 
