@@ -155,7 +155,7 @@ def test_kill_9_mid_flight_then_restart_leaves_no_holds_and_exact_ledgers(gatewa
     served = Served(config, port)
     in_flight = 200
     try:
-        served.until(r"Application startup complete")
+        served.until(r"Uvicorn running on")
         crash = Gateway(f"http://127.0.0.1:{port}", config, gateway.fake)
         key = crash.create_key("crash", credit_usd="10")
         crash.fake.arm()
@@ -188,7 +188,7 @@ def test_kill_9_mid_flight_then_restart_leaves_no_holds_and_exact_ledgers(gatewa
     restarted = Served(config, port)
     try:
         restarted.until(r"released 200 holds")
-        restarted.until(r"Application startup complete")
+        restarted.until(r"Uvicorn running on")
         assert crash.db_run(count_holds) == 0
         keys = crash.db_run(list_keys)
         assert keys and all(k.balance == crash.db_run(lambda db, k=k: get_ledger_sum(db, k.id)) for k in keys)

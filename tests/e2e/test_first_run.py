@@ -89,7 +89,7 @@ def test_first_run_prints_a_working_key_and_curl_line(shipped: tuple[Path, int])
     try:
         secret = served.until(r"^\s+(sk-tb-[A-Za-z0-9]{40})\s*$")[1]
         curl = served.until(r"^\s+(curl .*)$")[1]
-        served.until(r"Application startup complete")
+        served.until(r"Uvicorn running on")
         assert secret in curl and f"127.0.0.1:{port}" in curl
 
         if shutil.which("curl"):
@@ -132,7 +132,7 @@ def test_first_run_prints_a_working_key_and_curl_line(shipped: tuple[Path, int])
 
     again = Served(config, port)
     try:
-        again.until(r"Application startup complete")
+        again.until(r"Uvicorn running on")
         assert not any("sk-tb-" in line for line in again.seen), "the key is printed on the first start only"
     finally:
         again.stop()
@@ -154,7 +154,7 @@ def test_second_serve_on_the_same_database_is_refused(shipped: tuple[Path, int])
     config, port = shipped
     first = Served(config, port)
     try:
-        first.until(r"Application startup complete")
+        first.until(r"Uvicorn running on")
         second = subprocess.run(
             [sys.executable, "-m", "tokenbridge", "serve", "--config", str(config), "--port", str(free_port())],
             capture_output=True, text=True, timeout=60, check=False,

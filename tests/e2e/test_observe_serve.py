@@ -114,7 +114,7 @@ def test_serve_log_never_holds_a_secret(config: Gateway) -> None:
     served = Served(config.config, int(config.url.rsplit(":", 1)[1]))
     log = Log(served, json=False)
     try:
-        log.until(lambda line: "Application startup complete" in line)
+        log.until(lambda line: "Uvicorn running on" in line)
         ids = [chat(config.url, secrets[0], "fake-ok")[0], chat(config.url, secrets[1], "fake-ok", stream=True)[0]]
         ids += [chat(config.url, secrets[0], "failover")[0], chat(config.url, wrong, "fake-ok")[0]]
         for bearer in (ADMIN_TOKEN, secrets[1], wrong):  # secrets where a careless caller might put them
@@ -144,7 +144,7 @@ def test_uvicorn_run_directly_logs_only_our_json_lines_and_no_query_string(confi
     served = Served(config.config, port, command=command, env=env)
     log = Log(served, json=True)
     try:
-        log.until(lambda line: "Application startup complete" in line)
+        log.until(lambda line: "Uvicorn running on" in line)
         rid = "direct-" + uuid.uuid4().hex
         headers = {"Authorization": f"Bearer {secret}", "X-Request-ID": rid}
         assert httpx.get(f"{config.url}/v1/models?api_key={secret}", headers=headers, timeout=30).status_code == 200

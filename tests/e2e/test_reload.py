@@ -42,7 +42,7 @@ def test_reload_swaps_channels_for_new_requests_and_refuses_a_broken_edit(
     port = free_port()
     served = Served(path, port)
     try:
-        served.until(r"Application startup complete")
+        served.until(r"Uvicorn running on")
         gateway = Gateway(f"http://127.0.0.1:{port}", path, fake)
         client = gateway.client(gateway.create_key("reload", credit_usd="5"))
 

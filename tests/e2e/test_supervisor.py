@@ -106,7 +106,7 @@ def test_supervisor_sigkill_stops_its_workers_and_a_second_serve_keeps_their_hol
     port = free_port()
     second = Served(gateway.config, port)
     try:
-        second.until(r"Application startup complete")
+        second.until(r"Uvicorn running on")
         url = f"http://127.0.0.1:{port}"
         assert gateway.db_run(count_holds) == 2, "the second serve released holds of live workers"
         assert chat_status(url, secret) == 429  # the two streams in flight still hold all the credit

@@ -39,7 +39,7 @@ from tokenbridge.errors import ClientGone, GatewayError, UpstreamError, Upstream
 from tokenbridge.money import Usage
 from tokenbridge.tokens import estimate, tool_call_texts
 from tokenbridge.upstream.redact import mask_secrets
-from tokenbridge.upstream.sse import MAX_EVENT_BYTES, EventSplitter, event_data
+from tokenbridge.upstream.sse import MAX_EVENT_BYTES, EventSplitter, event_data, readable_event
 
 log = logging.getLogger("tokenbridge")
 
@@ -134,7 +134,7 @@ class SseTap:
         events = self.splitter.feed(data)
         cut = False
         for i, event in enumerate(events):
-            if not _readable(event):  # what came before it goes out; it and what follows do not
+            if not readable_event(event):  # what came before it goes out; it and what follows do not
                 self.fault, events, cut = event[:80].decode(errors="replace"), events[:i], True
                 break
         kept = [event for event in events if not self._read(event)]
@@ -215,27 +215,6 @@ class SseTap:
             "request %s: the upstream reported usage %s, then %s (prompt/completion/cached tokens); billing %s",
             self.request_id, _counts(seen), _counts(usage), _counts(self.usage),
         )  # fmt: skip
-
-
-# A chunk as OpenAI sends it: one `data: {...}` line and a blank line. Such an event is taken as
-# readable without parsing it (the meter parses only usage events); anything else is looked at closer.
-_OBJECT_EVENT_ENDS = (b"}\n\n", b"}\r\n\r\n", b"}\r\r")
-
-
-def _readable(event: bytes) -> bool:
-    """Whether an OpenAI client can read this event: data that is a JSON object or `[DONE]`, or no
-    data at all (a comment, a keep-alive). An SDK meeting anything else fails with a parse error of
-    its own, which blames neither the upstream nor the gateway; the gateway ends the stream with an
-    error event instead."""
-    if event.startswith(b"data: {") and event.endswith(_OBJECT_EVENT_ENDS):
-        return True
-    data = event_data(event).strip()
-    if not data or data == _DONE:
-        return True
-    try:
-        return isinstance(orjson.loads(data), dict)
-    except orjson.JSONDecodeError:
-        return False
 
 
 def _counts(usage: Usage) -> str:

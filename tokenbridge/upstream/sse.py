@@ -12,6 +12,8 @@ one of them never comes, read the rest of the buffer once per event).
 
 from __future__ import annotations
 
+import orjson
+
 MAX_EVENT_BYTES = 1 << 20  # one event larger than this is not held: the splitter gives up on it
 
 _LF = 10  # b"\n"[0]
@@ -93,3 +95,24 @@ def event_data(event: bytes) -> bytes:
             value = line[5:]
             parts.append(value[1:] if value.startswith(b" ") else value)
     return b"\n".join(parts)
+
+
+# A chunk as OpenAI sends it: one `data: {...}` line and a blank line. Such an event is taken as
+# readable without parsing it (the meter parses only usage events); anything else is looked at closer.
+_OBJECT_EVENT_ENDS = (b"}\n\n", b"}\r\n\r\n", b"}\r\r")
+
+
+def readable_event(event: bytes) -> bool:
+    """Whether an OpenAI client can read this event: data that is a JSON object or `[DONE]`, or no
+    data at all (a comment, a keep-alive). An SDK meeting anything else fails with a parse error of
+    its own, which blames neither the upstream nor the gateway; the gateway ends the stream with an
+    error event instead."""
+    if event.startswith(b"data: {") and event.endswith(_OBJECT_EVENT_ENDS):
+        return True
+    data = event_data(event).strip()
+    if not data or data == b"[DONE]":
+        return True
+    try:
+        return isinstance(orjson.loads(data), dict)
+    except orjson.JSONDecodeError:
+        return False
