@@ -1,12 +1,35 @@
-"""The hold's bound on the prompt (stages/quota.py): bytes for text, a fixed ceiling per image part."""
+"""Quota (stages/quota.py): the hold's bound on the prompt (bytes for text, a fixed ceiling per image part),
+and the stage as an ASGI app: hold before, settle before the answer's end, always settle, balance == Σ ledger."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
+import pytest
 
+from tests.stages.kit import (
+    MODEL,
+    NANO_PER_COMPLETION_TOKEN,
+    NANO_PER_PROMPT_TOKEN,
+    Books,
+    Inner,
+    books,
+    chat_body,
+    json_messages,
+    make_call,
+    meter_stage,
+    quota_stage,
+    run_stage,
+    sse_messages,
+)
+from tokenbridge.asgi import Message
+from tokenbridge.call import Call
+from tokenbridge.errors import ClientGone, QuotaExceeded, UpstreamError
+from tokenbridge.settings import Settings
 from tokenbridge.stages.quota import prompt_bound
+from tokenbridge.store.db import Database
+from tokenbridge.store.keys import insert_key
 from tokenbridge.tokens import IMAGE_PART_MAX_TOKENS, encoding, prompt_tokens
 
 PNG_1MB = "data:image/png;base64," + "iVBORw0K" * (1 << 17)
@@ -61,3 +84,181 @@ def test_prompt_bound_text_bytes_bound_the_tokens_of_a_dense_script() -> None:
     text = "".join(chr(c) for c in range(0x4E00, 0x4E00 + 3000))  # CJK: few bytes per token is the worst case
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": text}]}
     assert bound(body) >= len(encoding("o200k_base").encode(text)) + 7
+
+
+# --- the stage as an ASGI app, against a real SQLite store (tests/stages/kit.py) ------------------------------------
+
+CREDIT = 10**9  # 1 USD
+ANSWER = {
+    "id": "chatcmpl-q",
+    "object": "chat.completion",
+    "created": 1,
+    "model": MODEL,
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
+}
+ANSWER_COST = 12 * NANO_PER_PROMPT_TOKEN + 3 * NANO_PER_COMPLETION_TOKEN
+
+
+def chunk(payload: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps({"id": "chatcmpl-q", "object": "chat.completion.chunk", **payload}) + b"\n\n"
+
+
+TEXT_EVENT = chunk({"choices": [{"index": 0, "delta": {"content": "Hello"}, "finish_reason": None}]})
+USAGE_EVENT = chunk({"choices": [], "usage": ANSWER["usage"]})
+DONE_EVENT = b"data: [DONE]\n\n"
+
+
+async def keyed_call(db: Database, settings: Settings, *, credit: int = CREDIT, **body: Any) -> Call:
+    key, _ = await insert_key(db, name="payer", credit=credit)
+    return make_call(settings, body=chat_body(max_tokens=5, **body), key=key)
+
+
+def expected_hold(call: Call) -> int:
+    """Worked out by hand: every byte of the body a prompt token, plus max_tokens completion tokens."""
+    return len(call.raw_body) * NANO_PER_PROMPT_TOKEN + 5 * NANO_PER_COMPLETION_TOKEN
+
+
+async def test_quota_holds_the_expected_amount_before_the_inner_app_runs(
+    db: Database, stage_settings: Settings
+) -> None:
+    call = await keyed_call(db, stage_settings)
+    held: list[Books] = []
+
+    async def look(seen: Call) -> None:
+        assert seen.key is not None
+        held.append(await books(db, seen.key.id))
+
+    result = await run_stage(quota_stage(meter_stage(Inner(*json_messages(ANSWER), on_enter=look)), db=db), call)
+    assert result.error is None and result.status == 200
+    assert [b.holds for b in held] == [[(call.request_id, expected_hold(call))]]
+    assert call.hold == expected_hold(call) < CREDIT
+
+
+async def test_quota_refuses_a_balance_that_cannot_cover_the_hold_without_calling_the_inner_app(
+    db: Database, stage_settings: Settings
+) -> None:
+    call = await keyed_call(db, stage_settings, credit=1_000)
+    inner = Inner(*json_messages(ANSWER))
+    result = await run_stage(quota_stage(inner, db=db), call)
+    assert isinstance(result.error, QuotaExceeded) and result.status == 429
+    assert result.error_json()["code"] == "insufficient_quota" and not result.started
+    assert inner.calls == 0 and call.hold == 0
+    assert call.key is not None
+    after = await books(db, call.key.id)
+    assert (after.balance, after.holds, after.usage) == (1_000, [], [])
+
+
+async def test_quota_settles_a_json_answer_before_its_last_byte_goes_out(
+    db: Database, stage_settings: Settings
+) -> None:
+    call = await keyed_call(db, stage_settings)
+    assert call.key is not None
+    key_id = call.key.id
+    at_send: list[tuple[bool, int, int]] = []  # (more body to come, usage rows, open holds) as each message leaves
+
+    async def look(message: Message) -> None:
+        state = await books(db, key_id)
+        at_send.append((message.get("more_body", False), len(state.usage), len(state.holds)))
+
+    result = await run_stage(quota_stage(meter_stage(Inner(*json_messages(ANSWER))), db=db), call, on_send=look)
+    assert result.error is None and orjson.loads(result.body) == ANSWER
+    # The head waits for the body; by the time either reaches the caller the charge is written.
+    assert at_send == [(False, 1, 0), (False, 1, 0)]
+
+
+async def test_quota_settles_a_stream_before_done_goes_out(db: Database, stage_settings: Settings) -> None:
+    call = await keyed_call(db, stage_settings, stream=True)
+    assert call.key is not None
+    key_id = call.key.id
+    at_send: list[tuple[bytes, int]] = []  # (body, usage rows) as each message leaves
+
+    async def look(message: Message) -> None:
+        at_send.append((message.get("body", b""), len((await books(db, key_id)).usage)))
+
+    inner = Inner(*sse_messages(TEXT_EVENT, USAGE_EVENT, DONE_EVENT))
+    result = await run_stage(quota_stage(meter_stage(inner), db=db), call, on_send=look)
+    assert result.error is None and DONE_EVENT in result.body
+    rows_at = {body: rows for body, rows in at_send}
+    assert rows_at[TEXT_EVENT] == 0  # still open while the answer streams
+    assert rows_at[DONE_EVENT] == 1  # a client stops reading at [DONE]: the charge is in by then
+    assert (await books(db, key_id)).usage[0]["cost"] == ANSWER_COST
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_quota_an_answer_ends_in_one_usage_row_one_charge_and_no_hold(
+    db: Database, stage_settings: Settings, stream: bool
+) -> None:
+    call = await keyed_call(db, stage_settings, stream=stream)
+    assert call.key is not None
+    script = sse_messages(TEXT_EVENT, USAGE_EVENT, DONE_EVENT) if stream else json_messages(ANSWER)
+    result = await run_stage(quota_stage(meter_stage(Inner(*script)), db=db), call)
+    assert result.error is None
+    after = await books(db, call.key.id)
+    assert after.ledger == [("credit", CREDIT), ("charge", -ANSWER_COST)]
+    assert after.balance == after.ledger_sum == CREDIT - ANSWER_COST
+    assert after.holds == []
+    (row,) = after.usage
+    assert (row["request_id"], row["status"], row["end_reason"]) == (call.request_id, 200, "done")
+    assert (row["prompt_tokens"], row["completion_tokens"], row["usage_source"]) == (12, 3, "upstream")
+    assert call.cost == ANSWER_COST
+
+
+@pytest.mark.parametrize(
+    ("failure", "status"),
+    [(UpstreamError("channel 'x' answered HTTP 500"), 502), (RuntimeError("a bug below quota"), 500)],
+)
+async def test_quota_a_failure_in_the_inner_app_still_settles_and_charges_nothing_undelivered(
+    db: Database, stage_settings: Settings, failure: Exception, status: int
+) -> None:
+    call = await keyed_call(db, stage_settings)
+    assert call.key is not None
+    result = await run_stage(quota_stage(meter_stage(Inner(raises=failure)), db=db), call)
+    assert result.error is failure and not result.started  # re-raised, for intake to render
+    after = await books(db, call.key.id)
+    assert after.holds == [] and after.ledger == [("credit", CREDIT)] and after.balance == after.ledger_sum
+    (row,) = after.usage
+    assert (row["status"], row["cost"], row["prompt_tokens"]) == (status, 0, 0)
+
+
+async def test_quota_a_stream_that_breaks_midway_settles_what_was_delivered(
+    db: Database, stage_settings: Settings
+) -> None:
+    call = await keyed_call(db, stage_settings, stream=True)
+    assert call.key is not None
+    inner = Inner(*sse_messages(TEXT_EVENT, end=False), raises=UpstreamError("channel 'x' broke off the response"))
+    result = await run_stage(quota_stage(meter_stage(inner), db=db), call)
+    assert isinstance(result.error, UpstreamError) and TEXT_EVENT in result.body
+    after = await books(db, call.key.id)
+    (row,) = after.usage
+    assert row["usage_source"] == "estimated" and 0 < row["cost"] <= expected_hold(call)
+    assert after.ledger == [("credit", CREDIT), ("charge", -row["cost"])]
+    assert after.balance == after.ledger_sum and after.holds == []
+
+
+async def test_quota_a_caller_that_leaves_mid_stream_is_settled_for_what_it_got(
+    db: Database, stage_settings: Settings
+) -> None:
+    call = await keyed_call(db, stage_settings, stream=True)
+    assert call.key is not None
+    inner = Inner(*sse_messages(TEXT_EVENT, end=False), wait=True)  # the upstream goes quiet; the caller gives up
+    result = await run_stage(quota_stage(meter_stage(inner), db=db), call, leave_after=2)
+    assert isinstance(result.error, ClientGone)
+    after = await books(db, call.key.id)
+    (row,) = after.usage
+    assert (row["status"], row["end_reason"], row["usage_source"]) == (200, "client_gone", "estimated")
+    assert after.ledger == [("credit", CREDIT), ("charge", -row["cost"])] and row["cost"] > 0
+    assert after.holds == [] and after.balance == after.ledger_sum
+
+
+async def test_quota_a_caller_that_leaves_before_any_byte_is_settled_as_499_for_nothing(
+    db: Database, stage_settings: Settings
+) -> None:
+    call = await keyed_call(db, stage_settings)
+    assert call.key is not None
+    result = await run_stage(quota_stage(meter_stage(Inner(wait=True)), db=db), call, leave_after=0)
+    assert isinstance(result.error, ClientGone) and not result.started
+    after = await books(db, call.key.id)
+    (row,) = after.usage
+    assert (row["status"], row["end_reason"], row["cost"]) == (499, "client_gone", 0)
+    assert after.ledger == [("credit", CREDIT)] and after.holds == [] and after.balance == after.ledger_sum
