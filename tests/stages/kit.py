@@ -20,23 +20,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
 from tokenbridge.asgi import ASGIApp, Message, Scope
 from tokenbridge.call import SCOPE_KEY, Call, get_call
+from tokenbridge.circuits import Transition
 from tokenbridge.errors import ClientGone, GatewayError
-from tokenbridge.runtime import Runtime
-from tokenbridge.settings import Settings, load_settings
+from tokenbridge.settings import BreakerSettings, Settings, load_settings
 from tokenbridge.stages.auth import AuthMiddleware
 from tokenbridge.stages.body import BodyMiddleware
 from tokenbridge.stages.meter import MeterMiddleware
 from tokenbridge.stages.quota import QuotaMiddleware
 from tokenbridge.store.db import Database
 from tokenbridge.store.keys import KeyCache
-from tokenbridge.upstream.breaker import Breakers, BreakerSettings, Transition
+from tokenbridge.upstream.breaker import Breakers
 from tokenbridge.upstream.client import UpstreamClient
 from tokenbridge.upstream.proxy import UpstreamProxy
 
@@ -283,11 +282,6 @@ async def books(db: Database, key_id: int) -> Books:
     )
 
 
-def _runtime(**parts: Any) -> Runtime:
-    """Only the parts of the Runtime a stage reads (the stages are about to take them as arguments)."""
-    return cast(Runtime, SimpleNamespace(**parts))
-
-
 def dropped_retry(work: Any) -> None:
     """A `spawn` for stages that retry in the background: these tests do not run the retries."""
     work.close()
@@ -297,15 +291,15 @@ def dropped_retry(work: Any) -> None:
 
 
 def body_stage(inner: ASGIApp, *, kind: str = "chat") -> ASGIApp:
-    return BodyMiddleware(inner, kind=kind)
+    return BodyMiddleware(inner, route=kind)
 
 
 def auth_stage(inner: ASGIApp, *, db: Database, keys: KeyCache | None = None) -> ASGIApp:
-    return AuthMiddleware(inner, runtime=_runtime(db=db, keys=keys or KeyCache()))
+    return AuthMiddleware(inner, keys=keys or KeyCache(), db=lambda: db)
 
 
 def quota_stage(inner: ASGIApp, *, db: Database, spawn: Callable[[Any], None] = dropped_retry) -> ASGIApp:
-    return QuotaMiddleware(inner, runtime=_runtime(db=db, spawn=spawn))
+    return QuotaMiddleware(inner, db=lambda: db, spawn=spawn)
 
 
 def meter_stage(inner: ASGIApp) -> ASGIApp:

@@ -27,9 +27,10 @@ from tests.stages.kit import (
     write_settings,
 )
 from tokenbridge.call import Call
+from tokenbridge.circuits import Transition
 from tokenbridge.errors import ClientGone, UpstreamError
 from tokenbridge.settings import Channel, Settings
-from tokenbridge.upstream.breaker import Breakers, Transition
+from tokenbridge.upstream.breaker import Breakers
 from tokenbridge.upstream.client import UpstreamClient
 from tokenbridge.upstream.proxy import retry_after_s
 
