@@ -6,7 +6,9 @@ import base64
 import os
 import subprocess
 import sys
+import threading
 from types import MappingProxyType
+from typing import Any
 
 import orjson
 import pytest
@@ -61,22 +63,48 @@ def test_tokens_known_models_pick_their_encoding() -> None:
 
 def test_tokens_leave_the_environment_as_they_found_it() -> None:
     before = os.environ.get("TIKTOKEN_CACHE_DIR")
-    tokens.encoding.cache_clear()
+    tokens.load_encoding.cache_clear()
     tokens.encoding("cl100k_base")
     assert os.environ.get("TIKTOKEN_CACHE_DIR") == before
+
+
+def test_tokens_first_estimates_started_together_load_an_encoding_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Concurrent first estimates (each in its own worker thread) share one load, not one each."""
+    loads: list[str] = []
+    real = tokens.load_tiktoken_bpe
+
+    def counted(path: str, **kwargs: Any) -> dict[bytes, int]:
+        loads.append(path)
+        return real(path, **kwargs)
+
+    tokens.load_encoding.cache_clear()
+    monkeypatch.setattr(tokens, "load_tiktoken_bpe", counted)
+    start = threading.Barrier(8)
+
+    def first_estimate() -> None:
+        start.wait()
+        tokens.encoding("cl100k_base")
+
+    threads = [threading.Thread(target=first_estimate) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    tokens.load_encoding.cache_clear()
+    assert len(loads) == 1, loads
 
 
 def test_tokens_load_the_shipped_files_without_writing_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """os.environ is process-wide: a load that sets a variable, even for a moment, changes it for every
     thread (another library's tiktoken load among them). A read-only environment proves none is set."""
-    tokens.encoding.cache_clear()
+    tokens.load_encoding.cache_clear()
     with monkeypatch.context() as patch:  # undone before pytest itself writes PYTEST_CURRENT_TEST again
         patch.setattr(os, "environ", MappingProxyType(dict(os.environ)))
         try:
             assert len(tokens.encoding("cl100k_base").encode("Hello from fake")) == 3
             assert len(tokens.encoding("o200k_base").encode("Hello from fake")) == 3
         finally:
-            tokens.encoding.cache_clear()
+            tokens.load_encoding.cache_clear()
 
 
 def n(text: str) -> int:

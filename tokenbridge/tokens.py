@@ -20,6 +20,7 @@ import asyncio
 import base64
 import binascii
 import math
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -100,8 +101,19 @@ def encoding_name(model: str) -> str:
     return name if name in SHIPPED_ENCODINGS else FALLBACK_ENCODING
 
 
-@cache
+_load_lock = threading.Lock()
+
+
 def encoding(name: str) -> tiktoken.Encoding:
+    """A shipped encoding, loaded once. The first estimates may start together, each in a worker
+    thread; `cache` alone would let each of them load its own copy (seconds of CPU and ~100 MB
+    apiece), so they wait for the one load instead."""
+    with _load_lock:
+        return load_encoding(name)
+
+
+@cache
+def load_encoding(name: str) -> tiktoken.Encoding:
     """Load a shipped encoding from its file, never touching the network or the environment."""
     shipped = SHIPPED_ENCODINGS[name]
     ranks = load_tiktoken_bpe(str(BPE_DIR / f"{name}.tiktoken"), expected_hash=shipped.sha256)
