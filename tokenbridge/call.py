@@ -45,10 +45,12 @@ class Call:
     candidates: tuple[Channel, ...] = ()
     # shape: the chat request that answers this call (the caller's body itself on the chat route)
     upstream_body: dict[str, Any] = field(default_factory=dict)
-    # proxy: the channel that answered (or failed last), the model name it was sent, attempts made
+    # proxy: the channel that answered (or failed last), the model name it was sent, attempts made,
     channel: Channel | None = None
     upstream_model: str = ""
     attempts: int = 0
+    # ... and a JSON answer's body, parsed once when the proxy checked it (the meter reads its usage there)
+    answer: dict[str, Any] | None = None
     # meter: what came back
     status: int = 0
     ttfb: float | None = None  # seconds from arrival to the first response byte

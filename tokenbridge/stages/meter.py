@@ -330,7 +330,7 @@ class MeterMiddleware:
                 elif json is not None:
                     json.feed(body)
                     if not call.complete and (not more or json.complete()):
-                        payload = json.payload()
+                        payload = call.answer if call.answer is not None else json.payload()  # parsed once
                         await self._account(call, usage_from(payload), lambda: answer_texts(payload))
                         call.complete = True
             await send(message)

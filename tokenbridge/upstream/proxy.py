@@ -198,7 +198,8 @@ class UpstreamProxy:
             return f"{reason}: {await response.peek()}", UpstreamError(f"channel {name!r} answered {reason}")
         if status == 200 and not call.stream:
             whole = await response.read_whole(MAX_JSON_BYTES)
-            if whole is not None and not _is_json_object(whole):
+            call.answer = None if whole is None else _json_object(whole)
+            if whole is not None and call.answer is None:
                 text = mask_secrets(whole[:ERROR_BODY_PEEK_BYTES].decode("utf-8", "replace"), channel.api_key)
                 return f"HTTP 200 with a body that is not JSON: {text}", UpstreamError(
                     f"channel {name!r} answered HTTP 200 with a body that is not JSON"
@@ -213,11 +214,12 @@ class UpstreamProxy:
         self.breakers.record(channel.name, call.model, ok=False, reason=reason)
 
 
-def _is_json_object(body: bytes) -> bool:
+def _json_object(body: bytes) -> dict[str, Any] | None:
     try:
-        return isinstance(orjson.loads(body), dict)
+        parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return False
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def retry_after_s(value: str | None) -> float | None:
