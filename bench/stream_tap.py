@@ -17,7 +17,7 @@ import tracemalloc
 
 import orjson
 
-from tokenbridge.stages.meter import SseTap
+from tokenbridge.stages.chat_tap import SseTap
 
 
 def event(text: str) -> bytes:

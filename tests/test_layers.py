@@ -33,11 +33,11 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
         "core": (
             "tokenbridge",  # the package itself: __version__
             "asgi", "errors", "money", "tomlread", "settings", "circuits", "limits", "durations", "keyrules",
-            "tokens", "logs", "process", "wire",
+            "tokens", "logs", "process", "wire", "faces",
         ),
     },
     {"store": ("store",), "upstream": ("upstream",)},
-    {"shared": ("call", "outcome", "completions", "metrics", "report", "runtime")},
+    {"shared": ("call", "outcome", "completions", "adapters", "metrics", "report", "runtime")},
     {"stages": ("stages", "upstream.proxy", "observe", "cors")},
     {"app": ("endpoints", "admin", "console", "app", "serve", "cli", "__main__")},
 )  # fmt: skip

@@ -31,7 +31,7 @@ class Call:
     delivered: int = 0  # body bytes that went out to the caller (intake counts them as they leave)
     caller_request_id: str = ""  # the caller's own X-Request-ID (when usable), kept for tracing only
     # body: the parsed request
-    route: str = ""  # "chat" | "completions"
+    route: str = ""  # "chat" | "completions" | ... (adapters.ROUTES); set first, so errors take its shape
     body: dict[str, Any] = field(default_factory=dict)
     raw_body: bytes = b""  # `body` as JSON (re-serialised, so exactly what was checked), the bytes forwarded
     model: str = ""
@@ -43,10 +43,13 @@ class Call:
     cost: int = 0  # nano-USD charged when the hold settled (the usage row's cost)
     # mapping: channels to try, in order
     candidates: tuple[Channel, ...] = ()
-    # shape: the chat request that answers this call (the caller's body itself on the chat route)
-    upstream_body: dict[str, Any] = field(default_factory=dict)
-    # proxy: the channel that answered (or failed last), the model name it was sent, attempts made,
+    # shape: the body each wire among the candidates is sent (adapters.py), the caller's own where it passes through
+    upstream_bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # proxy: the channel that answered (or failed last), the wire it speaks and the body it was sent,
     channel: Channel | None = None
+    wire: str = ""  # "chat" | "completions" | ...: the shape of what went upstream and of what came back
+    upstream_body: dict[str, Any] = field(default_factory=dict)
+    # ... the model name it was sent, attempts made,
     upstream_model: str = ""
     attempts: int = 0
     # ... and a JSON answer's body, parsed once when the proxy checked it (the meter reads its usage there)

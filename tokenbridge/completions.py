@@ -12,10 +12,7 @@ from typing import Any
 
 import orjson
 
-from tokenbridge.call import Call
 from tokenbridge.errors import InvalidRequest
-from tokenbridge.settings import Channel
-from tokenbridge.upstream.client import takes_completions
 from tokenbridge.upstream.sse import event_data
 
 CARRIED_FIELDS = (
@@ -61,18 +58,6 @@ def chat_request(body: dict[str, Any]) -> dict[str, Any]:
     chat = {name: body[name] for name in CARRIED_FIELDS if name in body}
     chat["messages"] = [{"role": "user", "content": prompt_text(body.get("prompt"))}]
     return chat
-
-
-def is_native(call: Call, channel: Channel) -> bool:
-    """Does this channel take the caller's completions request as it is?"""
-    return call.route == "completions" and takes_completions(channel)
-
-
-def upstream_target(call: Call, channel: Channel) -> tuple[str, dict[str, Any]]:
-    """Where and what to send to `channel`: (path under base_url, the request body)."""
-    if is_native(call, channel):
-        return "/completions", call.body
-    return "/chat/completions", call.upstream_body
 
 
 def completion_id(chat_id: Any) -> str:

@@ -282,16 +282,21 @@ class InternalError(GatewayError):
     code = "internal_error"
 
 
-async def render(error: GatewayError, send: Send, *, request_id: str) -> None:
-    """Send `error` as a complete JSON response (only before `http.response.start`)."""
-    body = error.body()
+async def render(
+    error: GatewayError, send: Send, *, request_id: str, body: bytes | None = None, status: int | None = None
+) -> None:
+    """Send `error` as a complete JSON response (only before `http.response.start`); `body` and
+    `status` where the route's face (faces.py) shows errors in another shape."""
+    body = error.body() if body is None else body
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"x-request-id", request_id.encode()),
     ]
     headers += [(k.encode(), v.encode()) for k, v in error.headers.items()]
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send(
+        {"type": "http.response.start", "status": error.status if status is None else status, "headers": headers}
+    )
     await send({"type": "http.response.body", "body": body})
 
 

@@ -77,7 +77,7 @@ def make_call(settings: Settings, **fields: Any) -> Call:
         fields.setdefault("raw_body", orjson.dumps(body))
         fields.setdefault("model", body.get("model", ""))
         fields.setdefault("stream", body.get("stream") is True)
-        fields.setdefault("upstream_body", body)  # what shape writes on the chat route
+        fields.setdefault("upstream_body", body)  # what the proxy writes on the chat route
         fields.setdefault("route", "chat")
     for name, value in fields.items():
         setattr(call, name, value)

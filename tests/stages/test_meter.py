@@ -16,14 +16,8 @@ from hypothesis import strategies as st
 from tokenbridge.call import Call
 from tokenbridge.limits import MAX_JSON_BYTES
 from tokenbridge.money import Usage
-from tokenbridge.stages.meter import (
-    UNREAD_TEXT_EVENT_BYTES,
-    JsonTap,
-    MeterMiddleware,
-    SseTap,
-    answer_texts,
-    usage_from,
-)
+from tokenbridge.stages.chat_tap import UNREAD_TEXT_EVENT_BYTES, JsonTap, SseTap, answer_texts, usage_from
+from tokenbridge.stages.meter import MeterMiddleware
 from tokenbridge.upstream.sse import MAX_EVENT_BYTES
 
 USAGE = {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}

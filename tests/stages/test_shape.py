@@ -8,6 +8,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tokenbridge.adapters import Stateless
+from tokenbridge.completions import translate_event
 from tokenbridge.stages.shape import SseTranslator
 from tokenbridge.upstream.sse import EventSplitter, event_data
 
@@ -29,7 +31,7 @@ def chat_stream(pieces: list[str], *, usage: bool, crlf: bool) -> bytes:
 
 
 def translate_in(chunks: list[bytes]) -> bytes:
-    translator = SseTranslator()
+    translator = SseTranslator(Stateless(translate_event))
     return b"".join(translator.feed(chunk) for chunk in chunks)
 
 

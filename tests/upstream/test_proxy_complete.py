@@ -23,7 +23,7 @@ async def test_a_caller_leaving_at_the_last_chunk_cancels_only_an_incomplete_ans
     settings = echo_settings()
     body = {"model": "m", "messages": [{"role": "user", "content": "a b c"}], "stream": True}
     call = Call(request_id="req-p", settings=settings)
-    call.body = call.upstream_body = body
+    call.route, call.body = "chat", body
     call.raw_body, call.model, call.stream, call.candidates = orjson.dumps(body), "m", True, settings.channels
     client = UpstreamClient(pool_limit=4)
     await client.start()

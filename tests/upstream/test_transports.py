@@ -13,8 +13,8 @@ import orjson
 
 from tests.echo_config import echo_settings
 from tokenbridge import settings as settings_module
+from tokenbridge.adapters import wire_for
 from tokenbridge.call import Call
-from tokenbridge.completions import is_native
 from tokenbridge.settings import Channel
 from tokenbridge.upstream import client as client_module
 from tokenbridge.upstream.client import TRANSPORTS, UpstreamClient
@@ -72,14 +72,12 @@ def test_a_completions_request_to_the_echo_channel_goes_through_chat_even_if_nat
     # The echo answers chat only: its transport says so, the channel's kind is not looked at.
     channel = echo_channel()
     assert channel.completions == "native"
-    call = Call(request_id="r", settings=echo_settings())
-    call.route = "completions"
-    assert not is_native(call, channel)
+    assert wire_for("completions", channel) == "chat"
     http = Channel(
         name="up", kind="openai", base_url="http://127.0.0.1:9/v1", api_key="", models=("m",),
         model_map=MappingProxyType({}), completions="native",
     )  # fmt: skip
-    assert is_native(call, http)
+    assert wire_for("completions", http) == "completions"
 
 
 def test_the_client_module_builds_no_answer_of_its_own() -> None:

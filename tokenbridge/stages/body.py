@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -24,9 +25,6 @@ from tokenbridge.errors import ClientGone, InvalidRequest, RequestTimeout, Reque
 from tokenbridge.logs import peer
 
 log = logging.getLogger("tokenbridge")
-
-# The field that carries the input, per route.
-INPUT_FIELD = {"chat": "messages", "completions": "prompt"}
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -69,6 +67,33 @@ async def _read_chunks(receive: Receive, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _check_chat(body: dict[str, Any]) -> None:
+    value = _required(body, "messages")
+    if not isinstance(value, list) or not value:
+        raise InvalidRequest("'messages' must be a non-empty array.", param="messages")
+    for i, message in enumerate(value):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise InvalidRequest(f"'messages[{i}]' must be an object with a 'role'.", param=f"messages[{i}]")
+
+
+def _check_completions(body: dict[str, Any]) -> None:
+    value = _required(body, "prompt")
+    if not isinstance(value, str | list) or value == []:
+        raise InvalidRequest("'prompt' must be a string or a non-empty array.", param="prompt")
+
+
+def _required(body: dict[str, Any], field: str) -> Any:
+    value = body.get(field)
+    if value is None:
+        raise InvalidRequest(f"Missing required parameter: '{field}'.", param=field)
+    return value
+
+
+# What each route's body must hold past `model` and the common fields: a function that raises
+# InvalidRequest naming the field. A new route adds its row (adapters.ROUTES lists the routes).
+ROUTE_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {"chat": _check_chat, "completions": _check_completions}
+
+
 def check_shape(route: str, body: Any) -> dict[str, Any]:
     """The body as a dict, or an InvalidRequest naming the field that is wrong."""
     if not isinstance(body, dict):
@@ -78,18 +103,7 @@ def check_shape(route: str, body: Any) -> dict[str, Any]:
         raise InvalidRequest("You must provide a model parameter.", param="model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("'model' must be a non-empty string.", param="model")
-    field = INPUT_FIELD[route]
-    value = body.get(field)
-    if value is None:
-        raise InvalidRequest(f"Missing required parameter: '{field}'.", param=field)
-    if route == "completions" and (not isinstance(value, str | list) or value == []):
-        raise InvalidRequest("'prompt' must be a string or a non-empty array.", param="prompt")
-    if route == "chat":
-        if not isinstance(value, list) or not value:
-            raise InvalidRequest("'messages' must be a non-empty array.", param="messages")
-        for i, message in enumerate(value):
-            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-                raise InvalidRequest(f"'messages[{i}]' must be an object with a 'role'.", param=f"messages[{i}]")
+    ROUTE_CHECKS[route](body)
     stream = body.get("stream", False)
     if stream is not None and not isinstance(stream, bool):
         raise InvalidRequest("'stream' must be a boolean.", param="stream")
@@ -107,13 +121,14 @@ class BodyMiddleware:
     """Fills call.route, raw_body, body, model, stream."""
 
     def __init__(self, app: ASGIApp, *, route: str) -> None:
-        if route not in INPUT_FIELD:
+        if route not in ROUTE_CHECKS:
             raise ValueError(f"unknown route {route!r}")
         self.app = app
         self.route = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         call = get_call(scope)
+        call.route = self.route  # first: an error from here on is shown in the route's face (faces.py)
         server = call.settings.server
         raw = await read_body(scope, receive, server.max_body_bytes, timeout_s=server.body_timeout_s)
         try:
@@ -122,7 +137,6 @@ class BodyMiddleware:
             raise InvalidRequest(
                 "We could not parse the JSON body of your request. The body must be a JSON object."
             ) from exc
-        call.route = self.route
         call.body = check_shape(self.route, parsed)
         call.raw_body = orjson.dumps(call.body)  # see the module docstring
         call.model = call.body["model"]

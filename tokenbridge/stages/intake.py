@@ -22,7 +22,8 @@ from hashlib import blake2b
 
 from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send, is_event_stream
 from tokenbridge.call import SCOPE_KEY, Call
-from tokenbridge.errors import ClientGone, DatabaseUnavailable, GatewayError, InternalError, render, sse_error_event
+from tokenbridge.errors import ClientGone, DatabaseUnavailable, GatewayError, InternalError, render
+from tokenbridge.faces import face_of
 from tokenbridge.settings import Settings
 from tokenbridge.store.db import StoreUnavailable, as_unavailable
 
@@ -99,11 +100,12 @@ class IntakeMiddleware:
             if error is None:
                 log.exception("request %s failed inside the gateway", call.request_id)
                 error = InternalError("The gateway failed to handle this request; see its log for the request id.")
+            face = face_of(call.route)
             if not started:
-                await render(error, send, request_id=echoed)
+                await render(error, send, request_id=echoed, body=face.body(error), status=face.status(error))
             elif sse:
                 try:
-                    await send({"type": "http.response.body", "body": sse_error_event(error), "more_body": False})
+                    await send({"type": "http.response.body", "body": face.stream_error(error), "more_body": False})
                 except Exception:  # the connection itself is broken: nothing more can reach the caller
                     log.warning("request %s: could not send the error event: %s", call.request_id, error.message)
             else:

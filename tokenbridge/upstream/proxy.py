@@ -21,9 +21,9 @@ from typing import Any
 
 import orjson
 
+from tokenbridge.adapters import adapter_for, wire_for
 from tokenbridge.asgi import Receive, Scope, Send
 from tokenbridge.call import Call, caller_wants_usage, get_call
-from tokenbridge.completions import upstream_target
 from tokenbridge.errors import (
     ClientGone,
     GatewayBusy,
@@ -129,7 +129,9 @@ class UpstreamProxy:
             call.attempts += 1
             call.channel = channel
             call.upstream_model = channel.upstream_model(call.model)
-            path, body = upstream_target(call, channel)
+            call.wire = wire_for(call.route, channel)
+            call.upstream_body = body = call.upstream_bodies.get(call.wire, call.body)
+            path = adapter_for(call.route, channel).path
             response: UpstreamResponse | None = None
             try:  # every admitted attempt ends in exactly one record() or release()
                 payload = upstream_payload(call, channel, body)

@@ -1,0 +1,68 @@
+"""The route/wire tables (adapters.py), the meter's dialects and the error faces: what each picks."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from tokenbridge.adapters import ADAPTERS, ROUTES, WIRES, adapter_for, upstream_bodies, wire_for
+from tokenbridge.call import Call
+from tokenbridge.errors import InvalidRequest, RateLimited
+from tokenbridge.faces import OPENAI, face_of
+from tokenbridge.stages.body import ROUTE_CHECKS
+from tokenbridge.stages.dialects import CHAT, DIALECTS, dialect_of
+
+from .echo_config import echo_settings
+
+
+def _call(route: str, body: dict[str, Any], *, native: int = 0, chat: int = 1) -> Call:
+    settings = echo_settings()
+    echo = settings.channels[0]
+    http = replace(echo, name="up", kind="openai", base_url="http://127.0.0.1:9/v1", completions="native")
+    call = Call(request_id="r", settings=settings)
+    call.route, call.body, call.candidates = route, body, (http,) * native + (echo,) * chat
+    return call
+
+
+def test_every_route_has_a_body_check_a_wire_choice_and_an_adapter() -> None:
+    assert ROUTES == set(ROUTE_CHECKS) == set(WIRES)
+    assert {route for route, _ in ADAPTERS} == ROUTES
+    assert all(adapter.path.startswith("/") for adapter in ADAPTERS.values())
+
+
+def test_a_completions_call_is_translated_once_for_its_chat_channels_and_passed_as_it_is_to_native_ones() -> None:
+    body = {"model": "m", "prompt": "say hi", "max_tokens": 3}
+    call = _call("completions", body, native=2, chat=2)
+    bodies = upstream_bodies(call)
+    assert set(bodies) == {"completions", "chat"}
+    assert bodies["completions"] is body
+    assert bodies["chat"]["messages"] == [{"role": "user", "content": "say hi"}]
+    http, echo = call.candidates[0], call.candidates[-1]
+    assert (wire_for("completions", http), adapter_for("completions", http).path) == ("completions", "/completions")
+    assert (wire_for("completions", echo), adapter_for("completions", echo).path) == ("chat", "/chat/completions")
+
+
+def test_a_field_one_wire_refuses_is_refused_even_if_a_native_channel_comes_first() -> None:
+    call = _call("completions", {"model": "m", "prompt": "x", "echo": True}, native=1, chat=1)
+    with pytest.raises(InvalidRequest) as info:
+        upstream_bodies(call)
+    assert info.value.param == "echo"
+
+
+def test_a_route_whose_wires_all_take_its_body_translates_nothing() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    assert upstream_bodies(_call("chat", body, native=1, chat=1)) == {}
+
+
+def test_the_meter_reads_unknown_wires_as_chat_and_the_chat_wires_have_the_chat_dialect() -> None:
+    assert DIALECTS["chat"] is DIALECTS["completions"] is CHAT
+    assert dialect_of("") is CHAT
+
+
+def test_routes_without_a_face_of_their_own_show_openai_errors_with_each_error_own_body() -> None:
+    assert face_of("chat") is OPENAI and face_of("") is OPENAI
+    limited = RateLimited("slow down", retry_after_s=3, kind="tokens")
+    assert face_of("chat").body(limited) == limited.body()
+    assert b'"tokens"' in face_of("chat").body(limited)

@@ -1,0 +1,110 @@
+"""Adapters: how a call on one route is answered by a channel that speaks one wire.
+
+A route is what the caller called (`chat`, `completions`, ...); a wire is what a channel is spoken
+to in, named the same way (`chat` is `/chat/completions`, `completions` is `/completions`). Each
+route says, per channel, which wire it takes there (`WIRES`), and each (route, wire) pair has one
+`Adapter`: the path under the channel's base_url, and the translations between the two shapes, or
+none where the caller's bytes pass through untouched. The shape stage runs the translations; the
+proxy reads the path; the meter reads the wire's own shape (its dialect), whatever the route.
+
+Adding a route or a wire is adding rows here, not branches in the stages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from tokenbridge.call import Call
+from tokenbridge.completions import chat_request, completion_response, translate_event
+from tokenbridge.settings import Channel
+from tokenbridge.upstream.client import takes_completions
+
+Body = dict[str, Any]
+
+
+class EventTranslator(Protocol):
+    """Translates one stream, one whole SSE event at a time (it may keep state between events)."""
+
+    def translate(self, event: bytes) -> bytes:
+        """One whole upstream event (its blank line included) -> the bytes the caller gets for it (b"": none)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Adapter:
+    """One (route, wire) pair. Every translation is None where the caller's shape is the wire's."""
+
+    path: str  # under the channel's base_url
+    request: Callable[[Body], Body] | None = None  # the caller's body -> the wire's; raises InvalidRequest
+    answer: Callable[[Body], Body] | None = None  # the wire's JSON answer -> the caller's
+    events: Callable[[Call], EventTranslator] | None = None  # a translator for one stream of this call
+
+    @property
+    def translates(self) -> bool:
+        return self.answer is not None or self.events is not None
+
+
+class Stateless:
+    """An EventTranslator from a pure function of one event."""
+
+    __slots__ = ("function",)
+
+    def __init__(self, function: Callable[[bytes], bytes]) -> None:
+        self.function = function
+
+    def translate(self, event: bytes) -> bytes:
+        return self.function(event)
+
+
+def _completions_events(call: Call) -> EventTranslator:
+    return Stateless(translate_event)
+
+
+ADAPTERS: Mapping[tuple[str, str], Adapter] = MappingProxyType(
+    {
+        ("chat", "chat"): Adapter("/chat/completions"),
+        ("completions", "completions"): Adapter("/completions"),
+        ("completions", "chat"): Adapter(
+            "/chat/completions", request=chat_request, answer=completion_response, events=_completions_events
+        ),
+    }
+)
+
+# Per route: the wire a channel is spoken to in for it.
+WIRES: Mapping[str, Callable[[Channel], str]] = MappingProxyType(
+    {
+        "chat": lambda channel: "chat",
+        "completions": lambda channel: "completions" if takes_completions(channel) else "chat",
+    }
+)
+
+ROUTES = frozenset(WIRES)
+_TRANSLATED_ROUTES = frozenset(route for (route, _), adapter in ADAPTERS.items() if adapter.request is not None)
+
+
+def wire_for(route: str, channel: Channel) -> str:
+    return WIRES[route](channel)
+
+
+def adapter_for(route: str, channel: Channel) -> Adapter:
+    return ADAPTERS[(route, wire_for(route, channel))]
+
+
+def upstream_bodies(call: Call) -> dict[str, Body]:
+    """The body each wire among the call's candidates is sent, translated once per wire.
+
+    Every translation runs before any channel is tried, so a field one of them refuses is refused
+    whichever channel would have answered: failover never changes what the caller gets.
+    """
+    bodies: dict[str, Body] = {}
+    if call.route not in _TRANSLATED_ROUTES:
+        return bodies  # every wire of this route takes the caller's body as it is
+    for channel in call.candidates:
+        wire = wire_for(call.route, channel)
+        if wire not in bodies:
+            request = ADAPTERS[(call.route, wire)].request
+            bodies[wire] = call.body if request is None else request(call.body)
+    return bodies
