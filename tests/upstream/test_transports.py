@@ -15,6 +15,7 @@ from tests.echo_config import echo_settings
 from tokenbridge import settings as settings_module
 from tokenbridge.call import Call
 from tokenbridge.completions import is_native
+from tokenbridge.routing import KIND_ROUTES
 from tokenbridge.settings import Channel
 from tokenbridge.upstream import client as client_module
 from tokenbridge.upstream.client import TRANSPORTS, UpstreamClient
@@ -42,6 +43,11 @@ def test_no_branch_on_the_provider_kind_outside_the_config_checks() -> None:
 
 def test_every_configurable_kind_has_a_transport() -> None:
     assert set(TRANSPORTS) == set(settings_module.KINDS)
+
+
+def test_every_kind_says_which_routes_it_can_carry() -> None:
+    # A new kind needs its row in routing.KIND_ROUTES: the mapping stage tries a channel only for what it carries.
+    assert set(KIND_ROUTES) == set(TRANSPORTS)
 
 
 def test_the_proxy_hands_every_transport_bytes() -> None:
@@ -85,3 +91,4 @@ def test_a_completions_request_to_the_echo_channel_goes_through_chat_even_if_nat
 def test_the_client_module_builds_no_answer_of_its_own() -> None:
     # Each answer comes from its kind's transport; the client only picks one from the table.
     assert "EchoResponse" not in Path(client_module.__file__).read_text()
+
