@@ -70,6 +70,8 @@ def is_native(call: Call, channel: Channel) -> bool:
 
 def upstream_target(call: Call, channel: Channel) -> tuple[str, dict[str, Any]]:
     """Where and what to send to `channel`: (path under base_url, the request body)."""
+    if call.route == "embeddings":
+        return "/embeddings", call.upstream_body  # passed through as checked, on every channel
     if is_native(call, channel):
         return "/completions", call.body
     return "/chat/completions", call.upstream_body

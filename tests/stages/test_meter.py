@@ -121,6 +121,15 @@ def test_usage_from_takes_counts_up_to_the_bound() -> None:
     assert usage_from({"usage": usage}) == Usage(10**9, 10**9, 10**9)
 
 
+def test_usage_from_an_answer_without_output_reads_its_prompt_tokens_alone() -> None:
+    embedding = {"usage": {"prompt_tokens": 7, "total_tokens": 7}}  # OpenAI's embeddings usage
+    assert usage_from(embedding) is None  # on a route with output, that is no usage: estimated instead
+    assert usage_from(embedding, output=False) == Usage(7, 0, 0)
+    assert usage_from({"usage": {"prompt_tokens": 7, "completion_tokens": 2}}, output=False) == Usage(7, 2, 0)
+    for bad in ({"prompt_tokens": -7}, {"prompt_tokens": 7, "completion_tokens": "0"}, {"total_tokens": 7}):
+        assert usage_from({"usage": bad}, output=False) is None
+
+
 # --- SseTap -------------------------------------------------------------------------------------------------------
 
 

@@ -92,3 +92,19 @@ def test_the_client_module_builds_no_answer_of_its_own() -> None:
     # Each answer comes from its kind's transport; the client only picks one from the table.
     assert "EchoResponse" not in Path(client_module.__file__).read_text()
 
+
+async def test_the_echo_transport_answers_embeddings_with_a_whole_json_answer() -> None:
+    client = UpstreamClient(pool_limit=1)
+    await client.start()
+    try:
+        body = orjson.dumps({"model": "m", "input": ["one two", "three"], "dimensions": 4})
+        response = await client.open(echo_channel(), "/embeddings", body, stream=False)
+        whole = await response.read_whole(1 << 20)
+        chunks = b"".join([chunk async for chunk in response.chunks()])
+    finally:
+        await client.close()
+    assert (response.status, response.media_type, response.content_length) == (200, "application/json", len(chunks))
+    assert whole == chunks
+    answer = orjson.loads(chunks)
+    assert [len(e["embedding"]) for e in answer["data"]] == [4, 4]
+    assert answer["usage"] == {"prompt_tokens": 3, "total_tokens": 3}  # the echo's tokens: a word each

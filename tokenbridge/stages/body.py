@@ -1,6 +1,6 @@
 """Body: read the request once (size-limited), parse it once, check its shape, fill the Call.
 
-The route table says which shape a route takes (`route`: chat or completions); no stage looks at the path.
+The route table says which shape a route takes (`route`: chat, completions or embeddings); no stage looks at the path.
 
 What goes upstream is the checked body, re-serialised (`call.raw_body`), never the caller's bytes.
 orjson reads a key given twice last-wins, and an upstream that keeps the first would read another
@@ -20,13 +20,14 @@ import orjson
 
 from tokenbridge.asgi import ASGIApp, Receive, Scope, Send
 from tokenbridge.call import get_call
+from tokenbridge.embeddings import check_embedding_request
 from tokenbridge.errors import ClientGone, InvalidRequest, RequestTimeout, RequestTooLarge
 from tokenbridge.logs import peer
 
 log = logging.getLogger("tokenbridge")
 
 # The field that carries the input, per route.
-INPUT_FIELD = {"chat": "messages", "completions": "prompt"}
+INPUT_FIELD = {"chat": "messages", "completions": "prompt", "embeddings": "input"}
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -90,6 +91,8 @@ def check_shape(route: str, body: Any) -> dict[str, Any]:
         for i, message in enumerate(value):
             if not isinstance(message, dict) or not isinstance(message.get("role"), str):
                 raise InvalidRequest(f"'messages[{i}]' must be an object with a 'role'.", param=f"messages[{i}]")
+    if route == "embeddings":
+        check_embedding_request(body)
     stream = body.get("stream", False)
     if stream is not None and not isinstance(stream, bool):
         raise InvalidRequest("'stream' must be a boolean.", param="stream")

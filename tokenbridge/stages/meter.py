@@ -39,6 +39,7 @@ from tokenbridge.errors import ClientGone, GatewayError, UpstreamError
 from tokenbridge.limits import MAX_JSON_BYTES
 from tokenbridge.money import Usage
 from tokenbridge.outcome import failure_reason
+from tokenbridge.routing import WITHOUT_OUTPUT
 from tokenbridge.tokens import estimate, tool_call_texts
 from tokenbridge.upstream.redact import mask_secrets
 from tokenbridge.upstream.sse import MAX_EVENT_BYTES, EventSplitter, event_data, readable_event
@@ -88,8 +89,9 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= Usage.MAX_TOKENS else None
 
 
-def usage_from(payload: Any) -> Usage | None:
+def usage_from(payload: Any, *, output: bool = True) -> Usage | None:
     """OpenAI's `usage` object -> Usage, or None when absent, null, malformed or impossible.
+    `output=False`: an answer without output (embeddings), whose usage has no `completion_tokens` (0).
 
     Impossible counts (negative, boolean, more cached than prompt tokens) are refused: priced, they
     would make a negative charge that raises a balance. So are counts past Usage.MAX_TOKENS, which no one
@@ -99,7 +101,8 @@ def usage_from(payload: Any) -> Usage | None:
     usage = payload.get("usage") if isinstance(payload, dict) else None
     if not isinstance(usage, dict):
         return None
-    prompt, completion = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+    prompt = _count(usage.get("prompt_tokens"))
+    completion = _count(usage.get("completion_tokens", None if output else 0))
     if prompt is None or completion is None:
         return None
     details = usage.get("prompt_tokens_details")
@@ -331,7 +334,8 @@ class MeterMiddleware:
                     json.feed(body)
                     if not call.complete and (not more or json.complete()):
                         payload = call.answer if call.answer is not None else json.payload()  # parsed once
-                        await self._account(call, usage_from(payload), lambda: answer_texts(payload))
+                        usage = usage_from(payload, output=call.route not in WITHOUT_OUTPUT)
+                        await self._account(call, usage, lambda: answer_texts(payload))
                         call.complete = True
             await send(message)
 
@@ -367,7 +371,7 @@ class MeterMiddleware:
         model = call.upstream_model or call.model
         try:
             delivered = await asyncio.to_thread(texts)  # reading a stream's events is CPU work too
-            prompt, completion = await estimate(call.upstream_body or call.body, delivered, model)
+            prompt, completion = await estimate(call.upstream_body or call.body, delivered, model, route=call.route)
         except Exception:  # an estimate must never fail the request; the row then says no usage
             log.exception("request %s: could not estimate its tokens", call.request_id)
             return
