@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tokenbridge.embeddings import MAX_INPUTS, check_embedding_request, inputs
+from tokenbridge.embeddings import MAX_INPUTS, check_embedding_request, inputs, usage_at_end
 from tokenbridge.errors import InvalidRequest
 from tokenbridge.tokens import encoding, input_tokens
 
@@ -68,3 +68,24 @@ def test_input_tokens_counts_strings_offline_and_token_ids_as_they_are() -> None
     assert input_tokens({"input": texts}, "text-embedding-3-small") == expected
     assert input_tokens({"input": [[1, 2, 3], [4]]}, "text-embedding-3-small") == 4
     assert input_tokens({"input": [9, 9]}, "text-embedding-3-small") == 2
+
+
+@pytest.mark.parametrize(
+    ("tail", "found"),
+    [
+        (b'0.25, 0.5]}], "model": "m", "usage": {"prompt_tokens": 8, "total_tokens": 8}}', {"prompt_tokens": 8}),
+        (b'AAA="}],\n  "usage": {\n    "prompt_tokens": 8,\n    "total_tokens": 8\n  }\n}\n', {"prompt_tokens": 8}),
+        (b'"usage": {"prompt_tokens": 8, "total_tokens": 8}, "model": "m"}', {"prompt_tokens": 8}),
+    ],
+)
+def test_usage_at_end_reads_the_usage_member_that_ends_an_answer(tail: bytes, found: dict[str, int]) -> None:
+    members = usage_at_end(tail)
+    assert members is not None and members["usage"]["prompt_tokens"] == found["prompt_tokens"]
+
+
+@pytest.mark.parametrize(
+    "tail", [b"0.25, 0.5]}]}", b'"usage": {"prompt_tokens": 8', b'{"content": "usage"}', b'"usage": 1} trailing', b""]
+)
+def test_usage_at_end_none_without_a_whole_usage_member(tail: bytes) -> None:
+    members = usage_at_end(tail)
+    assert members is None or not isinstance(members.get("usage"), dict)

@@ -7,16 +7,24 @@ most MAX_INPUTS items; `encoding_format` is `float` or `base64`; `dimensions` a 
 embedding answer is never streamed. The rest of the request (its bytes) goes upstream as checked.
 
 `inputs` is what the estimate (tokens.py) and the echo channel read: one item per embedding asked for.
+
+An embeddings answer is the JSON answer that outgrows MAX_JSON_BYTES in plain use (a batch of 2048
+vectors of 1536 floats is some 60 MB), so the meter cannot read it whole; OpenAI's ends with its
+`usage`, which `usage_at_end` finds in the answer's last TAIL_BYTES, so such a batch is billed by
+the upstream's count too, not estimated.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from tokenbridge.errors import InvalidRequest
 
 MAX_INPUTS = 2048  # OpenAI's limit for an array `input`
 ENCODING_FORMATS = ("float", "base64")
+TAIL_BYTES = 4096  # the end of an answer too large to read whole, kept to find its usage in
 _INPUT_SHAPE = (
     "'input' must be a non-empty string, or a non-empty array of strings, of token ids, or of arrays of token ids"
 )
@@ -59,3 +67,17 @@ def check_embedding_request(body: dict[str, Any]) -> None:
         raise InvalidRequest(
             "'stream' is not supported on /v1/embeddings: its answer is never streamed.", param="stream"
         )
+
+
+def usage_at_end(tail: bytes) -> dict[str, Any] | None:
+    """`{"usage": {...}, ...}` from the last bytes of a JSON object whose members end with `usage` (and any
+    after it), as OpenAI's embeddings answers do; None when the tail holds no such member."""
+    at = tail.rfind(b'"usage"')
+    end = tail.rstrip()
+    if at < 0 or not end.endswith(b"}"):
+        return None
+    try:
+        members = orjson.loads(b"{" + end[at:-1] + b"}")
+    except orjson.JSONDecodeError:
+        return None
+    return members if isinstance(members, dict) else None

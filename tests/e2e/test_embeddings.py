@@ -23,6 +23,7 @@ from tests.e2e.test_streams import hang_up_while_held, settled_row
 from tests.fakes.embeddings import DIMENSIONS, embedding_tokens, fake_vector
 from tests.fakes.upstream import FakeUpstream
 from tests.schemas import validate
+from tokenbridge.limits import MAX_JSON_BYTES
 from tokenbridge.tokens import encoding
 
 CONFIG = """
@@ -318,3 +319,14 @@ def test_config_check_says_the_routes_of_each_model(gateway: Gateway) -> None:
     assert routes["text-embedding-3-small"] == ["embeddings"] and routes["fake-ok"] == ALL_ROUTES
     text = gateway.cli("config", "check").stdout
     assert "chat-only (chat)" in text and "echo-embed (embeddings)" in text
+
+
+def test_embeddings_answer_too_large_to_read_whole_is_billed_by_the_usage_it_ends_with(gateway: Gateway) -> None:
+    key = gateway.create_key("emb-large")
+    body = {"model": "text-embedding-3-small", "input": ["one", "two words"], "dimensions": 600_000}
+    response = post(gateway, key, body)
+    assert response.status_code == 200 and len(response.content) > MAX_JSON_BYTES  # past what the meter reads whole
+    assert response.json()["usage"] == {"prompt_tokens": 3, "total_tokens": 3}
+    [row] = gateway.usage("emb-large")
+    assert (row["prompt_tokens"], row["completion_tokens"], row["usage_source"]) == (3, 0, "upstream")
+    assert row["cost"] == input_cost("text-embedding-3-small", 3)

@@ -571,6 +571,20 @@ def test_json_tap_none_when_over_max_json_bytes() -> None:
     assert tap.usage() is None
 
 
+def test_json_tap_over_max_json_bytes_reads_the_usage_that_ends_it() -> None:
+    # An embeddings batch outgrows the bound; OpenAI puts its usage last, where the tap still finds it.
+    vectors = [{"object": "embedding", "index": i, "embedding": "AAAAAA==" * 1000} for i in range(1200)]
+    body = orjson.dumps(
+        {"object": "list", "data": vectors, "model": "m", "usage": {"prompt_tokens": 7, "total_tokens": 7}}
+    )
+    assert len(body) > MAX_JSON_BYTES
+    tap = JsonTap()
+    for i in range(0, len(body), 1 << 16):
+        tap.feed(body[i : i + (1 << 16)])
+    assert usage_from(tap.payload(), output=False) == Usage(7, 0, 0)
+    assert len(tap.tail) <= 4096
+
+
 def test_json_tap_complete_once_content_length_bytes_are_in() -> None:
     body = orjson.dumps({"usage": USAGE})
     tap = JsonTap(expected=len(body))

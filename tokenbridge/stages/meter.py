@@ -35,6 +35,7 @@ import orjson
 
 from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send, is_event_stream
 from tokenbridge.call import Call, caller_wants_usage, get_call
+from tokenbridge.embeddings import TAIL_BYTES, usage_at_end
 from tokenbridge.errors import ClientGone, GatewayError, UpstreamError
 from tokenbridge.limits import MAX_JSON_BYTES
 from tokenbridge.money import Usage
@@ -242,14 +243,15 @@ def _without_null_usage(event: bytes) -> bytes:
 
 
 class JsonTap:
-    """Keeps a bounded copy of a JSON answer to read its usage at the end."""
+    """Keeps a bounded copy of a JSON answer to read its usage at the end (past MAX_JSON_BYTES: its last bytes)."""
 
-    __slots__ = ("chunks", "size", "expected")
+    __slots__ = ("chunks", "size", "expected", "tail")
 
     def __init__(self, expected: int | None = None) -> None:
         self.chunks: list[bytes] = []
         self.size = 0
         self.expected = expected  # Content-Length, when the upstream announced one
+        self.tail = b""  # the last TAIL_BYTES of an answer over MAX_JSON_BYTES
 
     def complete(self) -> bool:
         """All announced bytes are in: a client reading by Content-Length has the whole answer now."""
@@ -259,11 +261,13 @@ class JsonTap:
         self.size += len(data)
         if self.size <= MAX_JSON_BYTES:
             self.chunks.append(data)
+        else:
+            self.tail = (self.tail + data[-TAIL_BYTES:])[-TAIL_BYTES:]
         return data
 
     def payload(self) -> Any:
         if self.size > MAX_JSON_BYTES:
-            return None
+            return usage_at_end(self.tail)
         try:
             return orjson.loads(b"".join(self.chunks))
         except orjson.JSONDecodeError:
