@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tokenbridge import routing
 from tokenbridge.routing import KIND_ROUTES, ROUTE_PATHS, ROUTES, carried
 from tokenbridge.settings import ConfigError, Settings, parse_settings
 
@@ -94,3 +95,14 @@ def test_every_route_has_a_path_and_every_kind_carries_only_known_routes() -> No
 )  # fmt: skip
 def test_a_bad_routes_list_is_refused_naming_its_key(line: str, message: str) -> None:
     assert refusal(embed_routes=line).startswith(f"config.toml: {message}")
+
+
+def test_a_route_no_channel_of_the_model_can_carry_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Today every kind carries every route; a kind that carries fewer (anthropic: messages and chat) must
+    # not let a model be listed for what none of its channels can answer.
+    monkeypatch.setattr(routing, "KIND_ROUTES", {"echo": frozenset(ROUTES), "openai": frozenset({"chat", "messages"})})
+    assert refusal(chat_routes='routes = ["chat", "embeddings"]') == (
+        'config.toml: models."chat-model".routes[1]: no channel serving it can carry "embeddings" (kinds: openai)'
+    )
+    assert load().model_routes["chat-model"] == ("chat", "messages")  # unnarrowed: what its channel carries
+    assert load().model_routes["embed"] == ("embeddings",)  # the echo channel carries it, the others need not

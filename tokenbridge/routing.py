@@ -39,16 +39,22 @@ KIND_ROUTES: Mapping[str, frozenset[str]] = MappingProxyType({
 })  # fmt: skip
 
 
-def read_routes(table: Table) -> frozenset[str] | None:
-    """A model table's `routes`: the routes it may be called on (None: every route its channels carry)."""
+def read_routes(table: Table, kinds: Iterable[str]) -> frozenset[str] | None:
+    """A model table's `routes`: the routes it may be called on (None: every route its channels carry).
+    `kinds`: of the channels that list the model, enabled or not; a route none of them can carry is refused."""
     if "routes" not in table.data:
         return None
     names = table.strings("routes")
     if not names:
         raise table.error("routes", "must list at least one route (leave it out for every route its channels carry)")
+    kinds = sorted(set(kinds))
     for i, name in enumerate(names):
         if name not in ROUTES:
             raise table.error(f"routes[{i}]", f"unknown route {quoted(name)}; the routes are {', '.join(ROUTES)}")
+        if kinds and name not in carried(kinds, None):
+            raise table.error(
+                f"routes[{i}]", f"no channel serving it can carry {quoted(name)} (kinds: {', '.join(kinds)})"
+            )
     return frozenset(names)
 
 

@@ -166,7 +166,10 @@ def parse_settings(text: str, path: Path, *, environ: Mapping[str, str]) -> Sett
     groups = _read_groups(root)
     channels = _read_channels(root, prices)
     served = _routes(channels)
-    narrowed = {model: read_routes(table) for model, table in root.tables("models", quote=True).items()}
+    narrowed = {
+        model: read_routes(table, (c.kind for c in channels if model in c.models))
+        for model, table in root.tables("models", quote=True).items()
+    }
     model_routes, carriers = carriers_of(served, narrowed)
     return Settings(
         path=resolved,
