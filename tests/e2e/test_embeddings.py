@@ -297,6 +297,7 @@ def test_model_restricted_by_routes_is_refused_on_the_other_routes(gateway: Gate
     # Where they are served, they answer: and an unrestricted model serves every route.
     assert client.chat.completions.create(model="chat-only", messages=MESSAGES).choices[0].message.content
     assert client.embeddings.create(model="fake-ok", input=ONE).data
+    assert len(client.embeddings.create(model="echo-1", input=SEVERAL).data) == 3  # the shipped config's model
 
 
 def test_models_list_says_the_routes_of_each_model(gateway: Gateway) -> None:
