@@ -504,8 +504,14 @@ def test_parse_settings_refuses_negative_price() -> None:
     )
 
 
-def test_parse_settings_refuses_price_without_output() -> None:
-    assert refusal(MINIMAL.replace("output = 0\n", "")) == 'config.toml: models."echo-1".output: required'
+def test_parse_settings_price_without_output_is_free_output() -> None:
+    # An embeddings model has no output tokens: it is priced with `input` only (SPEC §11).
+    settings = parse(MINIMAL.replace("input = 0\noutput = 0\n", "input = 0.02\n"))
+    assert settings.prices["echo-1"] == Price(input=20_000_000, output=0, cached_input=20_000_000)
+
+
+def test_parse_settings_refuses_price_without_input() -> None:
+    assert refusal(MINIMAL.replace("input = 0\n", "")) == 'config.toml: models."echo-1".input: required'
 
 
 # --- refusals: environment variables and secrets -------------------------------------------------------------------

@@ -67,6 +67,7 @@ ADAPTERS: Mapping[tuple[str, str], Adapter] = MappingProxyType(
     {
         ("chat", "chat"): Adapter("/chat/completions"),
         ("completions", "completions"): Adapter("/completions"),
+        ("embeddings", "embeddings"): Adapter("/embeddings"),
         ("completions", "chat"): Adapter(
             "/chat/completions", request=chat_request, answer=completion_response, events=_completions_events
         ),
@@ -78,6 +79,7 @@ WIRES: Mapping[str, Callable[[Channel], str]] = MappingProxyType(
     {
         "chat": lambda channel: "chat",
         "completions": lambda channel: "completions" if takes_completions(channel) else "chat",
+        "embeddings": lambda channel: "embeddings",
     }
 )
 

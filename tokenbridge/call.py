@@ -31,7 +31,7 @@ class Call:
     delivered: int = 0  # body bytes that went out to the caller (intake counts them as they leave)
     caller_request_id: str = ""  # the caller's own X-Request-ID (when usable), kept for tracing only
     # body: the parsed request
-    route: str = ""  # "chat" | "completions" | ... (adapters.ROUTES); set first, so errors take its shape
+    route: str = ""  # "chat" | "completions" | "embeddings" | ... (routing.ROUTES); set first, so errors take its shape
     body: dict[str, Any] = field(default_factory=dict)
     raw_body: bytes = b""  # `body` as JSON (re-serialised, so exactly what was checked), the bytes forwarded
     model: str = ""

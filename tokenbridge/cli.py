@@ -228,6 +228,7 @@ def cmd_config_check(settings: Settings, args: argparse.Namespace) -> None:
                 "database": str(settings.server.database),
                 "channels": channels,
                 "models": sorted(settings.routes),
+                "routes": {m: list(settings.model_routes[m]) for m in sorted(settings.routes)},  # what each serves
                 "prices_usd_per_1m_tokens": prices,
             },
             True,
@@ -237,7 +238,8 @@ def cmd_config_check(settings: Settings, args: argparse.Namespace) -> None:
     print(f"database: {settings.server.database}")
     print(f"listen:   http://{settings.server.host}:{settings.server.port}/v1")
     print_table(channels, ["name", "kind", "base_url", "models", "priority", "weight", "enabled"])
-    print(f"models served: {', '.join(sorted(settings.routes)) or '(none)'}")
+    served = [f"{m} ({', '.join(settings.model_routes[m]) or 'no route'})" for m in sorted(settings.routes)]
+    print(f"models served: {', '.join(served) or '(none)'}")
 
 
 def cmd_channels_check(settings: Settings, args: argparse.Namespace) -> int:

@@ -22,8 +22,9 @@ JSON = "application/json"
 log = logging.getLogger("tokenbridge")
 
 
-def model_entry(model: str) -> dict[str, object]:
-    return {"id": model, "object": "model", "created": 0, "owned_by": "tokenbridge"}
+def model_entry(model: str, routes: tuple[str, ...]) -> dict[str, object]:
+    """OpenAI's Model object, plus `routes`: the routes it can be called on (routing.py; clients ignore it)."""
+    return {"id": model, "object": "model", "created": 0, "owned_by": "tokenbridge", "routes": routes}
 
 
 class ModelsEndpoint:
@@ -33,7 +34,8 @@ class ModelsEndpoint:
         call = get_call(scope)
         assert call.key is not None
         models = [m for m in call.settings.routes if call.key.allows(m)]
-        body = orjson.dumps({"object": "list", "data": [model_entry(m) for m in sorted(models)]})
+        routes = call.settings.model_routes
+        body = orjson.dumps({"object": "list", "data": [model_entry(m, routes[m]) for m in sorted(models)]})
         await Response(body, media_type=JSON)(scope, receive, send)
 
 
@@ -47,7 +49,8 @@ class ModelEndpoint:
         model = scope["path_params"]["model"]
         if model not in call.settings.routes or not call.key.allows(model):
             raise unknown_model(model)
-        await Response(orjson.dumps(model_entry(model)), media_type=JSON)(scope, receive, send)
+        entry = model_entry(model, call.settings.model_routes[model])
+        await Response(orjson.dumps(entry), media_type=JSON)(scope, receive, send)
 
 
 async def healthz(request: Request) -> Response:

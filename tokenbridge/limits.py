@@ -2,8 +2,9 @@
 
 A JSON answer is read whole only up to MAX_JSON_BYTES: the meter reads its usage, the shape stage
 translates it for `/v1/completions`, and the proxy parses it before its first byte goes out (a 200
-that is no answer fails over). Past it the meter passes the bytes on unread and the shape stage
-refuses: the same figure everywhere, so billing never depends on the route.
+that is no answer fails over). Past it the meter passes the bytes on unread but for the usage that
+ends them (embeddings.py: a large embeddings batch), and the shape stage refuses: the same figure
+everywhere, so billing never depends on the route.
 """
 
 from __future__ import annotations

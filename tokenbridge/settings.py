@@ -18,6 +18,7 @@ from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from tokenbridge.money import Price, to_fraction
+from tokenbridge.routing import carriers_of, read_routes
 from tokenbridge.tomlread import ConfigError, Table, quoted, syntax_error, toml_type
 
 __all__ = ["Channel", "ConfigError", "Group", "ServerSettings", "Settings", "load_settings", "parse_settings"]
@@ -36,7 +37,7 @@ _CHANNEL_KEYS = (
     "name", "kind", "base_url", "api_key", "models", "model_map", "priority", "weight", "completions", "enabled",
     "connect_timeout", "first_byte_timeout", "idle_timeout", "response_timeout",
 )  # fmt: skip
-_PRICE_KEYS = ("input", "output", "cached_input")
+_PRICE_KEYS = ("input", "output", "cached_input", "routes")  # routes: routing.py
 _GROUP_KEYS = ("multiplier",)
 
 
@@ -118,7 +119,7 @@ class Group:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """The whole validated config; `routes` is what the mapping stage reads."""
+    """The whole validated config; `carriers` is what the mapping stage reads."""
 
     path: Path
     server: ServerSettings
@@ -126,6 +127,8 @@ class Settings:
     prices: Mapping[str, Price]
     groups: Mapping[str, Group]
     routes: Mapping[str, tuple[Channel, ...]]  # enabled channels per public model, highest priority first
+    model_routes: Mapping[str, tuple[str, ...]]  # the routes each model in `routes` can be called on (routing.py)
+    carriers: Mapping[tuple[str, str], tuple[Channel, ...]]  # (route, model) -> those channels that carry the route
 
     def group(self, name: str) -> Group:
         """The named group, or "default" for a group the config does not list."""
@@ -162,13 +165,21 @@ def parse_settings(text: str, path: Path, *, environ: Mapping[str, str]) -> Sett
     prices = _read_prices(root)
     groups = _read_groups(root)
     channels = _read_channels(root, prices)
+    served = _routes(channels)
+    narrowed = {
+        model: read_routes(table, (c.kind for c in channels if model in c.models))
+        for model, table in root.tables("models", quote=True).items()
+    }
+    model_routes, carriers = carriers_of(served, narrowed)
     return Settings(
         path=resolved,
         server=server,
         channels=channels,
         prices=MappingProxyType(prices),
         groups=MappingProxyType(groups),
-        routes=MappingProxyType(_routes(channels)),
+        routes=MappingProxyType(served),
+        model_routes=MappingProxyType(model_routes),
+        carriers=MappingProxyType(carriers),
     )
 
 
@@ -232,7 +243,7 @@ def _read_prices(root: Table) -> dict[str, Price]:
     for model, table in root.tables("models", quote=True).items():
         table.refuse_unknown(_PRICE_KEYS)
         input_nano = table.nano_usd("input")
-        output_nano = table.nano_usd("output")
+        output_nano = table.nano_usd("output", 0)  # a model without output (embeddings) is priced by input alone
         cached = table.nano_usd("cached_input") if "cached_input" in table.data else input_nano
         prices[model] = Price(input=input_nano, output=output_nano, cached_input=cached)
     return prices

@@ -12,6 +12,7 @@ JSON text (OpenAI renders them more tersely, so this errs a little high), each a
 as its function's name and arguments, and each image part by OpenAI's tile formula. An answer
 that is a tool call counts its name and arguments as completion text (the meter's `answer_texts`).
 Audio and file parts are not counted: their tokens cannot be told without decoding them.
+An embeddings request counts its input: each string's tokens, each array of token ids by its length.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ import orjson
 import tiktoken
 from tiktoken.load import load_tiktoken_bpe
 from tiktoken.model import encoding_name_for_model
+
+from tokenbridge.embeddings import inputs
 
 BPE_DIR = Path(__file__).with_name("bpe")
 FALLBACK_ENCODING = "o200k_base"
@@ -254,10 +257,16 @@ def prompt_tokens(body: dict[str, Any], model: str) -> int:
     return total
 
 
+def input_tokens(body: dict[str, Any], model: str) -> int:
+    """Tokens of an embeddings request's input: each string counted, each array of token ids as long as it is."""
+    return sum(len(item) if isinstance(item, list) else count(item, model) for item in inputs(body.get("input")))
+
+
 def completion_tokens(texts: Iterable[str], model: str) -> int:
     return count("".join(texts), model)
 
 
-async def estimate(body: dict[str, Any], delivered: list[str], model: str) -> tuple[int, int]:
+async def estimate(body: dict[str, Any], delivered: list[str], model: str, *, route: str = "chat") -> tuple[int, int]:
     """(prompt, completion) tokens, counted in a worker thread: loading and encoding are CPU work."""
-    return await asyncio.to_thread(lambda: (prompt_tokens(body, model), completion_tokens(delivered, model)))
+    prompt = input_tokens if route == "embeddings" else prompt_tokens
+    return await asyncio.to_thread(lambda: (prompt(body, model), completion_tokens(delivered, model)))

@@ -31,6 +31,21 @@ def settled_row(gateway: Gateway, key: str, ready: Callable[[dict[str, Any]], bo
     raise AssertionError(f"no settled row for {key}: {gateway.usage(key)}")
 
 
+def hang_up_while_held(gateway: Gateway, path: str, key: str, body: dict[str, Any]) -> None:
+    """POST `body` (for a `fake-hold` model) and hang up once the upstream holds it: the gateway must close it."""
+    gateway.fake.arm()
+    data = orjson.dumps(body)
+    host, port = gateway.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".encode()
+            + f"Authorization: Bearer {key}\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            + data
+        )
+        assert gateway.fake.holding.acquire(timeout=10)
+    assert gateway.fake.hung_up.acquire(timeout=10), "the upstream never saw the gateway hang up"
+
+
 def test_stream_without_done_raises_in_the_sdk(gateway: Gateway) -> None:
     key = gateway.create_key("streams-nodone")
     stream = gateway.client(key).chat.completions.create(model="fake-nodone", messages=MESSAGES, stream=True)
@@ -74,18 +89,7 @@ def test_caller_closing_a_stream_closes_the_upstream(gateway: Gateway) -> None:
 
 def test_caller_leaving_a_json_request_closes_the_upstream(gateway: Gateway) -> None:
     key = gateway.create_key("streams-gone-json")
-    gateway.fake.arm()
-    body = orjson.dumps({"model": "fake-hold", "messages": MESSAGES})
-    host, port = gateway.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port))) as sock:
-        sock.sendall(
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            + f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-        # Hang up only once the upstream holds the request: the gateway must then close it.
-        assert gateway.fake.holding.acquire(timeout=10)
-    assert gateway.fake.hung_up.acquire(timeout=10), "the upstream never saw the gateway hang up"
+    hang_up_while_held(gateway, "/v1/chat/completions", key, {"model": "fake-hold", "messages": MESSAGES})
     row = settled_row(gateway, "streams-gone-json", lambda r: r["end_reason"] == "client_gone")
     # The upstream had the prompt: it is billed, counted offline; nothing of the answer was delivered.
     assert (row["usage_source"], row["prompt_tokens"], row["completion_tokens"]) == ("estimated", 9, 0)

@@ -29,6 +29,7 @@
 
 On `/v1/completions` (a native completions upstream) any model answers "Hello from fake" in the
 `text_completion` shape, JSON or SSE, as bytes the tests can rebuild with `native_json` / `native_sse`.
+On `/v1/embeddings`: see tests/fakes/embeddings.py.
 
 Every request is recorded (path, headers, body) for the tests to inspect. A held request whose
 client (the gateway) hangs up is counted in `hung_up`, a semaphore the test can wait on.
@@ -42,6 +43,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from tests.fakes.embeddings import embeddings_answer
 
 PIECES = ["Hello", " from", " fake"]
 TEXT = "".join(PIECES)
@@ -129,6 +132,9 @@ class FakeUpstream:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
             else:
                 await _send_bytes(send, 200, native_json(model))
+        elif scope["path"] == "/v1/embeddings":
+            if model != "fake-hold" or await self._held(receive):
+                await _json(send, *embeddings_answer(body))
         elif model == "fake-hold" and not body.get("stream"):
             if await self._held(receive):
                 await _json(send, 200, _completion(body))

@@ -108,6 +108,14 @@ SHAPE_ERRORS: list[tuple[str, Any, str | None]] = [
     ("completions", {"model": MODEL}, "prompt"),
     ("completions", {"model": MODEL, "prompt": []}, "prompt"),
     ("completions", {"model": MODEL, "prompt": 7}, "prompt"),
+    ("embeddings", {"model": MODEL}, "input"),
+    ("embeddings", {"model": MODEL, "input": ""}, "input"),
+    ("embeddings", {"model": MODEL, "input": [[1], "x"]}, "input"),
+    ("embeddings", {"model": MODEL, "input": [-1]}, "input"),
+    ("embeddings", {"model": MODEL, "input": "x", "encoding_format": "float16"}, "encoding_format"),
+    ("embeddings", {"model": MODEL, "input": "x", "dimensions": -3}, "dimensions"),
+    ("embeddings", {"model": MODEL, "input": "x", "dimensions": True}, "dimensions"),
+    ("embeddings", {"model": MODEL, "input": "x", "stream": True}, "stream"),
 ]
 
 
@@ -130,3 +138,11 @@ async def test_body_completions_route_takes_a_prompt(settings: Settings) -> None
     call = blank(settings)
     result = await run_stage(body_stage(Inner(), kind="completions"), call, orjson.dumps(body))
     assert result.error is None and (call.route, call.body, call.stream) == ("completions", body, False)
+
+
+@pytest.mark.parametrize("value", ["one text", ["a", "b"], [1, 2, 3], [[1, 2], [3]]])
+async def test_body_embeddings_route_takes_each_input_shape(settings: Settings, value: Any) -> None:
+    body = {"model": MODEL, "input": value, "encoding_format": "base64", "dimensions": 4}
+    call = blank(settings)
+    result = await run_stage(body_stage(Inner(), kind="embeddings"), call, orjson.dumps(body))
+    assert result.error is None and (call.route, call.body, call.stream) == ("embeddings", body, False)

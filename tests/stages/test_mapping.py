@@ -5,13 +5,17 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
+from pathlib import Path
 from types import MappingProxyType
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.stages.kit import ECHO_CHANNEL, Inner, make_call, run_stage, write_settings
+from tokenbridge.errors import ModelNotFound
 from tokenbridge.settings import Channel
-from tokenbridge.stages.mapping import weighted_order
+from tokenbridge.stages.mapping import MappingMiddleware, weighted_order
+from tokenbridge.upstream.breaker import Breakers
 
 
 def channel(name: str, *, priority: int = 0, weight: int = 1) -> Channel:
@@ -96,3 +100,28 @@ def test_weighted_order_draw_happens_inside_each_tier() -> None:
 def test_weighted_order_same_seed_same_order() -> None:
     channels = [channel(f"c{i}", weight=i + 1) for i in range(5)]
     assert weighted_order(channels, random.Random(42)) == weighted_order(channels, random.Random(42))
+
+
+# --- the stage: only channels that carry the call's route (routing.py) ----------------------------------------------
+
+
+async def test_mapping_tries_only_channels_that_carry_the_route_and_names_the_routes_served(tmp_path: Path) -> None:
+    channels = ECHO_CHANNEL + '[[channels]]\nname = "up"\nbase_url = "http://127.0.0.1:9/v1"\nmodels = ["m", "e"]\n'
+    prices = '[models."e"]\ninput = 0.1\nroutes = ["embeddings"]\n'
+    settings = write_settings(tmp_path, channels=channels + "\n" + prices)
+    breakers = Breakers(settings.server.breaker, on_change=lambda change: None)
+    stage = MappingMiddleware(Inner(), rng=random.Random(1), breakers=breakers)
+    served = make_call(settings, body={"model": "e", "input": "x"}, route="embeddings")
+    assert (await run_stage(stage, served)).error is None
+    assert [c.name for c in served.candidates] == ["up"]
+    both = make_call(settings, body={"model": "m", "input": "x"}, route="embeddings")
+    assert (await run_stage(stage, both)).error is None and {c.name for c in both.candidates} == {"demo", "up"}
+    refused = make_call(settings, body={"model": "e", "messages": []}, route="chat")
+    result = await run_stage(stage, refused)
+    assert isinstance(result.error, ModelNotFound) and result.status == 404 and refused.candidates == ()
+    assert (
+        result.error_json()["message"]
+        == "The model 'e' is not served on /v1/chat/completions; it is served on /v1/embeddings."
+    )
+    unknown = make_call(settings, body={"model": "nobody", "input": "x"}, route="embeddings")
+    assert isinstance((await run_stage(stage, unknown)).error, ModelNotFound)

@@ -115,6 +115,15 @@ def test_usage_from_takes_counts_up_to_the_bound() -> None:
     assert usage_from({"usage": usage}) == Usage(10**9, 10**9, 10**9)
 
 
+def test_usage_from_an_answer_without_output_reads_its_prompt_tokens_alone() -> None:
+    embedding = {"usage": {"prompt_tokens": 7, "total_tokens": 7}}  # OpenAI's embeddings usage
+    assert usage_from(embedding) is None  # on a route with output, that is no usage: estimated instead
+    assert usage_from(embedding, output=False) == Usage(7, 0, 0)
+    assert usage_from({"usage": {"prompt_tokens": 7, "completion_tokens": 2}}, output=False) == Usage(7, 2, 0)
+    for bad in ({"prompt_tokens": -7}, {"prompt_tokens": 7, "completion_tokens": "0"}, {"total_tokens": 7}):
+        assert usage_from({"usage": bad}, output=False) is None
+
+
 # --- SseTap -------------------------------------------------------------------------------------------------------
 
 
@@ -554,6 +563,20 @@ def test_json_tap_none_when_over_max_json_bytes() -> None:
         chunk = body[i : i + (1 << 20)]
         assert tap.feed(chunk) is chunk
     assert tap.usage() is None
+
+
+def test_json_tap_over_max_json_bytes_reads_the_usage_that_ends_it() -> None:
+    # An embeddings batch outgrows the bound; OpenAI puts its usage last, where the tap still finds it.
+    vectors = [{"object": "embedding", "index": i, "embedding": "AAAAAA==" * 1000} for i in range(1200)]
+    body = orjson.dumps(
+        {"object": "list", "data": vectors, "model": "m", "usage": {"prompt_tokens": 7, "total_tokens": 7}}
+    )
+    assert len(body) > MAX_JSON_BYTES
+    tap = JsonTap()
+    for i in range(0, len(body), 1 << 16):
+        tap.feed(body[i : i + (1 << 16)])
+    assert usage_from(tap.payload(), output=False) == Usage(7, 0, 0)
+    assert len(tap.tail) <= 4096
 
 
 def test_json_tap_complete_once_content_length_bytes_are_in() -> None:

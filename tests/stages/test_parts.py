@@ -40,7 +40,7 @@ def new_call(tmp_path: Path) -> Call:
     settings = echo_settings("a", "b", directory=tmp_path)
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
     call = Call(request_id="req-parts", settings=settings)
-    call.body, call.raw_body, call.model = body, orjson.dumps(body), "m"
+    call.route, call.body, call.raw_body, call.model = "chat", body, orjson.dumps(body), "m"
     return call
 
 

@@ -262,3 +262,49 @@ async def test_quota_a_caller_that_leaves_before_any_byte_is_settled_as_499_for_
     (row,) = after.usage
     assert (row["status"], row["end_reason"], row["cost"]) == (499, "client_gone", 0)
     assert after.ledger == [("credit", CREDIT)] and after.holds == [] and after.balance == after.ledger_sum
+
+
+EMBEDDING = {
+    "object": "list",
+    "data": [{"object": "embedding", "index": 0, "embedding": [0.5, -0.5]}],
+    "model": MODEL,
+    "usage": {"prompt_tokens": 7, "total_tokens": 7},  # no completion_tokens: an embedding has no output
+}
+
+
+async def test_quota_holds_an_embedding_by_its_input_and_bills_its_prompt_tokens(
+    db: Database, stage_settings: Settings
+) -> None:
+    key, _ = await insert_key(db, name="embedder", credit=CREDIT)
+    body = {"model": MODEL, "input": "hello there", "max_tokens": 50}  # max_tokens means nothing here
+    call = make_call(stage_settings, body=body, key=key, route="embeddings")
+    held: list[int] = []
+
+    async def look(seen: Call) -> None:
+        held.append(seen.hold)
+
+    result = await run_stage(quota_stage(meter_stage(Inner(*json_messages(EMBEDDING), on_enter=look)), db=db), call)
+    assert result.error is None and orjson.loads(result.body) == EMBEDDING
+    assert held == [len(call.raw_body) * NANO_PER_PROMPT_TOKEN]  # the input's bound, no completion part
+    after = await books(db, key.id)
+    [row] = after.usage
+    assert (row["route"], row["prompt_tokens"], row["completion_tokens"], row["usage_source"]) == (
+        "embeddings", 7, 0, "upstream",
+    )  # fmt: skip
+    assert after.ledger == [("credit", CREDIT), ("charge", -7 * NANO_PER_PROMPT_TOKEN)]
+    assert after.balance == after.ledger_sum == CREDIT - 7 * NANO_PER_PROMPT_TOKEN and after.holds == []
+
+
+async def test_quota_bills_an_embedding_without_usage_by_its_input_counted_offline(
+    db: Database, stage_settings: Settings
+) -> None:
+    key, _ = await insert_key(db, name="embedder", credit=CREDIT)
+    texts = ["hello there", "general kenobi"]
+    call = make_call(stage_settings, body={"model": MODEL, "input": texts}, key=key, route="embeddings")
+    answer = {k: v for k, v in EMBEDDING.items() if k != "usage"}
+    result = await run_stage(quota_stage(meter_stage(Inner(*json_messages(answer))), db=db), call)
+    assert result.error is None
+    tokens = sum(len(encoding("o200k_base").encode(text)) for text in texts)  # "m" is unknown to tiktoken
+    [row] = (await books(db, key.id)).usage
+    assert (row["prompt_tokens"], row["completion_tokens"], row["usage_source"]) == (tokens, 0, "estimated")
+    assert row["cost"] == tokens * NANO_PER_PROMPT_TOKEN

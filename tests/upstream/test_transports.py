@@ -15,6 +15,7 @@ from tests.echo_config import echo_settings
 from tokenbridge import settings as settings_module
 from tokenbridge.adapters import wire_for
 from tokenbridge.call import Call
+from tokenbridge.routing import KIND_ROUTES
 from tokenbridge.settings import Channel
 from tokenbridge.upstream import client as client_module
 from tokenbridge.upstream.client import TRANSPORTS, UpstreamClient
@@ -42,6 +43,11 @@ def test_no_branch_on_the_provider_kind_outside_the_config_checks() -> None:
 
 def test_every_configurable_kind_has_a_transport() -> None:
     assert set(TRANSPORTS) == set(settings_module.KINDS)
+
+
+def test_every_kind_says_which_routes_it_can_carry() -> None:
+    # A new kind needs its row in routing.KIND_ROUTES: the mapping stage tries a channel only for what it carries.
+    assert set(KIND_ROUTES) == set(TRANSPORTS)
 
 
 def test_the_proxy_hands_every_transport_bytes() -> None:
@@ -83,3 +89,20 @@ def test_a_completions_request_to_the_echo_channel_goes_through_chat_even_if_nat
 def test_the_client_module_builds_no_answer_of_its_own() -> None:
     # Each answer comes from its kind's transport; the client only picks one from the table.
     assert "EchoResponse" not in Path(client_module.__file__).read_text()
+
+
+async def test_the_echo_transport_answers_embeddings_with_a_whole_json_answer() -> None:
+    client = UpstreamClient(pool_limit=1)
+    await client.start()
+    try:
+        body = orjson.dumps({"model": "m", "input": ["one two", "three"], "dimensions": 4})
+        response = await client.open(echo_channel(), "/embeddings", body, stream=False)
+        whole = await response.read_whole(1 << 20)
+        chunks = b"".join([chunk async for chunk in response.chunks()])
+    finally:
+        await client.close()
+    assert (response.status, response.media_type, response.content_length) == (200, "application/json", len(chunks))
+    assert whole == chunks
+    answer = orjson.loads(chunks)
+    assert [len(e["embedding"]) for e in answer["data"]] == [4, 4]
+    assert answer["usage"] == {"prompt_tokens": 3, "total_tokens": 3}  # the echo's tokens: a word each

@@ -21,6 +21,7 @@ import orjson
 
 from tokenbridge.asgi import ASGIApp, Receive, Scope, Send
 from tokenbridge.call import get_call
+from tokenbridge.embeddings import check_embedding_request
 from tokenbridge.errors import ClientGone, InvalidRequest, RequestTimeout, RequestTooLarge
 from tokenbridge.logs import peer
 
@@ -82,6 +83,11 @@ def _check_completions(body: dict[str, Any]) -> None:
         raise InvalidRequest("'prompt' must be a string or a non-empty array.", param="prompt")
 
 
+def _check_embeddings(body: dict[str, Any]) -> None:
+    _required(body, "input")
+    check_embedding_request(body)
+
+
 def _required(body: dict[str, Any], field: str) -> Any:
     value = body.get(field)
     if value is None:
@@ -91,7 +97,11 @@ def _required(body: dict[str, Any], field: str) -> Any:
 
 # What each route's body must hold past `model` and the common fields: a function that raises
 # InvalidRequest naming the field. A new route adds its row (adapters.ROUTES lists the routes).
-ROUTE_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {"chat": _check_chat, "completions": _check_completions}
+ROUTE_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "chat": _check_chat,
+    "completions": _check_completions,
+    "embeddings": _check_embeddings,
+}
 
 
 def check_shape(route: str, body: Any) -> dict[str, Any]:

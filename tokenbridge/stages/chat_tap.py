@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from tokenbridge.embeddings import TAIL_BYTES, usage_at_end
 from tokenbridge.limits import MAX_JSON_BYTES
 from tokenbridge.money import Usage
 from tokenbridge.tokens import tool_call_texts
@@ -63,8 +64,9 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= Usage.MAX_TOKENS else None
 
 
-def usage_from(payload: Any) -> Usage | None:
+def usage_from(payload: Any, *, output: bool = True) -> Usage | None:
     """OpenAI's `usage` object -> Usage, or None when absent, null, malformed or impossible.
+    `output=False`: an answer without output (embeddings), whose usage has no `completion_tokens` (0).
 
     Impossible counts (negative, boolean, more cached than prompt tokens) are refused: priced, they
     would make a negative charge that raises a balance. So are counts past Usage.MAX_TOKENS, which no one
@@ -74,7 +76,8 @@ def usage_from(payload: Any) -> Usage | None:
     usage = payload.get("usage") if isinstance(payload, dict) else None
     if not isinstance(usage, dict):
         return None
-    prompt, completion = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+    prompt = _count(usage.get("prompt_tokens"))
+    completion = _count(usage.get("completion_tokens", None if output else 0))
     if prompt is None or completion is None:
         return None
     details = usage.get("prompt_tokens_details")
@@ -214,14 +217,15 @@ def _without_null_usage(event: bytes) -> bytes:
 
 
 class JsonTap:
-    """Keeps a bounded copy of a JSON answer to read its usage at the end."""
+    """Keeps a bounded copy of a JSON answer to read its usage at the end (past MAX_JSON_BYTES: its last bytes)."""
 
-    __slots__ = ("chunks", "size", "expected")
+    __slots__ = ("chunks", "size", "expected", "tail")
 
     def __init__(self, expected: int | None = None) -> None:
         self.chunks: list[bytes] = []
         self.size = 0
         self.expected = expected  # Content-Length, when the upstream announced one
+        self.tail = b""  # the last TAIL_BYTES of an answer over MAX_JSON_BYTES
 
     def complete(self) -> bool:
         """All announced bytes are in: a client reading by Content-Length has the whole answer now."""
@@ -231,11 +235,13 @@ class JsonTap:
         self.size += len(data)
         if self.size <= MAX_JSON_BYTES:
             self.chunks.append(data)
+        else:
+            self.tail = (self.tail + data[-TAIL_BYTES:])[-TAIL_BYTES:]
         return data
 
     def payload(self) -> Any:
         if self.size > MAX_JSON_BYTES:
-            return None
+            return usage_at_end(self.tail)
         try:
             return orjson.loads(b"".join(self.chunks))
         except orjson.JSONDecodeError:

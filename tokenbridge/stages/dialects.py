@@ -45,10 +45,12 @@ class Dialect:
 
 
 CHAT = Dialect(stream=SseTap, usage=usage_from, texts=answer_texts)
+# An embeddings answer has no output: its usage has no completion_tokens, and there is no text to count.
+EMBEDDINGS = Dialect(stream=SseTap, usage=lambda payload: usage_from(payload, output=False), texts=lambda payload: [])
 
-DIALECTS: Mapping[str, Dialect] = MappingProxyType({"chat": CHAT, "completions": CHAT})
+DIALECTS: Mapping[str, Dialect] = MappingProxyType({"chat": CHAT, "completions": CHAT, "embeddings": EMBEDDINGS})
 
 
 def dialect_of(wire: str) -> Dialect:
-    """The wire's dialect; chat where no channel was reached (its answers are our own errors)."""
+    """The wire's dialect (the meter passes the route where no channel was reached); chat for any other."""
     return DIALECTS.get(wire, CHAT)

@@ -1,7 +1,7 @@
 """Mapping: the public model name -> the channels to try, in order.
 
-Candidates are the enabled channels that list the model (precomputed per config in
-`Settings.routes`, highest priority first) whose circuit for the model is not open; among channels
+Candidates are the enabled channels that list the model and can carry the call's route (precomputed
+per config in `Settings.carriers`, highest priority first; routing.py) whose circuit for the model is not open; among channels
 of equal priority the order is a weighted random draw by `weight`, so load spreads as configured.
 """
 
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from tokenbridge.asgi import ASGIApp, Receive, Scope, Send
 from tokenbridge.call import get_call
 from tokenbridge.errors import NoAvailableChannel, unknown_model
+from tokenbridge.routing import not_on_route
 from tokenbridge.settings import Channel
 from tokenbridge.upstream.breaker import Breakers
 
@@ -35,7 +36,8 @@ def weighted_order(channels: Sequence[Channel], rng: random.Random) -> tuple[Cha
 
 
 class MappingMiddleware:
-    """Writes call.candidates; refuses with 404 model_not_found, or 503 when every circuit is open."""
+    """Writes call.candidates; refuses with 404 model_not_found (no channel serves the model on this route),
+    or 503 when every circuit is open."""
 
     def __init__(self, app: ASGIApp, *, rng: random.Random, breakers: Breakers) -> None:
         self.app = app
@@ -44,9 +46,10 @@ class MappingMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         call = get_call(scope)
-        channels = call.settings.routes.get(call.model)
+        channels = call.settings.carriers.get((call.route, call.model))
         if not channels:
-            raise unknown_model(call.model)
+            routes = call.settings.model_routes.get(call.model)
+            raise unknown_model(call.model) if not routes else not_on_route(call.model, call.route, routes)
         available = self.breakers.available
         usable = [c for c in channels if available(c.name, call.model)]
         if not usable:

@@ -63,7 +63,7 @@ class MeterMiddleware:
             nonlocal sse, json, dialect
             if message["type"] == "http.response.start":
                 call.status = message["status"]
-                dialect = dialect_of(call.wire)
+                dialect = dialect_of(call.wire or call.route)
                 if is_event_stream(message["headers"]):
                     strip = call.stream and not caller_wants_usage(call.upstream_body)
                     sse = dialect.stream(strip=strip, request_id=call.request_id)
@@ -143,7 +143,7 @@ class MeterMiddleware:
         model = call.upstream_model or call.model
         try:
             delivered = await asyncio.to_thread(texts)  # reading a stream's events is CPU work too
-            prompt, completion = await estimate(call.upstream_body or call.body, delivered, model)
+            prompt, completion = await estimate(call.upstream_body or call.body, delivered, model, route=call.route)
         except Exception:  # an estimate must never fail the request; the row then says no usage
             log.exception("request %s: could not estimate its tokens", call.request_id)
             return

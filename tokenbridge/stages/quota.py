@@ -40,6 +40,7 @@ from tokenbridge.call import Call, get_call
 from tokenbridge.errors import BillingUnavailable, GatewayError, QuotaExceeded, RateLimited, unknown_model
 from tokenbridge.money import Price, Usage, cost, format_usd
 from tokenbridge.outcome import outcome
+from tokenbridge.routing import WITHOUT_OUTPUT
 from tokenbridge.store.db import Database
 from tokenbridge.store.ledger import DuplicateRequestId, Refusal, reserve_hold, settle_hold
 from tokenbridge.store.usage import UsageRow
@@ -54,6 +55,8 @@ SETTLE_RETRY_DELAYS_S: tuple[float, ...] = (0.5, 1, 2, 5, 10, 20, 30, 60, 60, 60
 
 def completion_allowance(call: Call) -> int:
     """Most completion tokens this request can produce (× n choices)."""
+    if call.route in WITHOUT_OUTPUT:
+        return 0  # an embedding: its hold is its input's alone
     body = call.body
     limits = [v for v in (body.get("max_completion_tokens"), body.get("max_tokens")) if v]
     limit = min(limits) if limits else call.settings.server.default_max_tokens

@@ -2,11 +2,13 @@
 
 It replies with the last user message. Its tokens are whitespace-delimited words (a word with its
 trailing space is one token): the counts are real in that they match exactly what it sends, and a
-streamed reply is one chunk per token, like a model's.
+streamed reply is one chunk per token, like a model's. On `/embeddings` it answers deterministic
+vectors (vectors.py), each string input counted in the same tokens, each token-id input by its length.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -17,6 +19,7 @@ import orjson
 
 from tokenbridge.errors import UpstreamError
 from tokenbridge.settings import Channel
+from tokenbridge.upstream.vectors import embeddings_answer
 
 _TOKEN = re.compile(r"\s*\S+\s*|\s+")
 MESSAGE_OVERHEAD_TOKENS = 3  # role and framing, as chat models count them
@@ -56,14 +59,46 @@ class EchoTransport:
     async def close(self) -> None:
         """Nothing to release."""
 
-    async def open(self, channel: Channel, path: str, body: bytes, *, stream: bool = True) -> EchoResponse:
+    async def open(self, channel: Channel, path: str, body: bytes, *, stream: bool = True) -> EchoResponse | EchoAnswer:
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise UpstreamError(f"channel {channel.name!r} (echo) got a body that is not JSON") from exc
         if not isinstance(request, dict):
             raise UpstreamError(f"channel {channel.name!r} (echo) got a body that is not a JSON object")
+        if path == "/embeddings":  # vectors.py; up to MAX_VALUES hashes and their JSON: off the event loop
+            status, answer = await asyncio.to_thread(embeddings_answer, request, count=lambda text: len(tokens(text)))
+            return EchoAnswer(status, answer)
         return EchoResponse(request)
+
+
+class EchoAnswer:
+    """A whole JSON answer made in advance (an embedding, or the echo's refusal of one); see client.UpstreamResponse."""
+
+    media_type = "application/json"
+    content_type = b"application/json"
+    retry_after: str | None = None
+
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status = status
+        self.content_length: int | None = len(body)
+        self._body = body
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        yield self._body
+
+    async def read_whole(self, limit: int) -> bytes | None:
+        return self._body if len(self._body) <= limit else None
+
+    async def peek(self) -> str:
+        """Nothing to say: the answer is whole and the echo's own."""
+        return ""
+
+    async def rebuild_error(self) -> None:
+        """Nothing to rebuild: the echo's refusal carries no secret."""
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 class EchoResponse:
