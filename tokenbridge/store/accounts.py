@@ -201,6 +201,8 @@ async def update_account(
     """Change what is given. A new password hash ends every session of the account, in the same
     transaction (SPEC §9: a password change signs out everywhere). Role, status and group move the
     `key_changes` version (a trigger), so auth drops the account's cached keys."""
+    if role not in (None, "admin", "member") or status not in (None, "active", "disabled"):
+        raise ValueError("role must be admin or member, status active or disabled")
     columns = {
         column: value
         for column, value in (
