@@ -167,11 +167,12 @@ async def get_account_by_id(db: Database, account_id: int) -> AccountRecord | No
 
 async def list_accounts(db: Database, *, search: str | None = None) -> list[AccountRecord]:
     """Every account in creation order; `search`: only names containing it (case-insensitively)."""
-    if search is None:
-        sql, params = f"{_SELECT} ORDER BY id", ()
-    else:
+    sql = f"{_SELECT} ORDER BY id"
+    params: tuple[str, ...] = ()
+    if search is not None:
         escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        sql, params = f"{_SELECT} WHERE name LIKE ? ESCAPE '\\' ORDER BY id", (f"%{escaped}%",)
+        sql = f"{_SELECT} WHERE name LIKE ? ESCAPE '\\' ORDER BY id"
+        params = (f"%{escaped}%",)
     async with db.reader.execute(sql, params) as cur:
         return [_record(row) for row in await cur.fetchall()]
 
