@@ -158,7 +158,7 @@ class AdminAPI:
         credit = params.usd(body.get("credit_usd", "0"), "credit_usd")
         if credit < 0:
             raise InvalidRequest("'credit_usd' cannot be negative.", param="credit_usd")
-        group = params.group(body.get("group", "default"), settings)
+        group = params.group(body["group"], settings) if "group" in body else None  # a new account: default
         models = params.models(body.get("models", []), settings)
         expires = params.expires_in(body.get("expires_in"))
         rpm, tpm = params.per_minute(body.get("rpm"), "rpm"), params.per_minute(body.get("tpm"), "tpm")

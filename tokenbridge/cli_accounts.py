@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from tokenbridge import keyrules
-from tokenbridge.cli.common import CliError, checked, duration, emit, parse_usd, run_db
+from tokenbridge.cli_common import CliError, checked, duration, emit, parse_usd, run_db
 from tokenbridge.money import clip, format_usd
 from tokenbridge.passwords import generate_password, hash_password, password_problem
 from tokenbridge.report import iso_time, key_json
@@ -126,7 +126,7 @@ def cmd_accounts_create(settings: Settings, args: argparse.Namespace) -> None:
         settings,
         lambda db: insert_account(db, name=name, role=role, group=group, password_hash=hashed, credit=credit),
     )
-    said = f"Created account {account.name!r} ({account.role}, group {account.group!r}) with ${format_usd(credit)} in its wallet."
+    said = f"Created account {account.name!r} ({account.role}, group {account.group!r}) with ${format_usd(credit)}."
     show_password(password, generated, args.json, account_json(account), said)
 
 

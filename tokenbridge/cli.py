@@ -1,4 +1,4 @@
-"""`tokenbridge serve|usage|channels|config` (and, from cli/accounts.py, `accounts|keys|credit|codes`):
+"""`tokenbridge serve|usage|channels|config` (and, from cli_accounts.py, `accounts|keys|credit|codes`):
 parse arguments, call into the package, print.
 
 Every command takes `--config PATH` (default `$TOKENBRIDGE_CONFIG` or `./config.toml`) and most
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from tokenbridge import serve
-from tokenbridge.cli.accounts import ADVICE, add_commands
-from tokenbridge.cli.common import CliError, duration, emit, print_table, with_db
+from tokenbridge.cli_accounts import ADVICE, add_commands
+from tokenbridge.cli_common import CliError, duration, emit, print_table, with_db
 from tokenbridge.money import format_usd
 from tokenbridge.report import sum_csv, sum_json, usage_csv, usage_json
 from tokenbridge.settings import ConfigError, Settings, load_settings
@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=cmd_serve)
 
-    add_commands(sub, common)  # accounts, keys, credit, codes (cli/accounts.py)
+    add_commands(sub, common)  # accounts, keys, credit, codes (cli_accounts.py)
 
     usage = sub.add_parser("usage", parents=[common], help="usage rows or sums")
     usage.add_argument("--key", help="only this key (by name)")
