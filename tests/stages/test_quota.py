@@ -29,7 +29,7 @@ from tokenbridge.errors import ClientGone, QuotaExceeded, UpstreamError
 from tokenbridge.settings import Settings
 from tokenbridge.stages.quota import prompt_bound
 from tokenbridge.store.db import Database
-from tokenbridge.store.keys import insert_key
+from tokenbridge.store.keys import insert_key_with_account
 from tokenbridge.tokens import IMAGE_PART_MAX_TOKENS, encoding, prompt_tokens
 
 PNG_1MB = "data:image/png;base64," + "iVBORw0K" * (1 << 17)
@@ -110,7 +110,7 @@ DONE_EVENT = b"data: [DONE]\n\n"
 
 
 async def keyed_call(db: Database, settings: Settings, *, credit: int = CREDIT, **body: Any) -> Call:
-    key, _ = await insert_key(db, name="payer", credit=credit)
+    key, _ = await insert_key_with_account(db, name="payer", credit=credit)
     return make_call(settings, body=chat_body(max_tokens=5, **body), key=key)
 
 
@@ -147,6 +147,24 @@ async def test_quota_refuses_a_balance_that_cannot_cover_the_hold_without_callin
     assert call.key is not None
     after = await books(db, call.key.id)
     assert (after.balance, after.holds, after.usage) == (1_000, [], [])
+    message = result.error_json()["message"]
+    assert "The wallet of account 'payer' has $0.000001 available" in message and "Top it up" in message
+    assert result.error.headers["x-should-retry"] == "false"  # type: ignore[union-attr]
+
+
+async def test_quota_refuses_past_the_key_spend_limit_and_says_the_wallet_is_fine(
+    db: Database, stage_settings: Settings
+) -> None:
+    key, _ = await insert_key_with_account(db, name="capped", credit=CREDIT, spend_limit=1_000, spend_period="day")
+    call = make_call(stage_settings, body=chat_body(max_tokens=5), key=key)
+    inner = Inner(*json_messages(ANSWER))
+    result = await run_stage(quota_stage(inner, db=db), call)
+    assert isinstance(result.error, QuotaExceeded) and result.status == 429 and inner.calls == 0
+    assert result.error_json()["code"] == "insufficient_quota" and result.error.headers["x-should-retry"] == "false"  # type: ignore[union-attr]
+    message = result.error_json()["message"]
+    assert "This key's spend limit of $0.000001 per day (it resets at 00:00 UTC) has $0.000001 left" in message
+    assert "wallet is not the problem" in message
+    assert (await books(db, key.id)).holds == []
 
 
 async def test_quota_settles_a_json_answer_before_its_last_byte_goes_out(
@@ -275,7 +293,7 @@ EMBEDDING = {
 async def test_quota_holds_an_embedding_by_its_input_and_bills_its_prompt_tokens(
     db: Database, stage_settings: Settings
 ) -> None:
-    key, _ = await insert_key(db, name="embedder", credit=CREDIT)
+    key, _ = await insert_key_with_account(db, name="embedder", credit=CREDIT)
     body = {"model": MODEL, "input": "hello there", "max_tokens": 50}  # max_tokens means nothing here
     call = make_call(stage_settings, body=body, key=key, route="embeddings")
     held: list[int] = []
@@ -298,7 +316,7 @@ async def test_quota_holds_an_embedding_by_its_input_and_bills_its_prompt_tokens
 async def test_quota_bills_an_embedding_without_usage_by_its_input_counted_offline(
     db: Database, stage_settings: Settings
 ) -> None:
-    key, _ = await insert_key(db, name="embedder", credit=CREDIT)
+    key, _ = await insert_key_with_account(db, name="embedder", credit=CREDIT)
     texts = ["hello there", "general kenobi"]
     call = make_call(stage_settings, body={"model": MODEL, "input": texts}, key=key, route="embeddings")
     answer = {k: v for k, v in EMBEDDING.items() if k != "usage"}

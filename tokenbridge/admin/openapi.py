@@ -76,7 +76,7 @@ _KEY = obj(
     group=STR,
     balance_usd=USD,
     balance_nano_usd=NANO,
-    status={"enum": ["active", "revoked", "expired"]},
+    status={"enum": ["active", "disabled", "revoked", "expired"]},
     expires_at=UNIX,
     models={"type": "array", "items": STR, "description": "allowlist; [] = every model"},
     rpm=OPT_INT,

@@ -25,18 +25,18 @@ from tokenbridge.money import format_usd
 from tokenbridge.report import key_json, sum_csv, sum_json, usage_csv, usage_json
 from tokenbridge.runtime import Runtime
 from tokenbridge.stages.body import read_body
+from tokenbridge.store.accounts import BalanceOutOfRange, update_account
 from tokenbridge.store.channels import list_channel_health
 from tokenbridge.store.keys import (
-    BalanceOutOfRange,
     KeyExists,
     KeyNotFound,
     KeyRecord,
     get_key_by_name,
     get_keys_version,
-    insert_key,
+    insert_key_with_account,
     list_keys,
-    update_key_limits,
-    update_key_revoked,
+    revoke_key,
+    update_key,
 )
 from tokenbridge.store.ledger import insert_credit
 from tokenbridge.store.usage import list_usage, sum_usage, sum_usage_series
@@ -110,7 +110,10 @@ class AdminAPI:
         return params.json_object(raw, allowed)
 
     async def key(self, name: str) -> KeyRecord:
-        key = await get_key_by_name(self.runtime.db, name)
+        try:
+            key = await get_key_by_name(self.runtime.db, name)
+        except KeyNotFound:  # a name several accounts use: the account API (/api/keys/{id}) tells them apart
+            key = None
         if key is None:
             raise unknown_key(name)
         return key
@@ -155,12 +158,12 @@ class AdminAPI:
         credit = params.usd(body.get("credit_usd", "0"), "credit_usd")
         if credit < 0:
             raise InvalidRequest("'credit_usd' cannot be negative.", param="credit_usd")
-        group = params.group(body.get("group", "default"), settings)
+        group = params.group(body["group"], settings) if "group" in body else None  # a new account: default
         models = params.models(body.get("models", []), settings)
         expires = params.expires_in(body.get("expires_in"))
         rpm, tpm = params.per_minute(body.get("rpm"), "rpm"), params.per_minute(body.get("tpm"), "tpm")
         try:
-            key, secret = await insert_key(
+            key, secret = await insert_key_with_account(  # the account `name`, created or used (SPEC §9)
                 self.runtime.db,
                 name=name,
                 credit=credit,
@@ -181,22 +184,24 @@ class AdminAPI:
         body = await self.body(request, PATCH_FIELDS)
         settings = self.runtime.settings
         columns: dict[str, object] = {}
-        if "group" in body:
-            columns["group_name"] = params.group(body["group"], settings)
+        group = params.group(body["group"], settings) if "group" in body else None
         if "expires_at" in body:
             columns["expires_at"] = params.expires_at(body["expires_at"])
         for field in ("rpm", "tpm"):
             if field in body:
                 columns[field] = params.per_minute(body[field], field)
         models = params.models(body["models"], settings) if "models" in body else None
-        await self.on_key(name, update_key_limits(self.runtime.db, name, columns=columns, models=models))
+        key = await self.key(name)
+        if group is not None:  # the group is the account's now: every key of the account moves with it
+            await update_account(self.runtime.db, key.account_name, group=group)
+        await self.on_key(name, update_key(self.runtime.db, key.public_id, columns=columns, models=models))
         await self.keys_changed()
         return json_response(key_json(await self.key(name)))
 
     async def revoke_key(self, request: Request) -> Response:
         await self.caller(request, write=True)
         name = request.path_params["name"]
-        await self.on_key(name, update_key_revoked(self.runtime.db, name))
+        await self.on_key(name, revoke_key(self.runtime.db, (await self.key(name)).public_id))
         await self.keys_changed()
         return json_response(key_json(await self.key(name)))
 
@@ -210,9 +215,8 @@ class AdminAPI:
         if amount == 0:
             raise InvalidRequest("'amount_usd' must not be zero.", param="amount_usd")
         try:
-            balance: int = await self.on_key(
-                name, insert_credit(self.runtime.db, name, amount, note=params.note(body.get("note")))
-            )
+            account = (await self.key(name)).account_name  # the key's wallet is its account's
+            balance: int = await insert_credit(self.runtime.db, account, amount, note=params.note(body.get("note")))
         except BalanceOutOfRange as exc:
             raise errors.BalanceOutOfRange(f"'amount_usd' cannot be booked: {exc}.", param="amount_usd") from exc
         return json_response({

@@ -58,7 +58,11 @@ async def resolve_key(token: bytes | None, *, keys: KeyCache, db: Database) -> K
     if key is None:
         raise InvalidApiKey("Incorrect API key provided.")
     if key.status != "active":
-        raise InvalidApiKey("This API key has been revoked.")
+        raise InvalidApiKey(
+            "This API key has been revoked." if key.status == "revoked" else "This API key is disabled."
+        )
+    if key.account_status != "active":
+        raise InvalidApiKey("The account of this API key is disabled.")
     if not key.usable_at(time.time()):
         raise InvalidApiKey("This API key has expired.")
     return key
