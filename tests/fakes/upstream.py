@@ -27,6 +27,8 @@
 | fake-429         | 429 with `Retry-After: 7`                                                 |
 | fake-toolcall    | answers a tool call (JSON, or its name then argument pieces as SSE), no usage |
 
+Under `/v1/messages` it is Anthropic (tests/fakes/anthropic.py has its models).
+
 On `/v1/completions` (a native completions upstream) any model answers "Hello from fake" in the
 `text_completion` shape, JSON or SSE, as bytes the tests can rebuild with `native_json` / `native_sse`.
 
@@ -42,6 +44,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from tests.fakes import anthropic
 
 PIECES = ["Hello", " from", " fake"]
 TEXT = "".join(PIECES)
@@ -63,6 +67,7 @@ class Seen:
     headers: dict[str, str]
     body: dict[str, Any]
     raw: bytes = b""  # the body's bytes as they came
+    query: str = ""  # the query string, if any (Claude Code sends `?beta=true`)
 
 
 class FakeUpstream:
@@ -116,9 +121,11 @@ class FakeUpstream:
         body = orjson.loads(raw)
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         with self._lock:
-            self.seen.append(Seen(scope["path"], headers, body, raw))
+            self.seen.append(Seen(scope["path"], headers, body, raw, scope.get("query_string", b"").decode()))
         model = body.get("model", "")
-        if scope["path"] == "/v1/completions":
+        if scope["path"].startswith("/v1/messages"):  # Anthropic's API: tests/fakes/anthropic.py
+            await anthropic.answer(scope["path"], headers, body, send, receive, self._held)
+        elif scope["path"] == "/v1/completions":
             include_usage = (body.get("stream_options") or {}).get("include_usage") is True
             if body.get("stream"):
                 await send(
