@@ -67,6 +67,14 @@ def test_create_on_an_anthropic_channel_is_passed_through_with_the_channel_s_key
     assert row["cost"] == cost_of(CLAUDE_PRICE, prompt=12, completion=3)
 
 
+def test_a_bearer_token_is_a_key_too(site: Gateway) -> None:
+    key = site.create_key("m-bearer")
+    bearer = anthropic.Anthropic(auth_token=key, base_url=site.url, max_retries=0, timeout=20)
+    site.clients.append(bearer)  # type: ignore[arg-type]
+    assert bearer.messages.create(model="fake-ok", max_tokens=5, messages=HELLO).content[0].text == "Hello from fake"  # type: ignore[union-attr]
+    assert len(billed(site, "m-bearer")) == 1
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_cache_reads_and_writes_are_priced_each_at_its_own_rate(site: Gateway, stream: bool) -> None:
     name = f"m-cache-{stream}"
