@@ -6,7 +6,10 @@ from typing import Any
 
 import orjson
 
+from tests.stages.kit import MODEL, Inner, make_call, meter_stage, run_stage, sse_messages
+from tokenbridge.errors import UpstreamError
 from tokenbridge.money import Usage
+from tokenbridge.settings import Settings
 from tokenbridge.stages.dialects import DIALECTS, MESSAGES
 from tokenbridge.stages.messages_tap import MessagesTap, message_texts, usage_from_message, usage_of
 
@@ -107,3 +110,23 @@ def test_a_json_answer_has_its_usage_and_text() -> None:
     assert usage_from_message(answer) == Usage(6, 6, 0, 2)
     assert message_texts(answer) == ["Hi", "Bash", '{"command":"ls"}']
     assert usage_from_message([]) is None and message_texts({"content": "x"}) == []
+
+
+# --- the meter on the messages wire --------------------------------------------------------------------------------
+
+
+async def test_the_meter_reads_a_messages_stream_in_its_dialect(stage_settings: Settings) -> None:
+    call = make_call(stage_settings, body={"model": MODEL, "max_tokens": 9, "stream": True, "messages": []})
+    call.wire = "messages"
+    result = await run_stage(meter_stage(Inner(*sse_messages(*stream()))), call)
+    assert result.error is None and call.complete
+    assert result.body == b"".join(stream())  # passed on as it came
+    assert (call.usage, call.usage_source) == (Usage(55, 7, 40, 5), "upstream")
+
+
+async def test_the_meter_ends_a_messages_stream_cut_before_message_stop_with_an_error(stage_settings: Settings) -> None:
+    call = make_call(stage_settings, body={"model": MODEL, "max_tokens": 9, "stream": True, "messages": []})
+    call.wire = "messages"
+    result = await run_stage(meter_stage(Inner(*sse_messages(*stream()[:5]))), call)
+    assert isinstance(result.error, UpstreamError) and "message_stop" in result.error.message
+    assert call.usage_source == "estimated" and call.usage is not None and call.usage.completion_tokens > 0

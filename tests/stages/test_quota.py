@@ -262,3 +262,12 @@ async def test_quota_a_caller_that_leaves_before_any_byte_is_settled_as_499_for_
     (row,) = after.usage
     assert (row["status"], row["end_reason"], row["cost"]) == (499, "client_gone", 0)
     assert after.ledger == [("credit", CREDIT)] and after.holds == [] and after.balance == after.ledger_sum
+
+
+def test_prompt_bound_gives_an_anthropic_image_block_the_image_ceiling_not_its_bytes() -> None:
+    block = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_1MB}}
+    nested = {"type": "tool_result", "tool_use_id": "t", "content": [block]}
+    body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [block, nested]}]}
+    raw = orjson.dumps(body)
+    assert prompt_bound(raw, body) == len(raw) - 2 * len(PNG_1MB) + 2 * IMAGE_PART_MAX_TOKENS
+    assert prompt_bound(raw, body) >= prompt_tokens(body, "claude-sonnet-4")
