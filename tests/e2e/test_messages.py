@@ -311,7 +311,7 @@ def test_head_of_the_root_is_answered_without_a_key_or_an_error(site: Gateway) -
     assert answer.status_code == 200 and answer.content == b""
 
 
-@pytest.mark.parametrize("model", ["claude-break", "fake-break"])
+@pytest.mark.parametrize("model", ["claude-break", "claude-error-event", "fake-break"])
 def test_a_stream_broken_mid_way_ends_with_anthropic_s_error_event_and_bills_what_went_out(
     site: Gateway, model: str
 ) -> None:
@@ -321,7 +321,7 @@ def test_a_stream_broken_mid_way_ends_with_anthropic_s_error_event_and_bills_wha
     answer = httpx.post(site.url + "/v1/messages", json=body, headers={"x-api-key": key})
     splitter = EventSplitter()
     events = splitter.feed(answer.content)
-    assert splitter.tail == b"" and b"message_stop" not in answer.content
+    assert splitter.tail == b"" and b"event: message_stop" not in answer.content
     assert events[-1].startswith(b"event: error\n")
     error = orjson.loads(event_data(events[-1]))
     assert error["type"] == "error" and error["error"]["type"] == "api_error"
