@@ -29,6 +29,16 @@ STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_
                 "content_filter": "refusal"}  # fmt: skip
 
 
+def object_of(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an empty one: an upstream's odd answer reads as saying nothing."""
+    return value if isinstance(value, dict) else {}
+
+
+def first_choice(chat: Body) -> dict[str, Any]:
+    choices = chat.get("choices")
+    return object_of(choices[0]) if isinstance(choices, list) and choices else {}
+
+
 def _text(content: Any) -> str:
     """A string, or the text of text blocks, joined by blank lines."""
     if isinstance(content, str):
@@ -210,9 +220,8 @@ def tool_input(arguments: Any) -> dict[str, Any]:
 
 def message_response(chat: Body) -> Body:
     """`chat.completion` -> an Anthropic `message` (the first choice)."""
-    choices = chat.get("choices")
-    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    choice = first_choice(chat)
+    message = object_of(choice.get("message"))
     content: list[dict[str, Any]] = []
     if isinstance(message.get("content"), str) and message["content"]:
         content.append({"type": "text", "text": message["content"]})

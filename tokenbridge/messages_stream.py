@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from tokenbridge.messages import STOP_REASONS, anthropic_usage, message_id
+from tokenbridge.messages import STOP_REASONS, anthropic_usage, first_choice, message_id, object_of
 from tokenbridge.upstream.sse import event_data
 
 _DONE = b"[DONE]"
@@ -68,9 +68,8 @@ class MessagesEvents:
         out = self._start(chunk)
         if isinstance(chunk.get("usage"), dict):
             self.usage = chunk["usage"]
-        choices = chunk.get("choices")
-        choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        choice = first_choice(chunk)
+        delta = object_of(choice.get("delta"))
         text = delta.get("content")
         if isinstance(text, str) and text:
             out += self._block("text", {"type": "text", "text": ""})
@@ -88,7 +87,7 @@ class MessagesEvents:
             return b""
         self.started = True
         model = chunk.get("model") if isinstance(chunk.get("model"), str) else self.model
-        message = {
+        message: dict[str, Any] = {
             "id": message_id(chunk.get("id")), "type": "message", "role": "assistant", "model": model,
             "content": [], "stop_reason": None, "stop_sequence": None,
             "usage": {"input_tokens": 0, "output_tokens": 0},
@@ -109,7 +108,7 @@ class MessagesEvents:
 
     def _tool(self, call: dict[str, Any]) -> bytes:
         index = call.get("index", 0)
-        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        function = object_of(call.get("function"))
         out = b""
         if index not in self.tools:
             block = {"type": "tool_use", "id": str(call.get("id") or f"toolu_{index}"),
