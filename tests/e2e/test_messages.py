@@ -16,6 +16,8 @@ from tests.e2e.messages_config import CHAT_PRICE, CLAUDE_PRICE, cost_of, serve_m
 from tests.e2e.test_streams import settled_row
 from tests.fakes import anthropic as fake_claude
 from tests.fakes.upstream import FakeUpstream
+from tokenbridge.messages import chat_request
+from tokenbridge.tokens import count, prompt_tokens
 from tokenbridge.upstream.sse import EventSplitter, event_data
 
 HELLO = [{"role": "user", "content": "Say hello"}]
@@ -351,7 +353,12 @@ def test_a_caller_that_leaves_mid_stream_pays_for_what_it_was_sent(site: Gateway
                 break
     assert site.fake.hung_up.acquire(timeout=10), "the upstream never saw the gateway hang up"
     row = settled_row(site, name, lambda r: r["end_reason"] == "client_gone")
-    assert row["usage_source"] == "estimated" and row["completion_tokens"] >= 3
+    # Counted offline: the prompt the upstream was sent (native, or as chat), and the text delivered.
+    sent = body if model.startswith("claude") else chat_request(body)
+    assert row["usage_source"] == "estimated"
+    assert (
+        (row["prompt_tokens"], row["completion_tokens"]) == (prompt_tokens(sent, model), count(text, model)) != (0, 0)
+    )
     assert row["cost"] == cost_of(
         CLAUDE_PRICE if model.startswith("claude") else CHAT_PRICE,
         prompt=row["prompt_tokens"],
