@@ -178,3 +178,11 @@ def test_odd_answers_and_usages_make_no_negative_or_broken_counts() -> None:
         "cache_creation_input_tokens": 0,
     }
     assert tool_input("not json") == tool_input("[1]") == tool_input(None) == {}
+
+
+def test_a_chat_server_s_reasoning_becomes_an_unsigned_thinking_block() -> None:
+    chat = {"choices": [{"message": {"content": "4", "reasoning_content": "2+2"}, "finish_reason": "stop"}]}
+    assert message_response(chat)["content"] == [
+        {"type": "thinking", "thinking": "2+2", "signature": ""},
+        {"type": "text", "text": "4"},
+    ]

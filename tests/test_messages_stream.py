@@ -100,3 +100,15 @@ def test_an_upstream_error_event_becomes_anthropic_s_and_junk_is_dropped() -> No
                  b'data: {"error": {"message": "boom"}}\n\n')  # fmt: skip
     assert events[-1] == ("error", {"type": "error", "error": {"type": "api_error", "message": "boom"}})
     assert [name for name, _ in events].count("content_block_delta") == 1
+
+
+def test_a_chat_server_s_reasoning_comes_as_a_thinking_block_before_the_text() -> None:
+    events = run(chunk({"reasoning_content": "Let me"}), chunk({"reasoning_content": " think."}), chunk({"content": "Hi"}),
+                 chunk({}, "stop"), b"data: [DONE]\n\n")  # fmt: skip
+    starts = [e["content_block"] for n, e in events if n == "content_block_start"]
+    assert starts == [{"type": "thinking", "thinking": "", "signature": ""}, {"type": "text", "text": ""}]
+    deltas = [e["delta"] for n, e in events if n == "content_block_delta"]
+    assert deltas[:2] == [
+        {"type": "thinking_delta", "thinking": "Let me"},
+        {"type": "thinking_delta", "thinking": " think."},
+    ]

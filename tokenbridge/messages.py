@@ -9,7 +9,8 @@ send must work, so nothing is refused here: what chat can carry is mapped, the r
   system messages; text, image (base64 or URL) and document blocks (PDF as a file part, plain text as
   text); `tool_use` blocks become the assistant's `tool_calls`, `tool_result` blocks `tool` messages;
   `tools` (those with an `input_schema`), `tool_choice` (and `disable_parallel_tool_use`),
-  `stop_sequences`, `max_tokens`, `temperature`, `top_p`, `stream` (asking for usage).
+  `stop_sequences`, `max_tokens`, `temperature`, `top_p`, `stream` (asking for usage); and back, a
+  chat server's reasoning (`reasoning_content`) as an unsigned thinking block.
 - dropped: `thinking` and earlier `thinking` / `redacted_thinking` blocks (their signatures mean
   nothing to another provider), `cache_control` anywhere, `metadata`, `context_management`,
   `output_config`, `top_k`, `service_tier`, `container`, `mcp_servers`, and Anthropic's server tools
@@ -223,6 +224,9 @@ def message_response(chat: Body) -> Body:
     choice = first_choice(chat)
     message = object_of(choice.get("message"))
     content: list[dict[str, Any]] = []
+    thought = message.get("reasoning_content") or message.get("reasoning")
+    if isinstance(thought, str) and thought:  # a chat server's reasoning: unsigned, as nothing can sign it
+        content.append({"type": "thinking", "thinking": thought, "signature": ""})
     if isinstance(message.get("content"), str) and message["content"]:
         content.append({"type": "text", "text": message["content"]})
     for call in message.get("tool_calls") or ():

@@ -1,8 +1,8 @@
 """A chat stream as Anthropic's Messages event sequence, one chat event at a time (the shape stage runs it).
 
     message_start
-    content_block_start / content_block_delta (text_delta | input_json_delta) ... / content_block_stop
-    ...one block per text run and per tool call, in the order they come...
+    content_block_start / content_block_delta (text_delta | input_json_delta | thinking_delta) ... / content_block_stop
+    ...one block per run of text or of reasoning and per tool call, in the order they come...
     message_delta (stop_reason, usage)
     message_stop
 
@@ -11,7 +11,8 @@ The chat request asked for usage (messages.chat_request), so the usage chunk com
 ends without `[DONE]` gets no `message_stop` here: the meter ends it with Anthropic's `error`
 event instead. Only the first choice is read (a Messages answer has one). `message_start` cannot
 know the prompt's size yet: its usage says 0, and `message_delta` carries the real counts (SDKs
-take them from there).
+take them from there). A chat server's reasoning (`reasoning_content`, `reasoning`) comes as
+thinking blocks with an empty signature: nothing can sign them, and sent back they are dropped.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class MessagesEvents:
         self.model = model  # the caller's model name, until the upstream names its own
         self.started = False
         self.blocks = 0  # blocks started so far; the next one's index
-        self.open: str | None = None  # "text" or "tool:<chat tool index>" while a block is open
+        self.open: str | None = None  # "text", "thinking" or "tool:<chat tool index>" while a block is open
         self.tools: dict[int, int] = {}  # chat tool-call index -> its block's index
         self.stop_reason = "end_turn"
         self.usage: Any = None
@@ -70,6 +71,10 @@ class MessagesEvents:
             self.usage = chunk["usage"]
         choice = first_choice(chunk)
         delta = object_of(choice.get("delta"))
+        thought = delta.get("reasoning_content") or delta.get("reasoning")  # DeepSeek's, vLLM's, OpenRouter's
+        if isinstance(thought, str) and thought:
+            out += self._block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+            out += self._delta({"type": "thinking_delta", "thinking": thought})
         text = delta.get("content")
         if isinstance(text, str) and text:
             out += self._block("text", {"type": "text", "text": ""})
