@@ -209,3 +209,25 @@ def test_tokens_image_size_read_from_a_data_url_header(url: str, size: tuple[int
 def test_tokens_image_of_known_size_counts_its_tiles(header: bytes, expected: int) -> None:
     assert tokens.image_tokens(image(data_url("png", header), "high"), "gpt-4o") == expected
     assert tokens.image_tokens(image(data_url("png", header), "low"), "gpt-4o") == 85
+
+
+def test_an_anthropic_body_counts_its_system_prompt_tool_blocks_and_images() -> None:
+    turns = [
+        {"role": "user", "content": "What is the weather?"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "get_weather", "input": {"city": "Paris"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": "sunny and warm"}]}]},
+    ]  # fmt: skip
+    plain = {"model": "m", "max_tokens": 5, "messages": turns}
+    with_system = {**plain, "system": [{"type": "text", "text": "You are a weather bot."}]}
+    image = {"type": "image", "source": {"type": "url", "url": "https://x.example/a.png"}}
+    with_image = {**plain, "messages": [*turns, {"role": "user", "content": [image]}]}
+    bare = tokens.prompt_tokens({"model": "m", "messages": [{"role": m["role"], "content": ""} for m in turns]}, "m")
+    assert tokens.prompt_tokens(plain, "m") > bare + tokens.count("get_weather", "m") + tokens.count(
+        "sunny and warm", "m"
+    )
+    assert tokens.prompt_tokens(with_system, "m") == tokens.prompt_tokens(plain, "m") + tokens.count(
+        "You are a weather bot.", "m"
+    )
+    assert (
+        tokens.prompt_tokens(with_image, "m") > tokens.prompt_tokens(plain, "m") + 1000
+    )  # an unknown size: the most tiles

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from tokenbridge import messages
 from tokenbridge.call import Call
 from tokenbridge.completions import chat_request, completion_response, translate_event
+from tokenbridge.messages_stream import MessagesEvents
 from tokenbridge.settings import Channel
-from tokenbridge.upstream.client import takes_completions
+from tokenbridge.upstream.client import speaks_messages, takes_completions
 
 Body = dict[str, Any]
 
@@ -41,6 +43,11 @@ class Adapter:
     request: Callable[[Body], Body] | None = None  # the caller's body -> the wire's; raises InvalidRequest
     answer: Callable[[Body], Body] | None = None  # the wire's JSON answer -> the caller's
     events: Callable[[Call], EventTranslator] | None = None  # a translator for one stream of this call
+    # The caller's headers (lower-case names) sent on to the channel; every other header stays with us.
+    forward: frozenset[bytes] = frozenset()
+    # A stream on this wire carries usage only when asked (`stream_options.include_usage`, added by the
+    # proxy); False for a wire whose streams always do and that refuses the field (Anthropic's).
+    ask_usage: bool = True
 
     @property
     def translates(self) -> bool:
@@ -63,6 +70,13 @@ def _completions_events(call: Call) -> EventTranslator:
     return Stateless(translate_event)
 
 
+def _messages_events(call: Call) -> EventTranslator:
+    return MessagesEvents(call.model)
+
+
+# What a native Messages channel is told of the caller's request beyond its body (upstream/anthropic.py).
+ANTHROPIC_HEADERS = frozenset({b"anthropic-version", b"anthropic-beta"})
+
 ADAPTERS: Mapping[tuple[str, str], Adapter] = MappingProxyType(
     {
         ("chat", "chat"): Adapter("/chat/completions"),
@@ -70,6 +84,13 @@ ADAPTERS: Mapping[tuple[str, str], Adapter] = MappingProxyType(
         ("embeddings", "embeddings"): Adapter("/embeddings"),
         ("completions", "chat"): Adapter(
             "/chat/completions", request=chat_request, answer=completion_response, events=_completions_events
+        ),
+        ("messages", "messages"): Adapter("/messages", forward=ANTHROPIC_HEADERS, ask_usage=False),
+        ("messages", "chat"): Adapter(
+            "/chat/completions",
+            request=messages.chat_request,
+            answer=messages.message_response,
+            events=_messages_events,
         ),
     }
 )
@@ -80,6 +101,7 @@ WIRES: Mapping[str, Callable[[Channel], str]] = MappingProxyType(
         "chat": lambda channel: "chat",
         "completions": lambda channel: "completions" if takes_completions(channel) else "chat",
         "embeddings": lambda channel: "embeddings",
+        "messages": lambda channel: "messages" if speaks_messages(channel) else "chat",
     }
 )
 

@@ -36,6 +36,7 @@ WITHOUT_OUTPUT = frozenset({"embeddings"})  # routes whose answers have no outpu
 KIND_ROUTES: Mapping[str, frozenset[str]] = MappingProxyType({
     "openai": frozenset(ROUTES),
     "echo": frozenset(ROUTES),
+    "anthropic": frozenset({"messages", "chat"}),  # its own Messages API, and chat translated to it (messages.py)
 })  # fmt: skip
 
 

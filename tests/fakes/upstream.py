@@ -26,6 +26,9 @@
 | fake-401         | 401 "Incorrect API key provided: <the key it received>"                  |
 | fake-429         | 429 with `Retry-After: 7`                                                 |
 | fake-toolcall    | answers a tool call (JSON, or its name then argument pieces as SSE), no usage |
+| fake-roundtrip   | calls the request's tool (Bash if offered), then answers with its result    |
+
+Under `/v1/messages` it is Anthropic (tests/fakes/anthropic.py has its models).
 
 On `/v1/completions` (a native completions upstream) any model answers "Hello from fake" in the
 `text_completion` shape, JSON or SSE, as bytes the tests can rebuild with `native_json` / `native_sse`.
@@ -44,6 +47,7 @@ from typing import Any
 
 import orjson
 
+from tests.fakes import anthropic, roundtrip
 from tests.fakes.embeddings import embeddings_answer
 
 PIECES = ["Hello", " from", " fake"]
@@ -66,6 +70,7 @@ class Seen:
     headers: dict[str, str]
     body: dict[str, Any]
     raw: bytes = b""  # the body's bytes as they came
+    query: str = ""  # the query string, if any (Claude Code sends `?beta=true`)
 
 
 class FakeUpstream:
@@ -119,9 +124,11 @@ class FakeUpstream:
         body = orjson.loads(raw)
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         with self._lock:
-            self.seen.append(Seen(scope["path"], headers, body, raw))
+            self.seen.append(Seen(scope["path"], headers, body, raw, scope.get("query_string", b"").decode()))
         model = body.get("model", "")
-        if scope["path"] == "/v1/completions":
+        if scope["path"].startswith("/v1/messages"):  # Anthropic's API: tests/fakes/anthropic.py
+            await anthropic.answer(scope["path"], headers, body, send, receive, self._held)
+        elif scope["path"] == "/v1/completions":
             include_usage = (body.get("stream_options") or {}).get("include_usage") is True
             if body.get("stream"):
                 await send(
@@ -142,6 +149,8 @@ class FakeUpstream:
             await MISBEHAVING[model](send, headers.get("authorization", ""))
         elif model == "fake-toolcall":
             await _tool_call(send, stream=body.get("stream") is True)
+        elif model == "fake-roundtrip":  # a tool call, then an answer with its result (tests/fakes/roundtrip.py)
+            await roundtrip.answer(body, send)
         elif model == "fake-garbage":
             await _send_bytes(send, 200, b"<html>not json</html>")
         elif model == "fake-400":

@@ -146,3 +146,19 @@ async def test_body_embeddings_route_takes_each_input_shape(settings: Settings, 
     call = blank(settings)
     result = await run_stage(body_stage(Inner(), kind="embeddings"), call, orjson.dumps(body))
     assert result.error is None and (call.route, call.body, call.stream) == ("embeddings", body, False)
+
+
+async def test_a_messages_body_needs_max_tokens_as_anthropic_does(settings: Settings) -> None:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+    result = await run_stage(body_stage(Inner(), kind="messages"), blank(settings), orjson.dumps(body))
+    assert isinstance(result.error, InvalidRequest) and result.error.param == "max_tokens"
+    call = blank(settings)
+    result = await run_stage(body_stage(Inner(), kind="messages"), call, orjson.dumps({**body, "max_tokens": 7}))
+    assert result.error is None and (call.route, call.body["max_tokens"]) == ("messages", 7)
+
+
+@pytest.mark.parametrize("system", [5, {"text": "x"}])
+async def test_a_messages_body_with_a_system_that_is_no_text_is_refused(settings: Settings, system: Any) -> None:
+    body = {"model": MODEL, "max_tokens": 5, "system": system, "messages": [{"role": "user", "content": "hi"}]}
+    result = await run_stage(body_stage(Inner(), kind="messages"), blank(settings), orjson.dumps(body))
+    assert isinstance(result.error, InvalidRequest) and result.error.param == "system"

@@ -326,3 +326,12 @@ async def test_quota_bills_an_embedding_without_usage_by_its_input_counted_offli
     [row] = (await books(db, key.id)).usage
     assert (row["prompt_tokens"], row["completion_tokens"], row["usage_source"]) == (tokens, 0, "estimated")
     assert row["cost"] == tokens * NANO_PER_PROMPT_TOKEN
+
+
+def test_prompt_bound_gives_an_anthropic_image_block_the_image_ceiling_not_its_bytes() -> None:
+    block = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_1MB}}
+    nested = {"type": "tool_result", "tool_use_id": "t", "content": [block]}
+    body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [block, nested]}]}
+    raw = orjson.dumps(body)
+    assert prompt_bound(raw, body) == len(raw) - 2 * len(PNG_1MB) + 2 * IMAGE_PART_MAX_TOKENS
+    assert prompt_bound(raw, body) >= prompt_tokens(body, "claude-sonnet-4")

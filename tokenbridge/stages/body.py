@@ -88,6 +88,15 @@ def _check_embeddings(body: dict[str, Any]) -> None:
     check_embedding_request(body)
 
 
+def _check_messages(body: dict[str, Any]) -> None:
+    """Anthropic's Messages request: `messages` as chat's, and `max_tokens`, which Anthropic requires too."""
+    _check_chat(body)
+    _required(body, "max_tokens")  # its type: below, with every route's
+    system = body.get("system")
+    if system is not None and not isinstance(system, str | list):
+        raise InvalidRequest("'system' must be a string or an array of text blocks.", param="system")
+
+
 def _required(body: dict[str, Any], field: str) -> Any:
     value = body.get(field)
     if value is None:
@@ -101,6 +110,7 @@ ROUTE_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "chat": _check_chat,
     "completions": _check_completions,
     "embeddings": _check_embeddings,
+    "messages": _check_messages,
 }
 
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from tokenbridge.money import Usage
 from tokenbridge.stages.chat_tap import SseTap, answer_texts, usage_from
+from tokenbridge.stages.messages_tap import MessagesTap, message_texts, usage_from_message
 
 
 class StreamTap(Protocol):
@@ -45,10 +46,13 @@ class Dialect:
 
 
 CHAT = Dialect(stream=SseTap, usage=usage_from, texts=answer_texts)
+MESSAGES = Dialect(stream=MessagesTap, usage=usage_from_message, texts=message_texts, end="message_stop")
 # An embeddings answer has no output: its usage has no completion_tokens, and there is no text to count.
 EMBEDDINGS = Dialect(stream=SseTap, usage=lambda payload: usage_from(payload, output=False), texts=lambda payload: [])
 
-DIALECTS: Mapping[str, Dialect] = MappingProxyType({"chat": CHAT, "completions": CHAT, "embeddings": EMBEDDINGS})
+DIALECTS: Mapping[str, Dialect] = MappingProxyType(
+    {"chat": CHAT, "completions": CHAT, "embeddings": EMBEDDINGS, "messages": MESSAGES}
+)
 
 
 def dialect_of(wire: str) -> Dialect:

@@ -44,7 +44,7 @@ from tokenbridge.routing import WITHOUT_OUTPUT
 from tokenbridge.store.db import Database
 from tokenbridge.store.ledger import DuplicateRequestId, Refusal, reserve_hold, settle_hold
 from tokenbridge.store.usage import UsageRow
-from tokenbridge.tokens import IMAGE_PART_MAX_TOKENS, image_parts
+from tokenbridge.tokens import IMAGE_PART_MAX_TOKENS, anthropic_image_source, anthropic_images, image_parts
 
 log = logging.getLogger("tokenbridge")
 
@@ -82,12 +82,15 @@ def prompt_bound(raw_body: bytes, body: dict[str, Any]) -> int:
         image = part.get("image_url")
         url = image.get("url") if isinstance(image, dict) else image
         bound += IMAGE_PART_MAX_TOKENS - (len(url) if isinstance(url, str) else 0)  # chars <= its bytes in the body
+    for block in anthropic_images(body):  # Anthropic's image blocks, on /v1/messages: the same ceiling
+        bound += IMAGE_PART_MAX_TOKENS - len(anthropic_image_source(block))
     return bound
 
 
 def hold_amount(call: Call, price: Price) -> int:
     assert call.key is not None
-    worst = Price(input=max(price.input, price.cached_input), output=price.output, cached_input=0)
+    most = max(price.input, price.cached_input, price.cache_write_rate)  # any prompt token may be any kind
+    worst = Price(input=most, output=price.output, cached_input=0)
     usage = Usage(prompt_tokens=prompt_bound(call.raw_body, call.body), completion_tokens=completion_allowance(call))
     return cost(usage, worst, call.settings.group(call.key.group).multiplier)
 
@@ -152,6 +155,7 @@ def usage_row(call: Call, price: Price, failure: BaseException | None, *, billed
         ttfb_ms=round(call.ttfb * 1000, 3) if call.ttfb is not None else None,
         error=ended.error or None,
         caller_request_id=call.caller_request_id or None,
+        cache_write_tokens=usage.cache_write_tokens if usage else 0,
     )
 
 

@@ -280,6 +280,12 @@ def m006_accounts(conn: sqlite3.Connection) -> None:
     conn.executemany("UPDATE api_keys SET public_id = ? WHERE id = ?", ids)
 
 
+def m007_cache_write(conn: sqlite3.Connection) -> None:
+    """The prompt tokens a request wrote to the provider's cache (Anthropic's cache_creation_input_tokens),
+    priced at the model's `cache_write`; part of prompt_tokens, as cached_tokens are. Rows before: none."""
+    conn.execute("ALTER TABLE usage_events ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_initial,
     m002_channel_health,
@@ -287,6 +293,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m004_hold_owner,
     m005_caller_request_id,
     m006_accounts,
+    m007_cache_write,
 )
 
 

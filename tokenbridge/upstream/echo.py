@@ -12,7 +12,7 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 import orjson
@@ -46,6 +46,7 @@ class EchoTransport:
     """Reads the request from the bytes the proxy built, like any upstream; holds nothing."""
 
     native_completions: ClassVar[bool] = False  # it answers chat only: a completions request reaches it as chat
+    native_messages: ClassVar[bool] = False  # nor Messages: a /v1/messages request reaches it as chat
 
     def __init__(self, *, pool_limit: int) -> None:
         """No pool: nothing leaves the process."""
@@ -59,7 +60,9 @@ class EchoTransport:
     async def close(self) -> None:
         """Nothing to release."""
 
-    async def open(self, channel: Channel, path: str, body: bytes, *, stream: bool = True) -> EchoResponse | EchoAnswer:
+    async def open(
+        self, channel: Channel, path: str, body: bytes, *, stream: bool = True, headers: Mapping[str, str] | None = None
+    ) -> EchoResponse | EchoAnswer:
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
