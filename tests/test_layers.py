@@ -37,7 +37,12 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
         ),
     },
     {"store": ("store",), "upstream": ("upstream",)},
-    {"shared": ("call", "outcome", "completions", "adapters", "metrics", "report", "runtime")},
+    {
+        "shared": (
+            "call", "outcome", "completions", "chat_messages", "chat_messages_stream", "adapters", "metrics", "report",
+            "runtime",
+        ),
+    },
     {"stages": ("stages", "upstream.proxy", "observe", "cors")},
     {"app": ("endpoints", "admin", "console", "app", "serve", "cli", "__main__")},
 )  # fmt: skip
