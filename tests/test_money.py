@@ -195,6 +195,29 @@ def test_cost_cached_tokens_priced_only_once() -> None:
     assert cost(Usage(prompt_tokens=1000, completion_tokens=0, cached_tokens=400), PRICE) == 1_100_000
 
 
+def test_cost_cache_write_term_at_its_own_price() -> None:
+    # 1000 prompt: 200 read (x $0.5), 300 written (x $3.75), 500 plain (x $1.5) = $1975 per 1M -> $0.001975.
+    price = Price(input=1_500_000_000, output=4_000_000_000, cached_input=500_000_000, cache_write=3_750_000_000)
+    assert cost(Usage(1000, 0, cached_tokens=200, cache_write_tokens=300), price) == 1_975_000
+
+
+def test_cost_cache_write_defaults_to_the_input_price() -> None:
+    assert cost(Usage(1000, 0, cache_write_tokens=1000), PRICE) == cost(Usage(1000, 0), PRICE) == 1_500_000
+
+
+@pytest.mark.parametrize(
+    ("usage", "nano"),
+    [
+        (Usage(100, 0, cached_tokens=80, cache_write_tokens=80), 80 * 500 + 20 * 3_750),  # writes past the prompt
+        (Usage(100, 0, cached_tokens=300), 100 * 500),  # reads past the prompt
+        (Usage(100, 0, cached_tokens=-50, cache_write_tokens=-50), 100 * 1_500),  # negative parts count as none
+    ],
+)
+def test_cost_cache_parts_are_never_negative_nor_more_than_the_prompt(usage: Usage, nano: int) -> None:
+    price = Price(input=1_500_000_000, output=0, cached_input=500_000_000, cache_write=3_750_000_000)
+    assert cost(usage, price) == nano
+
+
 def test_cost_output_term() -> None:
     # 250 tokens x $4 / 1M = $0.001.
     assert cost(Usage(prompt_tokens=0, completion_tokens=250), PRICE) == 1_000_000

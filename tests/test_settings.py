@@ -446,8 +446,8 @@ def test_parse_settings_refuses_channel_without_name() -> None:
 
 
 def test_parse_settings_refuses_unknown_kind() -> None:
-    message = refusal(MINIMAL.replace('"echo"', '"anthropic"'))
-    assert message == 'config.toml: channels[0] (demo).kind: must be one of "openai", "echo", got "anthropic"'
+    message = refusal(MINIMAL.replace('"echo"', '"gemini"'))
+    assert message == 'config.toml: channels[0] (demo).kind: must be one of "openai", "anthropic", "echo", got "gemini"'
 
 
 def test_parse_settings_refuses_unknown_completions() -> None:
@@ -468,6 +468,27 @@ def test_parse_settings_refuses_openai_channel_without_base_url() -> None:
     assert message == (
         'config.toml: channels[1] (openai).base_url: required for kind "openai" (e.g. "https://api.openai.com/v1")'
     )
+
+
+def test_parse_settings_reads_an_anthropic_channel_and_refuses_one_without_base_url() -> None:
+    body = 'kind = "anthropic"\napi_key = "sk-ant-x"\nmodels = ["echo-1"]'
+    channel = parse(openai_channel(f'{body}\nbase_url = "https://api.anthropic.com/v1/"', "claude")).channels[1]
+    assert (channel.kind, channel.base_url, channel.api_key) == (
+        "anthropic",
+        "https://api.anthropic.com/v1",
+        "sk-ant-x",
+    )
+    assert refusal(openai_channel(body, "claude")) == (
+        'config.toml: channels[1] (claude).base_url: required for kind "anthropic" (e.g. "https://api.anthropic.com/v1")'
+    )
+
+
+def test_parse_settings_reads_a_cache_write_price_which_defaults_to_input() -> None:
+    assert parse(MINIMAL).prices["echo-1"].cache_write_rate == 0
+    prices = parse(
+        MINIMAL.replace("[models.", '[models."c"]\ninput = 3\noutput = 15\ncache_write = 3.75\n\n[models.', 1)
+    )
+    assert (prices.prices["c"].cache_write, prices.prices["c"].cache_write_rate) == (3_750_000_000, 3_750_000_000)
 
 
 @pytest.mark.parametrize("url", ["api.openai.com/v1", "ftp://x.example", "https://", "https://user:pw@", "http://[::1"])

@@ -41,6 +41,11 @@ class Adapter:
     request: Callable[[Body], Body] | None = None  # the caller's body -> the wire's; raises InvalidRequest
     answer: Callable[[Body], Body] | None = None  # the wire's JSON answer -> the caller's
     events: Callable[[Call], EventTranslator] | None = None  # a translator for one stream of this call
+    # The caller's headers (lower-case names) sent on to the channel; every other header stays with us.
+    forward: frozenset[bytes] = frozenset()
+    # A stream on this wire carries usage only when asked (`stream_options.include_usage`, added by the
+    # proxy); False for a wire whose streams always do and that refuses the field (Anthropic's).
+    ask_usage: bool = True
 
     @property
     def translates(self) -> bool:

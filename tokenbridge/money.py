@@ -27,16 +27,24 @@ _AMOUNT = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """A model's price in integer nano-USD per 1M tokens."""
+    """A model's price in integer nano-USD per 1M tokens; `cache_write` (None: as `input`) prices the
+    prompt tokens written to a cache (Anthropic's `cache_creation_input_tokens`)."""
 
     input: int
     output: int
     cached_input: int
+    cache_write: int | None = None
+
+    @property
+    def cache_write_rate(self) -> int:
+        return self.input if self.cache_write is None else self.cache_write
 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts of one request; `cached_tokens` is the part of `prompt_tokens` served from cache."""
+    """Token counts of one request, one meaning whatever the route or the upstream: `prompt_tokens` is
+    every input token, `cached_tokens` the part of it read from a cache, `cache_write_tokens` the part
+    written to one (OpenAI's prompt_tokens include cached ones; Anthropic's input_tokens exclude both)."""
 
     # The most tokens of one kind one request can plausibly have: a count past it is not a usage but
     # garbage, read as none (the request is then estimated). Bounded, a row's counts keep every sum
@@ -46,6 +54,7 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 def to_nano(usd: str | int | float | Decimal) -> int:
@@ -108,12 +117,19 @@ def to_fraction(value: int | float) -> Fraction:
 
 
 def cost(usage: Usage, price: Price, multiplier: Fraction = Fraction(1)) -> int:
-    """SPEC §6: ((prompt − cached)·input + cached·cached_input + completion·output) / 1e6 × multiplier.
+    """SPEC §6 and §12: ((prompt − cached − cache_write)·input + cached·cached_input
+    + cache_write·cache_write_rate + completion·output) / 1e6 × multiplier.
 
+    Each part of the prompt is priced at its own rate and none is negative: cache reads and writes
+    count only up to the prompt they are part of (a usage reader refuses more; this holds anyway).
     Result in nano-USD, rounded up once (see module docstring).
     """
-    uncached = usage.prompt_tokens - usage.cached_tokens
-    per_million = uncached * price.input + usage.cached_tokens * price.cached_input
+    prompt = max(0, usage.prompt_tokens)
+    cached = min(max(0, usage.cached_tokens), prompt)
+    written = min(max(0, usage.cache_write_tokens), prompt - cached)
+    per_million = (prompt - cached - written) * price.input + cached * price.cached_input
+    if written:
+        per_million += written * price.cache_write_rate
     per_million += usage.completion_tokens * price.output
     # The same exact rational as Fraction(per_million, 1e6) * multiplier, without building Fractions
     # (two per request on the hot path): ceiling of numerator / denominator, in integers.

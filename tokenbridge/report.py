@@ -17,7 +17,7 @@ from tokenbridge.store.keys import KeyRecord
 USAGE_FIELDS = (
     "request_id", "time", "created_at", "key", "route", "model", "channel", "upstream_model", "status", "stream",
     "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "cost_nano_usd", "usage_source",
-    "end_reason", "attempts", "latency_ms", "ttfb_ms", "error", "caller_request_id",
+    "end_reason", "attempts", "latency_ms", "ttfb_ms", "error", "caller_request_id", "cache_write_tokens",
 )  # fmt: skip
 SUM_FIELDS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "cost_nano_usd")
 # Cells of free text (names a caller or an upstream chose) that a spreadsheet would run as a formula when

@@ -22,7 +22,7 @@ from tokenbridge.tomlread import ConfigError, Table, quoted, syntax_error, toml_
 
 __all__ = ["Channel", "ConfigError", "Group", "ServerSettings", "Settings", "load_settings", "parse_settings"]
 
-KINDS = ("openai", "echo")
+KINDS = ("openai", "anthropic", "echo")
 COMPLETIONS = ("chat", "native")
 
 _TOP_KEYS = ("server", "channels", "models", "groups")
@@ -36,7 +36,7 @@ _CHANNEL_KEYS = (
     "name", "kind", "base_url", "api_key", "models", "model_map", "priority", "weight", "completions", "enabled",
     "connect_timeout", "first_byte_timeout", "idle_timeout", "response_timeout",
 )  # fmt: skip
-_PRICE_KEYS = ("input", "output", "cached_input")
+_PRICE_KEYS = ("input", "output", "cached_input", "cache_write")
 _GROUP_KEYS = ("multiplier",)
 
 
@@ -234,7 +234,8 @@ def _read_prices(root: Table) -> dict[str, Price]:
         input_nano = table.nano_usd("input")
         output_nano = table.nano_usd("output")
         cached = table.nano_usd("cached_input") if "cached_input" in table.data else input_nano
-        prices[model] = Price(input=input_nano, output=output_nano, cached_input=cached)
+        write = table.nano_usd("cache_write") if "cache_write" in table.data else None  # None: as input
+        prices[model] = Price(input=input_nano, output=output_nano, cached_input=cached, cache_write=write)
     return prices
 
 
@@ -278,7 +279,8 @@ def _read_channel(table: Table, name: str, prices: Mapping[str, Price]) -> Chann
                 raise table.error(key, 'not allowed for kind "echo" (answered inside the process): remove it')
     else:
         if "base_url" not in table.data:
-            raise table.error("base_url", 'required for kind "openai" (e.g. "https://api.openai.com/v1")')
+            example = "https://api.anthropic.com/v1" if kind == "anthropic" else "https://api.openai.com/v1"
+            raise table.error("base_url", f'required for kind "{kind}" (e.g. "{example}")')
         # Never echo the URL: it may carry credentials (https://user:secret@host).
         base_url = table.string("base_url", "").rstrip("/")
         try:

@@ -116,6 +116,7 @@ _USAGE_ROW = obj(
     ttfb_ms={"type": ["number", "null"]},
     error=_NULL_STR,
     caller_request_id={**_NULL_STR, "description": "the caller's own X-Request-ID, if it sent one"},
+    cache_write_tokens={**INT, "description": "the part of prompt_tokens written to the provider's cache"},
 )
 _SERIES_POINT = obj(
     ["t", "requests", "cost_nano_usd"],

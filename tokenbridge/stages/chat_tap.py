@@ -59,7 +59,7 @@ def answer_texts(payload: Any) -> list[str]:
     return texts
 
 
-def _count(value: Any) -> int | None:
+def token_count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= Usage.MAX_TOKENS else None
 
 
@@ -74,19 +74,23 @@ def usage_from(payload: Any) -> Usage | None:
     usage = payload.get("usage") if isinstance(payload, dict) else None
     if not isinstance(usage, dict):
         return None
-    prompt, completion = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+    prompt, completion = token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens"))
     if prompt is None or completion is None:
         return None
     details = usage.get("prompt_tokens_details")
     raw_cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    cached = 0 if raw_cached is None else _count(raw_cached)
+    cached = 0 if raw_cached is None else token_count(raw_cached)
     if cached is None or cached > prompt:
         return None
     return Usage(prompt, completion, cached)
 
 
 class SseTap:
-    """Reads a chat SSE stream for usage and `[DONE]`; in strip mode cuts out the usage-only chunk."""
+    """Reads a chat SSE stream for usage and `[DONE]`; in strip mode cuts out the usage-only chunk.
+
+    Another wire's tap may subclass it (messages_tap.py): `_read`, `finish`, `_has_text` and
+    `_event_texts` are what a wire's own events change; the pass-through and the bounds stay here.
+    """
 
     __slots__ = (
         "splitter", "strip", "fault", "request_id", "usage", "done", "unread", "unread_bytes", "text", "text_bytes",
@@ -118,7 +122,7 @@ class SseTap:
         if self.strip and any(_NO_USAGE in e or _ADDED_NULL_USAGE[1] in e for e in kept):
             kept, edited = [_without_null_usage(e) for e in kept], True
         for event in kept:
-            if self.text_bytes < MAX_DELIVERED_TEXT_BYTES and _has_text(event):
+            if self.text_bytes < MAX_DELIVERED_TEXT_BYTES and self._has_text(event):
                 self.unread.append(event)
                 self.unread_bytes += len(event)
         while self.unread_bytes > UNREAD_TEXT_EVENT_BYTES:
@@ -131,7 +135,7 @@ class SseTap:
 
     def texts(self) -> list[str]:
         """The answer text delivered so far. CPU work on up to UNREAD_TEXT_EVENT_BYTES: not on the loop."""
-        return [piece.decode() for piece in self.text] + _event_texts(self.unread)
+        return [piece.decode() for piece in self.text] + self._event_texts(self.unread)
 
     def _read_oldest(self) -> None:
         """Keep the oldest unread events' text, not the events: it is a small part of their bytes."""
@@ -141,7 +145,7 @@ class SseTap:
             batch.append(self.unread.popleft())
             size += len(batch[-1])
         self.unread_bytes -= size
-        text = "".join(_event_texts(batch)).encode()
+        text = "".join(self._event_texts(batch)).encode()
         if text:
             self.text.append(text)
             self.text_bytes += len(text)
@@ -169,6 +173,14 @@ class SseTap:
             return False
         self._take_usage(usage)
         return self.strip and payload.get("choices") == []
+
+    @staticmethod
+    def _has_text(event: bytes) -> bool:
+        return _has_text(event)
+
+    @staticmethod
+    def _event_texts(events: Iterable[bytes]) -> list[str]:
+        return _event_texts(events)
 
     def _take_usage(self, usage: Usage) -> None:
         """Keep the stream's usage; a second report that disagrees is checked, not taken blindly.

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from tokenbridge.money import Usage
 from tokenbridge.stages.chat_tap import SseTap, answer_texts, usage_from
+from tokenbridge.stages.messages_tap import MessagesTap, message_texts, usage_from_message
 
 
 class StreamTap(Protocol):
@@ -45,8 +46,9 @@ class Dialect:
 
 
 CHAT = Dialect(stream=SseTap, usage=usage_from, texts=answer_texts)
+MESSAGES = Dialect(stream=MessagesTap, usage=usage_from_message, texts=message_texts, end="message_stop")
 
-DIALECTS: Mapping[str, Dialect] = MappingProxyType({"chat": CHAT, "completions": CHAT})
+DIALECTS: Mapping[str, Dialect] = MappingProxyType({"chat": CHAT, "completions": CHAT, "messages": MESSAGES})
 
 
 def dialect_of(wire: str) -> Dialect:

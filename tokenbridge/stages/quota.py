@@ -84,7 +84,8 @@ def prompt_bound(raw_body: bytes, body: dict[str, Any]) -> int:
 
 def hold_amount(call: Call, price: Price) -> int:
     assert call.key is not None
-    worst = Price(input=max(price.input, price.cached_input), output=price.output, cached_input=0)
+    most = max(price.input, price.cached_input, price.cache_write_rate)  # any prompt token may be any kind
+    worst = Price(input=most, output=price.output, cached_input=0)
     usage = Usage(prompt_tokens=prompt_bound(call.raw_body, call.body), completion_tokens=completion_allowance(call))
     return cost(usage, worst, call.settings.group(call.key.group).multiplier)
 
@@ -137,6 +138,7 @@ def usage_row(call: Call, price: Price, failure: BaseException | None, *, billed
         ttfb_ms=round(call.ttfb * 1000, 3) if call.ttfb is not None else None,
         error=ended.error or None,
         caller_request_id=call.caller_request_id or None,
+        cache_write_tokens=usage.cache_write_tokens if usage else 0,
     )
 
 

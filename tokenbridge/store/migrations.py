@@ -140,12 +140,19 @@ def m005_caller_request_id(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE usage_events ADD COLUMN caller_request_id TEXT")
 
 
+def m007_cache_write(conn: sqlite3.Connection) -> None:
+    """The prompt tokens a request wrote to the provider's cache (Anthropic's cache_creation_input_tokens),
+    priced at the model's `cache_write`; part of prompt_tokens, as cached_tokens are. Rows before: none."""
+    conn.execute("ALTER TABLE usage_events ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_initial,
     m002_channel_health,
     m003_key_changes,
     m004_hold_owner,
     m005_caller_request_id,
+    m007_cache_write,
 )
 
 

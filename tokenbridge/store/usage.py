@@ -33,6 +33,7 @@ class UsageRow:
     ttfb_ms: float | None
     error: str | None
     caller_request_id: str | None = None  # the caller's X-Request-ID, for tracing (request_id is ours)
+    cache_write_tokens: int = 0  # the part of prompt_tokens written to the provider's cache
 
 
 _COLUMNS = tuple(UsageRow.__dataclass_fields__)

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import ClassVar, Protocol
 
 from tokenbridge.settings import Channel
+from tokenbridge.upstream.anthropic import AnthropicTransport
 from tokenbridge.upstream.echo import EchoTransport
 from tokenbridge.upstream.http import HttpTransport
 
@@ -43,6 +44,7 @@ class Transport(Protocol):
     """One provider kind's way of sending a request; built once per process with the client's pool limit."""
 
     native_completions: ClassVar[bool]  # can take a `/completions` request as it is (`completions = "native"`)
+    native_messages: ClassVar[bool]  # speaks Anthropic's Messages API (`/messages`, `/messages/count_tokens`)
 
     def __init__(self, *, pool_limit: int) -> None: ...
 
@@ -52,11 +54,14 @@ class Transport(Protocol):
 
     async def close(self) -> None: ...
 
-    async def open(self, channel: Channel, path: str, body: bytes, *, stream: bool = True) -> UpstreamResponse: ...
+    async def open(
+        self, channel: Channel, path: str, body: bytes, *, stream: bool = True, headers: Mapping[str, str] | None = None
+    ) -> UpstreamResponse: ...
 
 
 TRANSPORTS: Mapping[str, type[Transport]] = {
     "openai": HttpTransport,  # any OpenAI-compatible HTTP API
+    "anthropic": AnthropicTransport,  # Anthropic's API: x-api-key, anthropic-version, /messages natively
     "echo": EchoTransport,  # built in, answered inside the process
 }
 
@@ -81,11 +86,19 @@ class UpstreamClient:
         for transport in self._transports.values():
             await transport.close()
 
-    async def open(self, channel: Channel, path: str, body: bytes, *, stream: bool = True) -> UpstreamResponse:
-        """Send `body` to the channel; returns once the answer's head is in (see each transport's timeouts)."""
-        return await self._transports[channel.kind].open(channel, path, body, stream=stream)
+    async def open(
+        self, channel: Channel, path: str, body: bytes, *, stream: bool = True, headers: Mapping[str, str] | None = None
+    ) -> UpstreamResponse:
+        """Send `body` to the channel; returns once the answer's head is in (see each transport's timeouts).
+        `headers`: the caller's own that the route forwards (adapters.py), None for most."""
+        return await self._transports[channel.kind].open(channel, path, body, stream=stream, headers=headers)
 
 
 def takes_completions(channel: Channel) -> bool:
     """Does this channel take a `/completions` request as it is? Configured so, and its kind can."""
     return channel.completions == "native" and TRANSPORTS[channel.kind].native_completions
+
+
+def speaks_messages(channel: Channel) -> bool:
+    """Does this channel speak Anthropic's Messages API itself (else it is spoken to through chat)?"""
+    return TRANSPORTS[channel.kind].native_messages

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 import orjson
@@ -43,6 +43,7 @@ class EchoTransport:
     """Reads the request from the bytes the proxy built, like any upstream; holds nothing."""
 
     native_completions: ClassVar[bool] = False  # it answers chat only: a completions request reaches it as chat
+    native_messages: ClassVar[bool] = False  # nor Messages: a /v1/messages request reaches it as chat
 
     def __init__(self, *, pool_limit: int) -> None:
         """No pool: nothing leaves the process."""
@@ -56,7 +57,9 @@ class EchoTransport:
     async def close(self) -> None:
         """Nothing to release."""
 
-    async def open(self, channel: Channel, path: str, body: bytes, *, stream: bool = True) -> EchoResponse:
+    async def open(
+        self, channel: Channel, path: str, body: bytes, *, stream: bool = True, headers: Mapping[str, str] | None = None
+    ) -> EchoResponse:
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError as exc:

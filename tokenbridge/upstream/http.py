@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -143,10 +143,8 @@ class _Prepared:
     whole_timeout: aiohttp.ClientTimeout  # a non-stream answer: nothing arrives until it is all generated
 
 
-def _prepare(channel: Channel) -> _Prepared:
-    headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
-    if channel.api_key:
-        headers["Authorization"] = f"Bearer {channel.api_key}"
+def _prepare(channel: Channel, credentials: dict[str, str]) -> _Prepared:
+    headers = {"Content-Type": "application/json", "Accept-Encoding": "identity", **credentials}
     connect = channel.connect_timeout_s
     stream = aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect, sock_read=channel.idle_timeout_s)
     whole = aiohttp.ClientTimeout(
@@ -159,6 +157,12 @@ class HttpTransport:
     """Owns the connection pool; `open()` sends one request and returns once the headers are in."""
 
     native_completions: ClassVar[bool] = True  # an OpenAI-compatible API may serve /completions itself
+    native_messages: ClassVar[bool] = False  # speaks Anthropic's Messages API (`/messages`) itself
+
+    @staticmethod
+    def channel_headers(channel: Channel) -> dict[str, str]:
+        """The headers that carry the channel's secret (and whatever else its kind needs on every request)."""
+        return {"Authorization": f"Bearer {channel.api_key}"} if channel.api_key else {}
 
     def __init__(self, *, pool_limit: int) -> None:
         self._session: aiohttp.ClientSession | None = None
@@ -186,8 +190,10 @@ class HttpTransport:
         if self._session is not None:
             await self._session.close()
 
-    async def open(self, channel: Channel, path: str, body: bytes, *, stream: bool = True) -> HttpResponse:
-        """POST `body` to the channel.
+    async def open(
+        self, channel: Channel, path: str, body: bytes, *, stream: bool = True, headers: Mapping[str, str] | None = None
+    ) -> HttpResponse:
+        """POST `body` to the channel; `headers`: the caller's, where the route forwards some (they win).
 
         A stream's head must come within `first_byte_timeout` and its chunks within `idle_timeout` of
         each other; a non-stream answer is all generated before its head, so it gets `response_timeout`.
@@ -195,7 +201,8 @@ class HttpTransport:
         assert self._session is not None, "HttpTransport.start() was not awaited"
         prepared = self._prepared.get(channel)
         if prepared is None:
-            prepared = self._prepared[channel] = _prepare(channel)
+            prepared = self._prepared[channel] = _prepare(channel, self.channel_headers(channel))
+        sent = prepared.headers if not headers else {**prepared.headers, **headers}
         first_byte = channel.first_byte_timeout_s if stream else channel.response_timeout_s
         timeout = prepared.stream_timeout if stream else prepared.whole_timeout
         data = io.BytesIO(body) if len(body) > LARGE_BODY_BYTES else body
@@ -204,7 +211,7 @@ class HttpTransport:
             try:
                 async with asyncio.timeout(first_byte):
                     response = await self._session.post(
-                        channel.base_url + path, data=data, headers=prepared.headers, timeout=timeout
+                        channel.base_url + path, data=data, headers=sent, timeout=timeout
                     )
             except TimeoutError as exc:
                 raise UpstreamTimeout(f"channel {channel.name!r} did not answer in time") from exc

@@ -13,7 +13,7 @@ import orjson
 
 from tokenbridge.errors import GatewayError
 from tokenbridge.settings import Channel
-from tokenbridge.upstream.client import UpstreamClient
+from tokenbridge.upstream.client import UpstreamClient, speaks_messages
 
 PROBE_MESSAGES = [{"role": "user", "content": "ping"}]
 PROBE_TIMEOUT_S = 10.0  # a one-token answer that takes longer than this is reported as a timeout
@@ -35,7 +35,9 @@ async def probe(client: UpstreamClient, channel: Channel) -> ProbeResult:
     try:
         # The client's own first-byte timeout speaks first; this is only a ceiling for long ones.
         async with asyncio.timeout(min(PROBE_TIMEOUT_S, channel.first_byte_timeout_s + 1)):
-            response = await client.open(channel, "/chat/completions", payload)  # timed like a stream's head
+            # The body is one both chat and Anthropic's Messages API take as it is.
+            path = "/messages" if speaks_messages(channel) else "/chat/completions"
+            response = await client.open(channel, path, payload)  # timed like a stream's head
             try:
                 async for _ in response.chunks():
                     pass

@@ -46,14 +46,15 @@ RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 CHANNEL_FAULT_STATUSES = frozenset({401, 403})  # the channel's own secret is wrong: its fault, not the caller's
 
 
-def upstream_payload(call: Call, channel: Channel, body: dict[str, Any]) -> bytes:
+def upstream_payload(call: Call, channel: Channel, body: dict[str, Any], *, ask_usage: bool = True) -> bytes:
     """The request body for one channel: the checked body's bytes (`call.raw_body`) unless something must change.
 
     Changes: the model name (`model_map`), and asking a stream for its usage so it can be billed
-    (the meter cuts that chunk out again if the caller did not ask for it).
+    (the meter cuts that chunk out again if the caller did not ask for it), on a wire whose streams
+    carry usage only when asked (`ask_usage`; Anthropic's always do, and refuse `stream_options`).
     """
     model = channel.upstream_model(call.model)
-    ask_usage = call.stream and not caller_wants_usage(body)
+    ask_usage = ask_usage and call.stream and not caller_wants_usage(body)
     if body is call.body and model == call.model and not ask_usage:
         return call.raw_body
     payload: dict[str, object] = {**body, "model": model}
@@ -88,7 +89,7 @@ class UpstreamProxy:
 
         watcher = asyncio.ensure_future(watch())
         try:
-            await self._forward(call, send)
+            await self._forward(call, send, scope.get("headers", []))
         except asyncio.CancelledError:
             if not caller_left:
                 raise  # cancelled from outside (shutdown): not ours to swallow
@@ -98,8 +99,8 @@ class UpstreamProxy:
             finished = True
             watcher.cancel()
 
-    async def _forward(self, call: Call, send: Send) -> None:
-        response = await self._open(call)
+    async def _forward(self, call: Call, send: Send, caller_headers: list[tuple[bytes, bytes]]) -> None:
+        response = await self._open(call, caller_headers)
         assert call.channel is not None
         try:
             headers = [(b"content-type", response.content_type)]
@@ -116,8 +117,9 @@ class UpstreamProxy:
         finally:
             response.close()
 
-    async def _open(self, call: Call) -> UpstreamResponse:
-        """The first candidate's response that is an answer, not a failure to retry."""
+    async def _open(self, call: Call, caller_headers: list[tuple[bytes, bytes]]) -> UpstreamResponse:
+        """The first candidate's response that is an answer, not a failure to retry.
+        `caller_headers`: the request's, of which the adapter may forward a few (`Adapter.forward`)."""
         last: GatewayError | None = None
         limited: list[float | None] = []  # the Retry-After of each channel that answered 429
         max_attempts = call.settings.server.max_attempts
@@ -131,11 +133,12 @@ class UpstreamProxy:
             call.upstream_model = channel.upstream_model(call.model)
             call.wire = wire_for(call.route, channel)
             call.upstream_body = body = call.upstream_bodies.get(call.wire, call.body)
-            path = adapter_for(call.route, channel).path
+            adapter = adapter_for(call.route, channel)
+            headers = forwarded(caller_headers, adapter.forward) if adapter.forward else None
             response: UpstreamResponse | None = None
             try:  # every admitted attempt ends in exactly one record() or release()
-                payload = upstream_payload(call, channel, body)
-                response = await self.client.open(channel, path, payload, stream=call.stream)
+                payload = upstream_payload(call, channel, body, ask_usage=adapter.ask_usage)
+                response = await self.client.open(channel, adapter.path, payload, stream=call.stream, headers=headers)
                 fault = await self._fault(call, channel, response)
             except GatewayBusy:  # our own pool is full: no verdict on the channel, and no other would fare better
                 self.breakers.release(channel.name, call.model)
@@ -214,6 +217,11 @@ class UpstreamProxy:
             call.request_id, channel.name, call.model, call.attempts, reason,
         )  # fmt: skip
         self.breakers.record(channel.name, call.model, ok=False, reason=reason)
+
+
+def forwarded(caller_headers: list[tuple[bytes, bytes]], names: frozenset[bytes]) -> dict[str, str]:
+    """The caller's headers among `names` (lower-case), as the transport takes them; every other stays here."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in caller_headers if name in names}
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:

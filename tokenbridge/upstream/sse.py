@@ -97,8 +97,9 @@ def event_data(event: bytes) -> bytes:
     return b"\n".join(parts)
 
 
-# A chunk as OpenAI sends it: one `data: {...}` line and a blank line. Such an event is taken as
-# readable without parsing it (the meter parses only usage events); anything else is looked at closer.
+# A chunk as OpenAI sends it: one `data: {...}` line and a blank line (Anthropic's: after an `event:`
+# line). Such an event is taken as readable without parsing it (the meter parses only usage events);
+# anything else is looked at closer.
 _OBJECT_EVENT_ENDS = (b"}\n\n", b"}\r\n\r\n", b"}\r\r")
 
 
@@ -107,7 +108,9 @@ def readable_event(event: bytes) -> bool:
     data at all (a comment, a keep-alive). An SDK meeting anything else fails with a parse error of
     its own, which blames neither the upstream nor the gateway; the gateway ends the stream with an
     error event instead."""
-    if event.startswith(b"data: {") and event.endswith(_OBJECT_EVENT_ENDS):
+    if event.endswith(_OBJECT_EVENT_ENDS) and (
+        event.startswith(b"data: {") or (event.startswith(b"event: ") and b"\ndata: {" in event)
+    ):
         return True
     data = event_data(event).strip()
     if not data or data == b"[DONE]":
