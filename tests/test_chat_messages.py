@@ -15,8 +15,8 @@ from tokenbridge.errors import InvalidRequest
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}}
 
 
-def translate(body: dict[str, Any], default: int = 4096) -> dict[str, Any]:
-    return messages_request({"model": "claude-x", **body}, default_max_tokens=default)
+def translate(body: dict[str, Any]) -> dict[str, Any]:
+    return messages_request({"model": "claude-x", "max_tokens": 4096, **body})
 
 
 def refusal(body: dict[str, Any]) -> InvalidRequest:
@@ -39,11 +39,13 @@ def test_messages_request_maps_system_and_developer_messages_to_system() -> None
     assert out["messages"] == [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
 
 
-def test_messages_request_takes_max_tokens_from_either_field_or_the_default() -> None:
+def test_messages_request_takes_the_lower_of_max_tokens_and_max_completion_tokens() -> None:
     hi = [{"role": "user", "content": "hi"}]
-    assert translate({"messages": hi}, default=77)["max_tokens"] == 77
     assert translate({"messages": hi, "max_tokens": 50})["max_tokens"] == 50
     assert translate({"messages": hi, "max_tokens": 50, "max_completion_tokens": 20})["max_tokens"] == 20
+    assert translate({"messages": hi, "max_tokens": None, "max_completion_tokens": 20})["max_tokens"] == 20
+    with pytest.raises(InvalidRequest):  # the adapter always gives one (tests/test_adapters.py)
+        messages_request({"model": "m", "messages": hi})
 
 
 def test_messages_request_maps_sampling_stop_user_and_stream() -> None:

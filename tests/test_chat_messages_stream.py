@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
 from tests.fakes import anthropic as fake
 from tests.schemas import validate
 from tokenbridge.chat_messages_stream import DONE, ChatEvents
+from tokenbridge.errors import UpstreamError
 from tokenbridge.upstream.sse import EventSplitter
 
 
@@ -64,13 +66,14 @@ def test_chat_events_number_tool_calls_and_stream_their_arguments() -> None:
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
 
 
-def test_chat_events_turn_anthropics_error_event_into_a_chat_error_without_done() -> None:
-    events = text_stream()[: fake.FIRST_DELTA + 1] + [
-        fake.event("error", fake.error_body("overloaded_error", "Overloaded"))
-    ]
-    chunks, out = chat_stream(events, include_usage=True)
-    assert chunks[-1]["error"]["type"] == "overloaded_error" and "Overloaded" in chunks[-1]["error"]["message"]
-    assert b"[DONE]" not in out
+def test_chat_events_raise_anthropics_error_event_with_its_message_masked() -> None:
+    translator = ChatEvents(include_usage=True, secret="sk-ant-channel-secret")
+    for event in text_stream()[: fake.FIRST_DELTA + 1]:
+        assert b"[DONE]" not in translator.translate(event)
+    said = "Overloaded (key sk-ant-channel-secret)"
+    with pytest.raises(UpstreamError, match=r"mid-stream: Overloaded \(key \*\*\*\)") as info:
+        translator.translate(fake.event("error", fake.error_body("overloaded_error", said)))
+    assert "sk-ant" not in info.value.message
 
 
 def test_chat_events_drop_pings_and_pass_what_is_not_messages_json() -> None:

@@ -5,8 +5,8 @@ Used by the shape stage for `/v1/chat/completions` on a channel that speaks the 
 chat_messages_stream.py. System and developer messages become `system`; user and assistant text
 and images become content blocks; assistant `tool_calls` become `tool_use` blocks and `tool`
 messages `tool_result` blocks (consecutive ones merged into the one user turn Anthropic wants);
-tools, `tool_choice`, `stop`, `max_tokens` (Anthropic requires one: the server's
-`default_max_tokens`, the same the hold takes), `temperature`, `top_p`, `user` and `stream` are
+tools, `tool_choice`, `stop`, `max_tokens` (Anthropic requires one: the adapter
+gives the server's `default_max_tokens`, the limit the hold takes), `temperature`, `top_p`, `user` and `stream` are
 mapped. A field Messages cannot honour is refused by name (REFUSED); sampling hints it has no
 counterpart for are left out (DROPPED), and so is anything unknown, as the completions adapter does.
 """
@@ -62,8 +62,11 @@ def _bad(field: str, why: str) -> InvalidRequest:
     return InvalidRequest(f"'{field}' {why}.", param=field)
 
 
-def messages_request(body: Body, *, default_max_tokens: int) -> Body:
-    """A chat request as the Messages request that answers it, or InvalidRequest naming the field."""
+def messages_request(body: Body) -> Body:
+    """A chat request as the Messages request that answers it, or InvalidRequest naming the field.
+
+    Anthropic requires `max_tokens`: the adapter gives a body without a limit the server's default
+    first (adapters.py, `limit_required`), so one is always there."""
     for field, (neutral, why) in REFUSED.items():
         if field in body and body[field] not in neutral:
             raise _refuse(field, why)
@@ -78,7 +81,9 @@ def messages_request(body: Body, *, default_max_tokens: int) -> Body:
     if system:
         out["system"] = system
     limits = [v for v in (body.get("max_completion_tokens"), body.get("max_tokens")) if v]
-    out["max_tokens"] = min(limits) if limits else default_max_tokens  # as the hold reckons it (quota.py)
+    if not limits:
+        raise _bad("max_tokens", "is required by Anthropic's Messages API")
+    out["max_tokens"] = min(limits)  # as the hold reckons it (quota.py)
     for name in ("temperature", "top_p"):
         if body.get(name) is not None:
             out[name] = body[name]

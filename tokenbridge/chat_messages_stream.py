@@ -6,8 +6,10 @@ becomes a tool call (its id and name when it opens, its `input_json_delta`s as a
 numbered by tool call, not by content block); `message_delta` gives the finish chunk; at
 `message_stop` come the usage chunk (only if the caller asked, `stream_options.include_usage`) and
 `data: [DONE]`. `ping`s, block stops and thinking blocks have nothing to say to a chat caller.
-Anthropic's `error` event becomes the chat stream's error event, and no `[DONE]` follows it.
-An event that is not Messages JSON is passed on as it is, for the meter to judge.
+Anthropic's `error` event (overloaded mid-answer, say) raises UpstreamError with its message
+(masked): the gateway then ends the caller's stream with its one error event, as for any upstream
+that breaks mid-stream, and no `[DONE]`. An event that is not Messages JSON is passed on as it is,
+for the meter to judge.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 import orjson
 
 from tokenbridge.chat_messages import chat_id, chat_usage, finish_reason
+from tokenbridge.errors import UpstreamError
+from tokenbridge.upstream.redact import mask_secrets
 from tokenbridge.upstream.sse import event_data
 
 DONE = b"data: [DONE]\n\n"
@@ -26,10 +30,11 @@ DONE = b"data: [DONE]\n\n"
 class ChatEvents:
     """Translates one Messages stream into the chat stream its caller asked for."""
 
-    __slots__ = ("include_usage", "envelope", "usage", "tools", "finish")
+    __slots__ = ("include_usage", "secret", "envelope", "usage", "tools", "finish")
 
-    def __init__(self, *, include_usage: bool) -> None:
+    def __init__(self, *, include_usage: bool, secret: str = "") -> None:
         self.include_usage = include_usage
+        self.secret = secret  # the channel's, masked out of an upstream error message
         self.envelope: dict[str, Any] = {
             "id": "chatcmpl-",
             "object": "chat.completion.chunk",
@@ -112,18 +117,9 @@ class ChatEvents:
 
     def _error(self, payload: dict[str, Any]) -> bytes:
         error = payload.get("error")
-        error = error if isinstance(error, dict) else {}
-        message = error.get("message") if isinstance(error.get("message"), str) else "The upstream failed mid-stream."
-        kind = error.get("type") if isinstance(error.get("type"), str) else "api_error"
-        body = {
-            "error": {
-                "message": f"The upstream failed mid-stream: {message}",
-                "type": kind,
-                "param": None,
-                "code": "upstream_error",
-            }
-        }
-        return b"data: " + orjson.dumps(body) + b"\n\n"
+        message = error.get("message") if isinstance(error, dict) else None
+        said = mask_secrets(message, self.secret) if isinstance(message, str) and message else "no reason given"
+        raise UpstreamError(f"The upstream failed mid-stream: {said}")
 
 
 _HANDLERS = {
