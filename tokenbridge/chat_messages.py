@@ -169,16 +169,16 @@ def _user_blocks(content: Any, field: str) -> list[Body]:
         raise _bad(f"{field}.content", "must be a string or an array of content parts")
     blocks = []
     for j, part in enumerate(content):
-        kind = part.get("type") if isinstance(part, dict) else None
+        part_type = part.get("type") if isinstance(part, dict) else None
         where = f"{field}.content[{j}]"
-        if kind == "text" and isinstance(part.get("text"), str):
+        if part_type == "text" and isinstance(part.get("text"), str):
             if part["text"]:
                 blocks.append({"type": "text", "text": part["text"]})
-        elif kind == "image_url":
+        elif part_type == "image_url":
             blocks.append(_image(part.get("image_url"), where))
-        elif kind == "file":
+        elif part_type == "file":
             blocks.append(_document(part.get("file"), where))
-        elif kind == "input_audio":
+        elif part_type == "input_audio":
             raise _refuse(where, "is audio input")
         else:
             raise _bad(where, "must be a text, image_url or file part")

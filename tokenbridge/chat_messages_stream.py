@@ -92,12 +92,12 @@ class ChatEvents:
         delta = payload.get("delta")
         if not isinstance(delta, dict):
             return b""
-        kind = delta.get("type")
-        if kind == "text_delta" and isinstance(delta.get("text"), str):
+        delta_type = delta.get("type")
+        if delta_type == "text_delta" and isinstance(delta.get("text"), str):
             return self._chunk({"content": delta["text"]})
         number = self.tools.get(payload.get("index"))  # type: ignore[arg-type]
         piece = delta.get("partial_json")
-        if kind == "input_json_delta" and number is not None and isinstance(piece, str) and piece:
+        if delta_type == "input_json_delta" and number is not None and isinstance(piece, str) and piece:
             return self._chunk({"tool_calls": [{"index": number, "function": {"arguments": piece}}]})
         return b""  # thinking, signatures, an empty first piece of a tool's input
 
