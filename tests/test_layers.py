@@ -39,12 +39,12 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
     {"store": ("store",), "upstream": ("upstream",)},
     {
         "shared": (
-            "call", "outcome", "completions", "chat_messages", "chat_messages_stream", "adapters", "metrics", "report",
-            "runtime",
+            "call", "outcome", "completions", "chat_messages", "chat_messages_stream", "messages", "messages_stream",
+            "adapters", "metrics", "report", "runtime",
         ),
     },
     {"stages": ("stages", "upstream.proxy", "observe", "cors")},
-    {"app": ("endpoints", "admin", "console", "app", "serve", "cli", "__main__")},
+    {"app": ("endpoints", "count_tokens", "admin", "console", "app", "serve", "cli", "__main__")},
 )  # fmt: skip
 
 

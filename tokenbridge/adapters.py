@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from tokenbridge import messages
 from tokenbridge.call import Call, caller_wants_usage
 from tokenbridge.chat_messages import chat_response, messages_request
 from tokenbridge.chat_messages_stream import ChatEvents
 from tokenbridge.completions import chat_request, completion_response, translate_event
+from tokenbridge.messages_stream import MessagesEvents
 from tokenbridge.settings import Channel
 from tokenbridge.upstream.client import speaks_messages, takes_completions
 
@@ -78,6 +80,13 @@ def _chat_events(call: Call) -> EventTranslator:
     return ChatEvents(include_usage=caller_wants_usage(call.body), secret=secret)
 
 
+def _messages_events(call: Call) -> EventTranslator:
+    return MessagesEvents(call.model)
+
+
+# What a native Messages channel is told of the caller's request beyond its body (upstream/anthropic.py).
+ANTHROPIC_HEADERS = frozenset({b"anthropic-version", b"anthropic-beta"})
+
 ADAPTERS: Mapping[tuple[str, str], Adapter] = MappingProxyType(
     {
         ("chat", "chat"): Adapter("/chat/completions"),
@@ -93,6 +102,13 @@ ADAPTERS: Mapping[tuple[str, str], Adapter] = MappingProxyType(
             ask_usage=False,
             limit_required=True,
         ),
+        ("messages", "messages"): Adapter("/messages", forward=ANTHROPIC_HEADERS, ask_usage=False),
+        ("messages", "chat"): Adapter(
+            "/chat/completions",
+            request=messages.chat_request,
+            answer=messages.message_response,
+            events=_messages_events,
+        ),
     }
 )
 
@@ -101,6 +117,7 @@ WIRES: Mapping[str, Callable[[Channel], str]] = MappingProxyType(
     {
         "chat": lambda channel: "messages" if speaks_messages(channel) else "chat",
         "completions": lambda channel: "completions" if takes_completions(channel) else "chat",
+        "messages": lambda channel: "messages" if speaks_messages(channel) else "chat",
     }
 )
 

@@ -24,6 +24,7 @@ from tokenbridge.admin import admin_routes
 from tokenbridge.asgi import ASGIApp
 from tokenbridge.console import console_routes
 from tokenbridge.cors import CorsMiddleware
+from tokenbridge.count_tokens import CountTokensEndpoint
 from tokenbridge.endpoints import ModelEndpoint, ModelsEndpoint, healthz, http_exception, metrics_endpoint, readyz
 from tokenbridge.observe import ObserveMiddleware
 from tokenbridge.process import die_with_supervisor
@@ -81,9 +82,16 @@ def create_app(
     routes = [
         Route("/v1/chat/completions", pipeline(runtime, "chat"), methods=["POST"]),
         Route("/v1/completions", pipeline(runtime, "completions"), methods=["POST"]),
+        Route("/v1/messages", pipeline(runtime, "messages"), methods=["POST"]),  # `?beta=true` too: Claude Code's
+        Route(
+            "/v1/messages/count_tokens",
+            CountTokensEndpoint(client=runtime.upstream, keys=runtime.keys, db=runtime.current_db),
+            methods=["POST"],
+        ),
         Route("/v1/models", authed(ModelsEndpoint()), methods=["GET"]),
         Route("/v1/models/{model:path}", authed(ModelEndpoint()), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/", healthz, methods=["GET"]),  # and HEAD: Claude Code's probe, sent without a key
         Route("/readyz", readyz(runtime), methods=["GET"]),
         *admin_routes(runtime),  # /admin/*, /v1/me, /v1/dashboard/billing/* (tokenbridge/admin/)
         *console_routes(),  # the web console: static files calling the admin API

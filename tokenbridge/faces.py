@@ -10,8 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
-from tokenbridge.errors import GatewayError, sse_error_event
+import orjson
+
+from tokenbridge.errors import GatewayError, QuotaExceeded, sse_error_event
 
 
 def _status(error: GatewayError) -> int:
@@ -27,11 +30,64 @@ class Face:
     body: Callable[[GatewayError], bytes]  # a JSON error answer's body
     stream_error: Callable[[GatewayError], bytes]  # the last SSE event of a stream that broke after it started
     status: Callable[[GatewayError], int] = _status  # the HTTP status of a JSON error answer
+    # An upstream's 4xx answer, passed on (the proxy rebuilt it OpenAI-shaped, redact.py), in this face:
+    # (status, body) -> (status, body). None: passed on as it is.
+    passed: Callable[[int, bytes], tuple[int, bytes]] | None = None
 
 
 OPENAI = Face(body=_body, stream_error=sse_error_event)
 
-FACES: Mapping[str, Face] = MappingProxyType({})
+# Anthropic's error types by HTTP status, and the statuses it uses (docs.anthropic.com, "Errors"):
+# a status Anthropic never sends is shown as the nearest one it does.
+ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                   404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
+                   504: "timeout_error", 529: "overloaded_error"}  # fmt: skip
+ANTHROPIC_STATUSES = {502: 500, 503: 529}
+LOW_CREDIT = "Your credit balance is too low to access this model."
+
+
+def anthropic_status(status: int) -> int:
+    status = ANTHROPIC_STATUSES.get(status, status)
+    return status if status in ANTHROPIC_TYPES else (400 if status < 500 else 500)
+
+
+def _anthropic(error: GatewayError) -> tuple[int, dict[str, Any]]:
+    if isinstance(error, QuotaExceeded):  # as Anthropic answers low credit: a 400, so clients do not retry
+        return 400, {"type": "invalid_request_error", "message": f"{LOW_CREDIT} {error.message}"}
+    status = anthropic_status(error.status)
+    return status, {"type": ANTHROPIC_TYPES[status], "message": error.message}
+
+
+def anthropic_body(error: GatewayError) -> bytes:
+    return orjson.dumps({"type": "error", "error": _anthropic(error)[1]})
+
+
+def anthropic_stream_error(error: GatewayError) -> bytes:
+    return b"event: error\ndata: " + anthropic_body(error) + b"\n\n"
+
+
+def anthropic_passed(status: int, body: bytes) -> tuple[int, bytes]:
+    """An upstream's rebuilt error `{"error": {"message", "type", ...}}` in Anthropic's shape, its type kept
+    where it is one of Anthropic's (an Anthropic channel's own), else the status's."""
+    try:
+        error = orjson.loads(body).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        error = None
+    error = error if isinstance(error, dict) else {}
+    shown = anthropic_status(status)
+    kind = error.get("type") if error.get("type") in ANTHROPIC_TYPES.values() else ANTHROPIC_TYPES[shown]
+    message = error.get("message") if isinstance(error.get("message"), str) else f"The upstream answered {status}."
+    return shown, orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
+
+
+ANTHROPIC = Face(
+    body=anthropic_body,
+    stream_error=anthropic_stream_error,
+    status=lambda error: _anthropic(error)[0],
+    passed=anthropic_passed,
+)
+
+FACES: Mapping[str, Face] = MappingProxyType({"messages": ANTHROPIC, "count_tokens": ANTHROPIC})
 
 
 def face_of(route: str) -> Face:

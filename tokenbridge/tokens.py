@@ -7,7 +7,7 @@ internet. Encodings are loaded lazily, on the first estimate, in a worker thread
 never need one, and an encoding costs tens of MB of memory.
 Unknown models fall back to o200k_base.
 
-Beyond message text, a prompt counts its tool definitions (`tools`, legacy `functions`) as their
+Beyond message text (Anthropic's system prompt, tool_use and tool_result blocks included), a prompt counts its tool definitions (`tools`, legacy `functions`) as their
 JSON text (OpenAI renders them more tersely, so this errs a little high), each assistant tool call
 as its function's name and arguments, and each image part by OpenAI's tile formula. An answer
 that is a tool call counts its name and arguments as completion text (the meter's `answer_texts`).
@@ -130,7 +130,18 @@ def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+        return "".join(_part_text(p) for p in content if isinstance(p, dict))
+    return ""
+
+
+def _part_text(part: dict[str, Any]) -> str:
+    """A content part's text; Anthropic's tool_use (name and input) and tool_result (its content) blocks too."""
+    if isinstance(part.get("text"), str):
+        return str(part["text"])
+    if part.get("type") == "tool_use":
+        return str(part.get("name", "")) + orjson.dumps(part.get("input")).decode()
+    if part.get("type") == "tool_result":
+        return _text(part.get("content"))
     return ""
 
 
@@ -160,6 +171,31 @@ def image_parts(body: dict[str, Any]) -> list[dict[str, Any]]:
         for part in message["content"]
         if isinstance(part, dict) and part.get("type") == "image_url"
     ]
+
+
+def anthropic_images(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `image` blocks of a Messages request's messages, those inside tool results too."""
+    found: list[dict[str, Any]] = []
+
+    def walk(blocks: Any) -> None:
+        for block in blocks if isinstance(blocks, list) else ():
+            if isinstance(block, dict) and block.get("type") == "image" and isinstance(block.get("source"), dict):
+                found.append(block)
+            elif isinstance(block, dict) and block.get("type") == "tool_result":
+                walk(block.get("content"))
+
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        if isinstance(message, dict):
+            walk(message.get("content"))
+    return found
+
+
+def anthropic_image_source(block: dict[str, Any]) -> str:
+    """What an image block's source carries in the body (its base64 data or its URL), for the hold's bound."""
+    source = block["source"]
+    value = source.get("data") if source.get("type") == "base64" else source.get("url")
+    return value if isinstance(value, str) else ""
 
 
 def image_size(url: str) -> tuple[int, int] | None:
@@ -246,12 +282,23 @@ def prompt_tokens(body: dict[str, Any], model: str) -> int:
         if isinstance(message.get("name"), str):
             total += TOKENS_PER_NAME + count(message["name"], model)
     total += sum(image_tokens(part, model) for part in image_parts(body))
+    total += sum(image_tokens(_as_image_part(block), model) for block in anthropic_images(body))
+    total += count(_text(body.get("system")), model)  # Anthropic's system prompt, a string or text blocks
     for name in ("tools", "functions"):
         tools = body.get(name)
         for tool in tools if isinstance(tools, list) else ():
             definition = tool.get("function", tool) if isinstance(tool, dict) else tool
             total += count(orjson.dumps(definition).decode(), model)
     return total
+
+
+def _as_image_part(block: dict[str, Any]) -> dict[str, Any]:
+    """An Anthropic image block as the chat part image_tokens reads (only the data's head: enough for its size)."""
+    source = block["source"]
+    data = anthropic_image_source(block)
+    if source.get("type") == "base64":
+        data = f"data:{source.get('media_type', '')};base64,{data[:IMAGE_HEADER_CHARS]}"
+    return {"type": "image_url", "image_url": {"url": data}}
 
 
 def completion_tokens(texts: Iterable[str], model: str) -> int:

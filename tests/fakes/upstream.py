@@ -26,6 +26,7 @@
 | fake-401         | 401 "Incorrect API key provided: <the key it received>"                  |
 | fake-429         | 429 with `Retry-After: 7`                                                 |
 | fake-toolcall    | answers a tool call (JSON, or its name then argument pieces as SSE), no usage |
+| fake-roundtrip   | calls the request's tool (Bash if offered), then answers with its result    |
 
 Under `/v1/messages` it is Anthropic (tests/fakes/anthropic.py has its models).
 
@@ -45,7 +46,7 @@ from typing import Any
 
 import orjson
 
-from tests.fakes import anthropic
+from tests.fakes import anthropic, roundtrip
 
 PIECES = ["Hello", " from", " fake"]
 TEXT = "".join(PIECES)
@@ -143,6 +144,8 @@ class FakeUpstream:
             await MISBEHAVING[model](send, headers.get("authorization", ""))
         elif model == "fake-toolcall":
             await _tool_call(send, stream=body.get("stream") is True)
+        elif model == "fake-roundtrip":  # a tool call, then an answer with its result (tests/fakes/roundtrip.py)
+            await roundtrip.answer(body, send)
         elif model == "fake-garbage":
             await _send_bytes(send, 200, b"<html>not json</html>")
         elif model == "fake-400":

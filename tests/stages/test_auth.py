@@ -52,7 +52,7 @@ async def test_auth_the_scheme_is_case_blind_and_spaces_around_the_token_do_not_
         [(b"authorization", b"")],
         [(b"authorization", b"Bearer")],
         [(b"authorization", b"Bearer    ")],
-        [(b"x-api-key", b"sk-tb-whatever")],
+        [(b"x-api-key", b"")],
     ],
 )
 async def test_auth_without_a_key_is_a_401_saying_how_to_send_one(
@@ -63,6 +63,16 @@ async def test_auth_without_a_key_is_a_401_saying_how_to_send_one(
     assert "didn't provide an API key" in result.error_json()["message"]
     assert result.error_json()["code"] == "invalid_api_key"
     assert inner.calls == 0 and call.key is None
+
+
+async def test_auth_takes_the_key_from_x_api_key_as_anthropic_clients_send_it(
+    db: Database, stage_settings: Settings
+) -> None:
+    _, secret = await insert_key(db, name="xavier")
+    result, _, call = await authenticate(db, stage_settings, [(b"x-api-key", secret.encode())])
+    assert result.error is None and call.key is not None and call.key.name == "xavier"
+    result, _, call = await authenticate(db, stage_settings, [(b"x-api-key", b"sk-tb-whatever")])
+    assert isinstance(result.error, InvalidApiKey) and call.key is None
 
 
 @pytest.mark.parametrize("value", [b"Basic YWxpY2U6c2VjcmV0", b"Token sk-tb-abc", b"sk-tb-no-scheme"])

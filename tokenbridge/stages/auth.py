@@ -1,4 +1,4 @@
-"""Auth: `Authorization: Bearer sk-tb-…` -> SHA-256 -> the key's row -> call.key.
+"""Auth: `Authorization: Bearer sk-tb-…` (or `x-api-key: sk-tb-…`) -> SHA-256 -> the key's row -> call.key.
 
 Keys come from the process's in-memory cache (store/keys.py's KeyCache), which drops them whenever
 a key is created, revoked or edited (it looks at most KEY_CACHE_POLL_S ago): a revoke from the CLI
@@ -29,6 +29,18 @@ def bearer_token(scope: Scope) -> bytes | None:
             if value[:7].lower() == _BEARER:
                 return value[7:].strip()
             return None
+    return None
+
+
+def caller_token(scope: Scope) -> bytes | None:
+    """The caller's key: a bearer token, else `x-api-key` (as Anthropic's clients send it)."""
+    token = bearer_token(scope)
+    if token:
+        return token
+    value: bytes
+    for name, value in scope["headers"]:
+        if name == b"x-api-key":
+            return value.strip()
     return None
 
 
@@ -73,7 +85,7 @@ class AuthMiddleware:
         self.db = db  # the database the lifespan opened (there is none yet when the stages are built)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        key = await resolve_key(bearer_token(scope), keys=self.keys, db=self.db())
+        key = await resolve_key(caller_token(scope), keys=self.keys, db=self.db())
         call = get_call(scope)
         if call.model and not key.allows(call.model):
             raise unknown_model(call.model)

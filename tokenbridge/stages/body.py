@@ -82,6 +82,15 @@ def _check_completions(body: dict[str, Any]) -> None:
         raise InvalidRequest("'prompt' must be a string or a non-empty array.", param="prompt")
 
 
+def _check_messages(body: dict[str, Any]) -> None:
+    """Anthropic's Messages request: `messages` as chat's, and `max_tokens`, which Anthropic requires too."""
+    _check_chat(body)
+    _required(body, "max_tokens")  # its type: below, with every route's
+    system = body.get("system")
+    if system is not None and not isinstance(system, str | list):
+        raise InvalidRequest("'system' must be a string or an array of text blocks.", param="system")
+
+
 def _required(body: dict[str, Any], field: str) -> Any:
     value = body.get(field)
     if value is None:
@@ -91,7 +100,11 @@ def _required(body: dict[str, Any], field: str) -> Any:
 
 # What each route's body must hold past `model` and the common fields: a function that raises
 # InvalidRequest naming the field. A new route adds its row (adapters.ROUTES lists the routes).
-ROUTE_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {"chat": _check_chat, "completions": _check_completions}
+ROUTE_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "chat": _check_chat,
+    "completions": _check_completions,
+    "messages": _check_messages,
+}
 
 
 def check_shape(route: str, body: Any) -> dict[str, Any]:

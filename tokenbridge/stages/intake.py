@@ -23,7 +23,7 @@ from hashlib import blake2b
 from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send, is_event_stream
 from tokenbridge.call import SCOPE_KEY, Call
 from tokenbridge.errors import ClientGone, DatabaseUnavailable, GatewayError, InternalError, render
-from tokenbridge.faces import face_of
+from tokenbridge.faces import Face, face_of
 from tokenbridge.settings import Settings
 from tokenbridge.store.db import StoreUnavailable, as_unavailable
 
@@ -75,6 +75,7 @@ class IntakeMiddleware:
         echoed = call.caller_request_id or call.request_id
         request_id = echoed.encode("ascii")
         started = sse = False
+        held: list[Message] = []  # an upstream's error answer, reshaped whole for a route with its own face
 
         async def send_with_request_id(message: Message) -> None:
             nonlocal started, sse
@@ -83,6 +84,15 @@ class IntakeMiddleware:
                 headers = message.get("headers", ())
                 sse = is_event_stream(headers)
                 message["headers"] = [*headers, (REQUEST_ID_HEADER, request_id)]
+                if message["status"] >= 400 and not sse and face_of(call.route).passed is not None:
+                    held.append(message)
+                    return
+            elif held:
+                held.append(message)
+                if message.get("more_body", False):
+                    return
+                message = await _send_reshaped(send, held, face_of(call.route))
+                call.delivered += len(message["body"])
             else:
                 call.delivered += len(message.get("body", b""))
             await send(message)
@@ -112,3 +122,14 @@ class IntakeMiddleware:
                 # A JSON body cut short cannot carry an error: let the server abort the connection, so
                 # the client sees a failed read instead of a body that merely looks short.
                 raise
+
+
+async def _send_reshaped(send: Send, held: list[Message], face: Face) -> Message:
+    """Send the head of an upstream's error answer in the route's face; returns its body's message."""
+    head, body = held[0], b"".join(m.get("body", b"") for m in held[1:])
+    assert face.passed is not None
+    head["status"], body = face.passed(head["status"], body)
+    head["headers"] = [(k, v) for k, v in head["headers"] if k != b"content-length"]
+    head["headers"].append((b"content-length", str(len(body)).encode()))
+    await send(head)
+    return {"type": "http.response.body", "body": body, "more_body": False}

@@ -43,7 +43,7 @@ from tokenbridge.outcome import outcome
 from tokenbridge.store.db import Database
 from tokenbridge.store.ledger import DuplicateRequestId, Refusal, reserve_hold, settle_hold
 from tokenbridge.store.usage import UsageRow
-from tokenbridge.tokens import IMAGE_PART_MAX_TOKENS, image_parts
+from tokenbridge.tokens import IMAGE_PART_MAX_TOKENS, anthropic_image_source, anthropic_images, image_parts
 
 log = logging.getLogger("tokenbridge")
 
@@ -79,6 +79,8 @@ def prompt_bound(raw_body: bytes, body: dict[str, Any]) -> int:
         image = part.get("image_url")
         url = image.get("url") if isinstance(image, dict) else image
         bound += IMAGE_PART_MAX_TOKENS - (len(url) if isinstance(url, str) else 0)  # chars <= its bytes in the body
+    for block in anthropic_images(body):  # Anthropic's image blocks, on /v1/messages: the same ceiling
+        bound += IMAGE_PART_MAX_TOKENS - len(anthropic_image_source(block))
     return bound
 
 
