@@ -27,6 +27,7 @@ from tokenbridge.upstream.sse import EventSplitter, event_data
 
 MODELS = ["claude-ok", "claude-cached", "claude-nousage", "claude-tool", "claude-break", "claude-error-event"]
 MODELS += ["claude-hold", "claude-529", "claude-400"]
+FAILOVER = "claude-failover"  # on the anthropic channel as claude-529 (overloaded), and on an OpenAI one below it
 # USD per 1M tokens, distinct so each term shows in a cost (Anthropic's own ratios: a cache read is
 # a tenth of input, a cache write a quarter more).
 PRICE = {"input": "3.0", "output": "15.0", "cached_input": "0.3", "cache_write": "3.75"}
@@ -41,6 +42,14 @@ kind = "anthropic"
 base_url = "{upstream}/v1"
 api_key = "{secret}"
 models = {models}
+priority = 10
+model_map = {{ "{failover}" = "claude-529" }}
+
+[[channels]]
+name = "backup"
+base_url = "{upstream}/v1"
+api_key = "{secret}"
+models = ["{failover}"]
 
 [groups.default]
 multiplier = 1.0
@@ -72,9 +81,11 @@ def expected_cost(prompt: int, completion: int, cached: int = 0, cache_write: in
 def claude(upstream: tuple[FakeUpstream, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     fake_upstream, url = upstream
     prices = "".join(
-        f'[models."{m}"]\n' + "".join(f"{term} = {value}\n" for term, value in PRICE.items()) for m in MODELS
+        f'[models."{m}"]\n' + "".join(f"{term} = {value}\n" for term, value in PRICE.items())
+        for m in [*MODELS, FAILOVER]
     )
-    text = CONFIG.format(upstream=url, secret=UPSTREAM_SECRET, models=orjson.dumps(MODELS).decode()) + prices
+    models = orjson.dumps([*MODELS, FAILOVER]).decode()
+    text = CONFIG.format(upstream=url, secret=UPSTREAM_SECRET, models=models, failover=FAILOVER) + prices
     yield from serve_config(text, tmp_path_factory, fake_upstream)
 
 
@@ -272,3 +283,17 @@ def test_anthropic_errors_reach_an_openai_caller_in_openais_shape(claude: Gatewa
     assert overloaded.value.status_code == 502
     assert validate("ErrorResponse", overloaded.value.response.json())["error"]["code"] == "upstream_error"
     assert claude.balance("om-errors") == claude.ledger_sum("om-errors") == 10**9  # no answer, no charge
+
+
+def test_a_chat_call_fails_over_from_an_anthropic_channel_to_an_openai_one_each_spoken_its_own_wire(
+    claude: Gateway,
+) -> None:
+    key = claude.create_key("om-failover")
+    completion = claude.client(key).chat.completions.create(model=FAILOVER, messages=MESSAGES)
+    assert completion.choices[0].message.content == "Hello from fake"  # the OpenAI fake's answer
+    overloaded, answered = claude.fake.requests_for("claude-529")[-1], claude.fake.requests_for(FAILOVER)[-1]
+    assert (overloaded.path, answered.path) == ("/v1/messages", "/v1/chat/completions")
+    assert "system" in overloaded.body and answered.body["messages"] == MESSAGES  # each its own shape
+    row = billed(claude, "om-failover")
+    assert (row["channel"], row["prompt_tokens"], row["completion_tokens"]) == ("backup", 12, 3)
+    assert row["cost"] == expected_cost(12, 3)
