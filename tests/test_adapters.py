@@ -17,12 +17,14 @@ from tokenbridge.stages.dialects import CHAT, DIALECTS, dialect_of
 from .echo_config import echo_settings
 
 
-def _call(route: str, body: dict[str, Any], *, native: int = 0, chat: int = 1) -> Call:
+def _call(route: str, body: dict[str, Any], *, native: int = 0, chat: int = 1, anthropic: int = 0) -> Call:
     settings = echo_settings()
     echo = settings.channels[0]
     http = replace(echo, name="up", kind="openai", base_url="http://127.0.0.1:9/v1", completions="native")
+    claude = replace(echo, name="claude", kind="anthropic", base_url="http://127.0.0.1:9/v1")
     call = Call(request_id="r", settings=settings)
-    call.route, call.body, call.candidates = route, body, (http,) * native + (echo,) * chat
+    call.route, call.body = route, body
+    call.candidates = (http,) * native + (echo,) * chat + (claude,) * anthropic
     return call
 
 
@@ -53,7 +55,30 @@ def test_a_field_one_wire_refuses_is_refused_even_if_a_native_channel_comes_firs
 
 def test_a_route_whose_wires_all_take_its_body_translates_nothing() -> None:
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-    assert upstream_bodies(_call("chat", body, native=1, chat=1)) == {}
+    assert all(each is body for each in upstream_bodies(_call("chat", body, native=1, chat=1)).values())
+    assert upstream_bodies(_call("completions", {"model": "m", "prompt": "x"}, native=1, chat=0)) == {
+        "completions": {"model": "m", "prompt": "x"}
+    }
+
+
+def test_a_chat_call_on_an_anthropic_channel_goes_as_messages_with_the_default_limit() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    call = _call("chat", body, chat=1, anthropic=1)
+    bodies = upstream_bodies(call)
+    assert bodies["chat"] is body and body == {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    assert bodies["messages"]["max_tokens"] == call.settings.server.default_max_tokens
+    assert bodies["messages"]["messages"] == [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    claude = call.candidates[-1]
+    adapter = adapter_for("chat", claude)
+    assert (wire_for("chat", claude), adapter.path, adapter.ask_usage) == ("messages", "/messages", False)
+    assert upstream_bodies(_call("chat", {**body, "max_tokens": 9}, anthropic=1))["messages"]["max_tokens"] == 9
+
+
+def test_a_field_messages_refuses_is_refused_even_if_a_chat_channel_comes_first() -> None:
+    call = _call("chat", {"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 2}, chat=1, anthropic=1)
+    with pytest.raises(InvalidRequest) as info:
+        upstream_bodies(call)
+    assert info.value.param == "n"
 
 
 def test_the_meter_reads_unknown_wires_as_chat_and_the_chat_wires_have_the_chat_dialect() -> None:

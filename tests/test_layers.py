@@ -37,7 +37,12 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
         ),
     },
     {"store": ("store",), "upstream": ("upstream",)},
-    {"shared": ("call", "outcome", "completions", "messages", "messages_stream", "adapters", "metrics", "report", "runtime")},
+    {
+        "shared": (
+            "call", "outcome", "completions", "chat_messages", "chat_messages_stream", "messages", "messages_stream",
+            "adapters", "metrics", "report", "runtime",
+        ),
+    },
     {"stages": ("stages", "upstream.proxy", "observe", "cors")},
     {"app": ("endpoints", "count_tokens", "admin", "console", "app", "serve", "cli", "cli_common", "cli_accounts", "__main__")},
 )  # fmt: skip

@@ -18,7 +18,9 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from tokenbridge import messages
-from tokenbridge.call import Call
+from tokenbridge.call import Call, caller_wants_usage
+from tokenbridge.chat_messages import chat_response, messages_request
+from tokenbridge.chat_messages_stream import ChatEvents
 from tokenbridge.completions import chat_request, completion_response, translate_event
 from tokenbridge.messages_stream import MessagesEvents
 from tokenbridge.settings import Channel
@@ -48,6 +50,9 @@ class Adapter:
     # A stream on this wire carries usage only when asked (`stream_options.include_usage`, added by the
     # proxy); False for a wire whose streams always do and that refuses the field (Anthropic's).
     ask_usage: bool = True
+    # The wire requires a completion limit (Anthropic's `max_tokens`): a body that sets none is given
+    # the server's `default_max_tokens` before `request` runs, the limit the hold reckons with (quota.py).
+    limit_required: bool = False
 
     @property
     def translates(self) -> bool:
@@ -70,6 +75,11 @@ def _completions_events(call: Call) -> EventTranslator:
     return Stateless(translate_event)
 
 
+def _chat_events(call: Call) -> EventTranslator:
+    secret = call.channel.api_key if call.channel is not None else ""
+    return ChatEvents(include_usage=caller_wants_usage(call.body), secret=secret)
+
+
 def _messages_events(call: Call) -> EventTranslator:
     return MessagesEvents(call.model)
 
@@ -85,6 +95,14 @@ ADAPTERS: Mapping[tuple[str, str], Adapter] = MappingProxyType(
         ("completions", "chat"): Adapter(
             "/chat/completions", request=chat_request, answer=completion_response, events=_completions_events
         ),
+        ("chat", "messages"): Adapter(
+            "/messages",
+            request=messages_request,
+            answer=chat_response,
+            events=_chat_events,
+            ask_usage=False,
+            limit_required=True,
+        ),
         ("messages", "messages"): Adapter("/messages", forward=ANTHROPIC_HEADERS, ask_usage=False),
         ("messages", "chat"): Adapter(
             "/chat/completions",
@@ -98,7 +116,7 @@ ADAPTERS: Mapping[tuple[str, str], Adapter] = MappingProxyType(
 # Per route: the wire a channel is spoken to in for it.
 WIRES: Mapping[str, Callable[[Channel], str]] = MappingProxyType(
     {
-        "chat": lambda channel: "chat",
+        "chat": lambda channel: "messages" if speaks_messages(channel) else "chat",
         "completions": lambda channel: "completions" if takes_completions(channel) else "chat",
         "embeddings": lambda channel: "embeddings",
         "messages": lambda channel: "messages" if speaks_messages(channel) else "chat",
@@ -129,6 +147,9 @@ def upstream_bodies(call: Call) -> dict[str, Body]:
     for channel in call.candidates:
         wire = wire_for(call.route, channel)
         if wire not in bodies:
-            request = ADAPTERS[(call.route, wire)].request
-            bodies[wire] = call.body if request is None else request(call.body)
+            adapter = ADAPTERS[(call.route, wire)]
+            body = call.body
+            if adapter.limit_required and not (body.get("max_tokens") or body.get("max_completion_tokens")):
+                body = {**body, "max_tokens": call.settings.server.default_max_tokens}
+            bodies[wire] = body if adapter.request is None else adapter.request(body)
     return bodies

@@ -8,8 +8,8 @@
 - `run_stage(stage, call, request_body, ...)`: runs the stage as a server would, feeding the body to
   `receive`, collecting what is sent to the caller, and letting the caller leave after N messages.
 
-Every stage is built here and only here (`body_stage`, `auth_stage`, `quota_stage`, `meter_stage`,
-`proxy_stage`): when a stage's constructor changes, this file changes, not the tests. The store is
+Every stage is built here and only here (`body_stage`, `auth_stage`, `quota_stage`, `shape_stage`,
+`meter_stage`, `proxy_stage`): when a stage's constructor changes, this file changes, not the tests. The store is
 the real one (`Database.open` on a file in the temp dir), never a mock.
 """
 
@@ -33,6 +33,7 @@ from tokenbridge.stages.auth import AuthMiddleware
 from tokenbridge.stages.body import BodyMiddleware
 from tokenbridge.stages.meter import MeterMiddleware
 from tokenbridge.stages.quota import QuotaMiddleware
+from tokenbridge.stages.shape import ShapeMiddleware
 from tokenbridge.store.db import Database
 from tokenbridge.store.keys import KeyCache
 from tokenbridge.upstream.breaker import Breakers
@@ -306,6 +307,10 @@ def quota_stage(inner: ASGIApp, *, db: Database, spawn: Callable[[Any], None] = 
 
 def meter_stage(inner: ASGIApp) -> ASGIApp:
     return MeterMiddleware(inner)
+
+
+def shape_stage(inner: ASGIApp) -> ASGIApp:
+    return ShapeMiddleware(inner)
 
 
 def proxy_stage(*, client: UpstreamClient, breakers: Breakers) -> ASGIApp:

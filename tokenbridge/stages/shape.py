@@ -18,7 +18,7 @@ import orjson
 from tokenbridge.adapters import ADAPTERS, EventTranslator, upstream_bodies
 from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send, is_event_stream
 from tokenbridge.call import Call, get_call
-from tokenbridge.errors import UpstreamError
+from tokenbridge.errors import GatewayError, UpstreamError
 from tokenbridge.limits import MAX_JSON_BYTES
 from tokenbridge.upstream.sse import MAX_EVENT_BYTES, EventSplitter
 
@@ -32,12 +32,19 @@ class SseTranslator:
         self.splitter = EventSplitter()
         self.events = events
 
-    def feed(self, data: bytes) -> bytes:
+    def feed(self, data: bytes) -> tuple[bytes, GatewayError | None]:
+        """The caller's bytes for `data`, and the error that ends the stream after them, if one does
+        (a translator raises for an event that says the upstream failed: what came before it goes out)."""
         translate = self.events.translate
-        out = b"".join(translate(event) for event in self.splitter.feed(data))
+        out: list[bytes] = []
+        try:
+            for event in self.splitter.feed(data):
+                out.append(translate(event))
+        except GatewayError as exc:
+            return b"".join(out), exc
         if self.splitter.held > MAX_EVENT_BYTES:
             raise UpstreamError("The upstream sent an SSE event too large to translate.")
-        return out
+        return b"".join(out), None
 
 
 class ShapeMiddleware:
@@ -81,7 +88,10 @@ class ShapeMiddleware:
                         return
                 await send(message)
             elif sse is not None:
-                message["body"] = sse.feed(message.get("body", b""))
+                message["body"], failure = sse.feed(message.get("body", b""))
+                if failure is not None:
+                    await send({"type": "http.response.body", "body": message["body"], "more_body": True})
+                    raise failure
                 await send(message)
             elif mode == "json":
                 chunks.append(message.get("body", b""))
