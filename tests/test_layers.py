@@ -5,8 +5,8 @@ Every import counts: `import x`, `from x import y` (y a module or a name in x), 
 and under `if TYPE_CHECKING:`. A type-only import still ties the design together: the type's module
 must be importable before this one is understood, and a circle guarded by TYPE_CHECKING is one
 un-guarding away from an ImportError (STYLE.md, "Type-only imports count"). What is not counted:
-the parent packages Python runs on the way to a submodule (`tokenbridge.admin` for
-`tokenbridge.admin.auth`), as import-linter does not; a package's `__init__` is counted for what it
+the parent packages Python runs on the way to a submodule (`tokenbridge.api` for
+`tokenbridge.api.auth`), as import-linter does not; a package's `__init__` is counted for what it
 imports itself.
 """
 
@@ -39,7 +39,7 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
     {"store": ("store",), "upstream": ("upstream",)},
     {"shared": ("call", "outcome", "completions", "metrics", "report", "runtime")},
     {"stages": ("stages", "upstream.proxy", "observe", "cors")},
-    {"app": ("endpoints", "admin", "console", "app", "serve", "cli", "__main__")},
+    {"app": ("endpoints", "api", "console", "app", "serve", "cli", "__main__")},
 )  # fmt: skip
 
 

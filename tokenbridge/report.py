@@ -13,7 +13,7 @@ from typing import Any
 from tokenbridge.money import format_usd
 from tokenbridge.store.keys import KeyRecord
 
-# A usage row's fields, in order (`usage --json`, `GET /admin/usage`, and the admin API's CSV).
+# A usage row's fields, in order (`usage --json`, `GET /api/usage`, and the admin API's CSV).
 USAGE_FIELDS = (
     "request_id", "time", "created_at", "key", "route", "model", "channel", "upstream_model", "status", "stream",
     "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "cost_nano_usd", "usage_source",

@@ -120,7 +120,7 @@ def test_serve_log_never_holds_a_secret(config: Gateway) -> None:
         for bearer in (ADMIN_TOKEN, secrets[1], wrong):  # secrets where a careless caller might put them
             rid = "grep-" + uuid.uuid4().hex
             headers = {"Authorization": f"Bearer {bearer}", "X-Request-ID": rid}
-            httpx.get(f"{config.url}/admin/keys?token={bearer}", headers=headers, timeout=30)
+            httpx.get(f"{config.url}/api/keys?token={bearer}", headers=headers, timeout=30)
             httpx.get(f"{config.url}/v1/models?api_key={bearer}", headers=headers, timeout=30)
             ids.append(rid)
         lines = [log.access_line(rid) for rid in ids]

@@ -1,9 +1,9 @@
-"""The OpenAPI 3.1 document of the admin API (/admin/*) and the key holders' self-service routes
-(/v1/me, /v1/dashboard/billing/*), served at GET /admin/openapi.json without auth (it holds no data).
+"""The OpenAPI 3.1 document of the admin API (/api/*) and the key holders' self-service routes
+(/v1/me, /v1/dashboard/billing/*), served at GET /api/openapi.json without auth (it holds no data).
 
-Written by hand, small helpers keep it short; tests/e2e/test_admin_openapi.py validates it with
+Written by hand, small helpers keep it short; tests/e2e/test_api_openapi.py validates it with
 openapi-spec-validator and checks that it names exactly the routes the app serves, and
-tests/e2e/test_admin_schemathesis.py checks that the routes take exactly what it allows. The groups
+tests/e2e/test_api_schemathesis.py checks that the routes take exactly what it allows. The groups
 and models a key may be given come from the config, so the document is made per config version.
 """
 
@@ -16,7 +16,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tokenbridge.admin.params import MAX_NOTE_CHARS, MAX_USAGE_ROWS
+from tokenbridge.api.params import MAX_NOTE_CHARS, MAX_USAGE_ROWS
 from tokenbridge.keyrules import END_OF_TIME, KEY_NAME, MAX_PER_MINUTE
 from tokenbridge.settings import Settings
 
@@ -264,42 +264,42 @@ def op(
 
 WRITE = ("400", "401", "403", "404")
 PATHS: dict[str, Schema] = {
-    "/admin/openapi.json": {"get": op("This document", None, errors=(), auth=False)},
-    "/admin/me": {"get": op("Who the token belongs to: the admin, or a key holder and its key", "Me")},
-    "/admin/keys": {
+    "/api/openapi.json": {"get": op("This document", None, errors=(), auth=False)},
+    "/api/me": {"get": op("Who the token belongs to: the admin, or a key holder and its key", "Me")},
+    "/api/keys": {
         "get": op("Keys (a key holder: only its own)", "KeyList"),
         "post": op("Create a key; the answer holds its secret, once", "CreatedKey", status="201",
                    errors=("400", "401", "403", "409"), body="CreateKey"),
     },
-    "/admin/keys/{name}": {
+    "/api/keys/{name}": {
         "parameters": [NAME_PARAM],
         "get": op("One key", "Key", errors=("401", "404")),
         "patch": op("Edit a key's group, models, expiry or limits (null clears)", "Key", errors=WRITE, body="EditKey"),
     },
-    "/admin/keys/{name}/revoke": {
+    "/api/keys/{name}/revoke": {
         "parameters": [NAME_PARAM],
         "post": op("Revoke a key: the next request with it is refused", "Key", errors=WRITE),
     },
-    "/admin/keys/{name}/credit": {
+    "/api/keys/{name}/credit": {
         "parameters": [NAME_PARAM],
         "post": op("Top up a key (negative: correction); one ledger row", "Credited", errors=(*WRITE, "409"),
                    body="Credit"),
     },
-    "/admin/usage": {
+    "/api/usage": {
         "get": op("Usage rows, newest first", "UsageList", errors=("400", "401", "403"), csv=True, parameters=[
             *FILTERS, query("limit", f"rows, 1 to {MAX_USAGE_ROWS} (default 100)",
                                {"type": "integer", "minimum": 1, "maximum": MAX_USAGE_ROWS}), FORMAT]),
     },
-    "/admin/usage/summary": {
+    "/api/usage/summary": {
         "get": op("Sums of requests, tokens and cost", "SummaryList", errors=("400", "401", "403"), csv=True,
                   parameters=[query("by", "group by", {"enum": ["model", "key", "channel", "day"]}), *FILTERS, FORMAT]),
     },
-    "/admin/usage/series": {
+    "/api/usage/series": {
         "get": op("Sums per hour or day (since: default 24h for hour, 30d for day)", "Series",
                   errors=("400", "401", "403"), parameters=[query("bucket", "bucket", {"enum": ["hour", "day"]}),
                                                              query("by", "split by", {"enum": ["model", "key"]}), *FILTERS]),
     },
-    "/admin/channels": {"get": op("Channels and their circuit breakers (admin only)", "ChannelList", errors=("401", "403"))},
+    "/api/channels": {"get": op("Channels and their circuit breakers (admin only)", "ChannelList", errors=("401", "403"))},
     "/v1/me": {"get": op("The caller's own key, spend and open holds", "SelfMe")},
     "/v1/dashboard/billing/subscription": {
         "get": op("OpenAI's legacy billing shape: hard_limit_usd - total_usage/100 = balance", "BillingSubscription")
@@ -359,7 +359,7 @@ DOCUMENT: Schema = {
 
 
 def openapi_endpoint(current: Callable[[], Settings]) -> Callable[[Request], Awaitable[Response]]:
-    """GET /admin/openapi.json: the document of the config in force, made once per config version."""
+    """GET /api/openapi.json: the document of the config in force, made once per config version."""
     made: dict[int, tuple[Settings, bytes]] = {}  # one entry: the settings it was made for, and the bytes
 
     async def endpoint(request: Request) -> Response:

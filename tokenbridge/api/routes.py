@@ -1,4 +1,4 @@
-"""The admin HTTP API under /admin/: keys, credits, usage rows and sums, channel health.
+"""The admin HTTP API under /api/: keys, credits, usage rows and sums, channel health.
 
 Not the hot path: plain Starlette endpoints, bodies parsed with orjson, GatewayErrors rendered by
 intake like everywhere else. Writes go through store/ (the same functions the CLI uses); a key
@@ -17,9 +17,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from tokenbridge import errors
-from tokenbridge.admin import params
-from tokenbridge.admin.auth import Principal, authenticate, unknown_key
-from tokenbridge.admin.openapi import openapi_endpoint
+from tokenbridge.api import params
+from tokenbridge.api.auth import Principal, authenticate, unknown_key
+from tokenbridge.api.openapi import openapi_endpoint
 from tokenbridge.errors import DuplicateKey, InvalidRequest
 from tokenbridge.money import format_usd
 from tokenbridge.report import key_json, sum_csv, sum_json, usage_csv, usage_json
@@ -76,23 +76,23 @@ def csv_response(text: str) -> Response:
 
 
 class AdminAPI:
-    """The /admin/* endpoints; each one starts by asking who is calling."""
+    """The /api/* endpoints; each one starts by asking who is calling."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
     def routes(self) -> list[BaseRoute]:
         return [
-            Route("/admin/openapi.json", openapi_endpoint(self.runtime.current_settings), methods=["GET"]),
-            Route("/admin/me", self.me, methods=["GET"]),
-            by_method("/admin/keys", get=self.list_keys, post=self.create_key),
-            by_method("/admin/keys/{name}", get=self.get_key, patch=self.edit_key),
-            Route("/admin/keys/{name}/revoke", self.revoke_key, methods=["POST"]),
-            Route("/admin/keys/{name}/credit", self.credit_key, methods=["POST"]),
-            Route("/admin/usage", self.usage, methods=["GET"]),
-            Route("/admin/usage/summary", self.usage_summary, methods=["GET"]),
-            Route("/admin/usage/series", self.usage_series, methods=["GET"]),
-            Route("/admin/channels", self.channels, methods=["GET"]),
+            Route("/api/openapi.json", openapi_endpoint(self.runtime.current_settings), methods=["GET"]),
+            Route("/api/me", self.me, methods=["GET"]),
+            by_method("/api/keys", get=self.list_keys, post=self.create_key),
+            by_method("/api/keys/{name}", get=self.get_key, patch=self.edit_key),
+            Route("/api/keys/{name}/revoke", self.revoke_key, methods=["POST"]),
+            Route("/api/keys/{name}/credit", self.credit_key, methods=["POST"]),
+            Route("/api/usage", self.usage, methods=["GET"]),
+            Route("/api/usage/summary", self.usage_summary, methods=["GET"]),
+            Route("/api/usage/series", self.usage_series, methods=["GET"]),
+            Route("/api/channels", self.channels, methods=["GET"]),
         ]
 
     # --- helpers ---------------------------------------------------------------------------------

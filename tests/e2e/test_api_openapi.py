@@ -1,4 +1,4 @@
-"""GET /admin/openapi.json: a valid OpenAPI 3.1 document naming exactly the routes served; and no
+"""GET /api/openapi.json: a valid OpenAPI 3.1 document naming exactly the routes served; and no
 secret in any admin or self-service answer but the one create answer that hands a key out."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from tokenbridge.app import create_app
 from tokenbridge.settings import load_settings
 
 MESSAGES = [{"role": "user", "content": "hi"}]
-OURS = re.compile(r"^/(admin/|v1/me$|v1/dashboard/)")
+OURS = re.compile(r"^/(api/|v1/me$|v1/dashboard/)")
 
 
 def test_openapi_document_is_valid_and_names_every_served_route(admin_gateway: Gateway) -> None:
-    answer = admin_gateway.api("GET", "/admin/openapi.json", token=None)  # no auth: it holds no data
+    answer = admin_gateway.api("GET", "/api/openapi.json", token=None)  # no auth: it holds no data
     assert answer.status_code == 200
     document = answer.json()
     validate(document)  # raises with the path of the first problem
@@ -37,32 +37,32 @@ def test_openapi_document_is_valid_and_names_every_served_route(admin_gateway: G
 
 
 def test_no_secret_in_any_answer_but_the_create_answer(admin_gateway: Gateway) -> None:
-    created = admin_gateway.api("POST", "/admin/keys", json={"name": "secretive", "credit_usd": "1"})
+    created = admin_gateway.api("POST", "/api/keys", json={"name": "secretive", "credit_usd": "1"})
     secret = created.json()["key"]
     other = admin_gateway.create_key("secretive-other")
     admin_gateway.client(secret).chat.completions.create(model="fake-ok", messages=MESSAGES)
     answers = []
     for token in (ADMIN_TOKEN, secret):
         for method, path, body in [
-            ("GET", "/admin/openapi.json", None),
-            ("GET", "/admin/me", None),
-            ("GET", "/admin/keys", None),
-            ("GET", "/admin/keys/secretive", None),
-            ("PATCH", "/admin/keys/secretive", {"rpm": 100}),
-            ("POST", "/admin/keys/secretive/credit", {"amount_usd": "1"}),
-            ("GET", "/admin/usage", None),
-            ("GET", "/admin/usage?format=csv", None),
-            ("GET", "/admin/usage/summary?by=key&format=csv", None),
-            ("GET", "/admin/usage/series", None),
-            ("GET", "/admin/channels", None),
-            ("POST", "/admin/keys", {"name": "secretive"}),
+            ("GET", "/api/openapi.json", None),
+            ("GET", "/api/me", None),
+            ("GET", "/api/keys", None),
+            ("GET", "/api/keys/secretive", None),
+            ("PATCH", "/api/keys/secretive", {"rpm": 100}),
+            ("POST", "/api/keys/secretive/credit", {"amount_usd": "1"}),
+            ("GET", "/api/usage", None),
+            ("GET", "/api/usage?format=csv", None),
+            ("GET", "/api/usage/summary?by=key&format=csv", None),
+            ("GET", "/api/usage/series", None),
+            ("GET", "/api/channels", None),
+            ("POST", "/api/keys", {"name": "secretive"}),
             ("GET", "/v1/me", None),
             ("GET", "/v1/dashboard/billing/subscription", None),
             ("GET", "/v1/dashboard/billing/usage", None),
-            ("POST", "/admin/keys/secretive-other/revoke", None),
+            ("POST", "/api/keys/secretive-other/revoke", None),
         ]:
             answers.append(admin_gateway.api(method, path, token=token, json=body))
-    answers.append(admin_gateway.api("GET", "/admin/keys", token=ADMIN_TOKEN + "-wrong"))
+    answers.append(admin_gateway.api("GET", "/api/keys", token=ADMIN_TOKEN + "-wrong"))
     assert {a.status_code for a in answers} >= {200, 401, 403, 409}
     for answer in answers:
         seen = answer.text + str(answer.headers)
