@@ -17,6 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
+from tokenbridge.accountsettings import AccountSettings, read_accounts
 from tokenbridge.money import Price, to_fraction
 from tokenbridge.tomlread import ConfigError, Table, quoted, syntax_error, toml_type
 
@@ -25,7 +26,7 @@ __all__ = ["Channel", "ConfigError", "Group", "ServerSettings", "Settings", "loa
 KINDS = ("openai", "echo")
 COMPLETIONS = ("chat", "native")
 
-_TOP_KEYS = ("server", "channels", "models", "groups")
+_TOP_KEYS = ("server", "channels", "models", "groups", "accounts")
 _SERVER_KEYS = (
     "host", "port", "database", "admin_token", "max_body_bytes", "default_max_tokens", "demo_credit_usd",
     "max_attempts", "watch_config", "breaker_failures", "breaker_error_ratio", "breaker_window", "breaker_cooldown",
@@ -126,6 +127,7 @@ class Settings:
     prices: Mapping[str, Price]
     groups: Mapping[str, Group]
     routes: Mapping[str, tuple[Channel, ...]]  # enabled channels per public model, highest priority first
+    accounts: AccountSettings = AccountSettings()  # [accounts] (accountsettings.py)
 
     def group(self, name: str) -> Group:
         """The named group, or "default" for a group the config does not list."""
@@ -169,6 +171,7 @@ def parse_settings(text: str, path: Path, *, environ: Mapping[str, str]) -> Sett
         prices=MappingProxyType(prices),
         groups=MappingProxyType(groups),
         routes=MappingProxyType(_routes(channels)),
+        accounts=read_accounts(root.table("accounts") or root.child("accounts", {})),
     )
 
 
