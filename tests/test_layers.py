@@ -33,7 +33,7 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
         "core": (
             "tokenbridge",  # the package itself: __version__
             "asgi", "errors", "money", "tomlread", "settings", "circuits", "limits", "durations", "keyrules",
-            "tokens", "logs", "process", "wire", "accountsettings", "clientaddr", "autherrors",
+            "tokens", "logs", "process", "wire", "accountsettings", "clientaddr", "autherrors", "pricing",
         ),
     },
     {"store": ("store",), "upstream": ("upstream",)},
