@@ -8,6 +8,8 @@
     ├── IpNotAllowed          403 ip_not_allowed (a key's allow_ips)
     ├── InvalidCode           400 invalid_code (used, disabled, expired and unknown alike)
     ├── UnknownAccount        404 account_not_found
+    ├── UnknownCode           404 code_not_found
+    ├── CodeUsed              409 code_used (a redeemed code cannot be disabled)
     └── AccountExists         409 account_exists
 
 Kept apart from errors.py so that file stays the OpenAI routes' own; the messages never echo a
@@ -93,3 +95,15 @@ class AccountExists(GatewayError):
     status = 409
     type = "invalid_request_error"
     code = "account_exists"
+
+
+class UnknownCode(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "code_not_found"
+
+
+class CodeUsed(GatewayError):
+    status = 409
+    type = "invalid_request_error"
+    code = "code_used"

@@ -13,13 +13,14 @@ caller; entries further left were written by that caller and mean nothing.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 
 from tokenbridge.accountsettings import Network
 from tokenbridge.asgi import Scope
 
-__all__ = ["client_address", "in_networks", "over_https"]
+__all__ = ["client_address", "in_networks", "networks", "over_https"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -40,6 +41,12 @@ def in_networks(address: str | None, networks: Iterable[Network]) -> bool:
     if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
         parsed = parsed.ipv4_mapped
     return any(parsed in network for network in networks)
+
+
+@functools.lru_cache(maxsize=4096)
+def networks(cidrs: tuple[str, ...]) -> tuple[Network, ...]:
+    """A key's `allow_ips` (checked CIDR strings) parsed once, not per request."""
+    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
 
 
 def _peer(scope: Scope) -> str | None:

@@ -1,4 +1,4 @@
-"""The admin API's usage rows, sums and series and the channels view, checked against known
+"""The account API's usage rows, sums and series and the channels view, checked against known
 requests through the echo channel and the fake upstream."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from tests.conftest import UPSTREAM_SECRET, Gateway
+from tests.e2e.people import member
 from tests.e2e.test_chat import expected_cost
 from tokenbridge.report import USAGE_FIELDS
 from tokenbridge.store.db import Database
@@ -205,3 +206,19 @@ def test_usage_csv_keeps_formula_like_text_as_text_in_the_api_and_the_cli(traffi
     summary = traffic.api("GET", "/api/usage/summary", params={"by": "model", "format": "csv"}).text
     assert "'=HYPERLINK" in summary and "\n=HYPERLINK" not in summary and "\r\n" in summary
     assert summary.replace("\r\n", "\n") == traffic.cli("usage", "--by", "model", "--csv").stdout  # text=True
+
+
+def test_member_usage_is_its_accounts_rows_and_the_admin_filters_by_account(traffic: Gateway) -> None:
+    with member(traffic, "u-member", credit_usd="1") as browser:
+        laptop, phone = browser.create_key("laptop")["key"], browser.create_key("phone")["key"]
+        traffic.client(laptop).chat.completions.create(model="echo-1", messages=MESSAGES)
+        traffic.client(phone).chat.completions.create(model="fake-ok", messages=MESSAGES)
+        rows = browser.call("GET", "/api/usage").json()["data"]
+        assert sorted(r["key"] for r in rows) == ["laptop", "phone"]  # its account's keys, no other's
+        sums = browser.call("GET", "/api/usage/summary", params={"by": "key"}).json()["data"]
+        assert {s["key"]: s["requests"] for s in sums} == {"laptop": 1, "phone": 1}
+        refused = browser.call("GET", "/api/usage", params={"account": "u-one"})
+        assert refused.status_code == 403 and refused.json()["error"]["param"] == "account"
+    by_admin = get(traffic, "/api/usage", account="u-member")["data"]
+    assert sorted(r["request_id"] for r in by_admin) == sorted(r["request_id"] for r in rows)
+    assert traffic.api("GET", "/api/usage", params={"account": "nobody-here"}).status_code == 404

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from tokenbridge.api.routes import json_response
+from tokenbridge.api.responses import json_response
 from tokenbridge.errors import InvalidRequest
 from tokenbridge.keyrules import END_OF_TIME
 from tokenbridge.money import NANO_PER_USD, format_usd

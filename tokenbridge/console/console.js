@@ -124,6 +124,7 @@
   const statusKind = { active: "ok", revoked: "bad", expired: "warn", closed: "ok", open: "bad", half_open: "warn" };
 
   // ---- Sign-in ----------------------------------------------------------------------------------
+  // /api/me answers "admin" for the admin token and "key" (with the key) for a key's own secret.
 
   async function signIn(token) {
     const me = await api("/api/me", { token });
@@ -239,7 +240,8 @@
       if (!value) { amount.focus(); return; }
       credit.disabled = true;
       try {
-        const done = await api("/api/keys/" + encodeURIComponent(key.name) + "/credit", { method: "POST", body: { amount_usd: value } });
+        // The wallet is the key's account's (every key of an account spends from it).
+        const done = await api("/api/accounts/" + encodeURIComponent(key.account) + "/credit", { method: "POST", body: { amount_usd: value } });
         toast("Credited " + usd(done.amount_usd) + " to " + done.name + ": balance " + usd(done.balance_usd));
         await loadKeys();
       } catch (error) {
@@ -255,7 +257,7 @@
         return;
       }
       try {
-        await api("/api/keys/" + encodeURIComponent(key.name) + "/revoke", { method: "POST" });
+        await api("/api/keys/" + encodeURIComponent(key.id) + "/revoke", { method: "POST" });
         toast("Revoked " + key.name + ": it stopped working at once.");
         state.created.delete(key.name);
         await loadKeys();
