@@ -21,7 +21,7 @@ from tokenbridge.app import create_app
 from tokenbridge.money import to_nano
 from tokenbridge.settings import load_settings
 from tokenbridge.store.db import Database
-from tokenbridge.store.keys import get_key_by_name, insert_key
+from tokenbridge.store.keys import get_key_by_name, insert_key_with_account
 from tokenbridge.store.ledger import get_ledger_sum
 from tokenbridge.store.usage import list_usage
 from tokenbridge.wire import HTTP_PROTOCOL
@@ -116,7 +116,7 @@ class Gateway:
         return asyncio.run(run())
 
     def create_key(self, name: str, credit_usd: str = "1", **kwargs: Any) -> str:
-        _, secret = self.db_run(lambda db: insert_key(db, name=name, credit=to_nano(credit_usd), **kwargs))
+        _, secret = self.db_run(lambda db: insert_key_with_account(db, name=name, credit=to_nano(credit_usd), **kwargs))
         return str(secret)
 
     def client(self, key: str, **kwargs: Any) -> OpenAI:
@@ -132,7 +132,7 @@ class Gateway:
         async def work(db: Database) -> int:
             key = await get_key_by_name(db, name)
             assert key is not None
-            return await get_ledger_sum(db, key.id)
+            return await get_ledger_sum(db, key.account_id)
 
         return int(self.db_run(work))
 

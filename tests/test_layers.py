@@ -33,7 +33,8 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
         "core": (
             "tokenbridge",  # the package itself: __version__
             "asgi", "errors", "money", "tomlread", "settings", "circuits", "limits", "durations", "keyrules",
-            "tokens", "logs", "process", "wire", "accountsettings", "clientaddr", "autherrors", "pricing",
+            "tokens", "logs", "process", "wire", "ids", "passwords", "periods", "accountsettings", "clientaddr",
+            "autherrors", "pricing",
         ),
     },
     {"store": ("store",), "upstream": ("upstream",)},

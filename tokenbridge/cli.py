@@ -23,16 +23,17 @@ from tokenbridge.durations import parse_duration
 from tokenbridge.money import clip, format_usd, to_nano
 from tokenbridge.report import key_json, sum_csv, sum_json, usage_csv, usage_json
 from tokenbridge.settings import ConfigError, Settings, load_settings
+from tokenbridge.store.accounts import AccountNotFound, BalanceOutOfRange
 from tokenbridge.store.channels import list_channel_health
 from tokenbridge.store.db import Database, StoreError, as_unavailable
 from tokenbridge.store.keys import (
-    BalanceOutOfRange,
     KeyExists,
     KeyNotFound,
     KeyRecord,
-    insert_key,
+    get_key_by_name,
+    insert_key_with_account,
     list_keys,
-    update_key_revoked,
+    revoke_key,
 )
 from tokenbridge.store.ledger import insert_credit
 from tokenbridge.store.usage import list_usage, sum_usage
@@ -113,7 +114,7 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> None:
     credit = parse_usd(args.credit)
 
     async def work(db: Database) -> tuple[KeyRecord, str]:
-        return await insert_key(
+        return await insert_key_with_account(
             db,
             name=name,
             credit=credit,
@@ -143,7 +144,13 @@ def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> None:
-    asyncio.run(with_db(settings, lambda db: update_key_revoked(db, args.name)))
+    async def work(db: Database) -> None:
+        key = await get_key_by_name(db, args.name)
+        if key is None:
+            raise KeyNotFound(f"no key named {args.name!r}")
+        await revoke_key(db, key.public_id)
+
+    asyncio.run(with_db(settings, work))
     emit({"name": args.name, "status": "revoked"} if args.json else f"Revoked key {args.name!r}.", args.json)
 
 
@@ -381,6 +388,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyNotFound as exc:
         print(f"tokenbridge: {exc}; see `tokenbridge keys list` for the names", file=sys.stderr)
+        return 2
+    except AccountNotFound as exc:
+        print(f"tokenbridge: {exc}; see `tokenbridge accounts list` (or `keys list`) for the names", file=sys.stderr)
         return 2
     except BalanceOutOfRange as exc:
         print(f"tokenbridge: {exc}; nothing was booked: credit a smaller amount", file=sys.stderr)

@@ -24,7 +24,7 @@ SUM_FIELDS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens",
 # they start with one of _FORMULA_STARTS: CSV gives them a leading ' (numbers, negative ones too, stay).
 TEXT_FIELDS = frozenset({
     "request_id", "key", "route", "model", "channel", "upstream_model", "usage_source", "end_reason", "error",
-    "caller_request_id",
+    "caller_request_id", "note",
 })  # fmt: skip
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -34,14 +34,18 @@ def iso_time(unix_s: float) -> str:
 
 
 def key_status(key: KeyRecord, now: float) -> str:
-    """active | revoked | expired (an active key past its expiry)."""
-    return key.status if key.usable_at(now) or key.status != "active" else "expired"
+    """active | disabled | revoked | expired (an active key past its expiry)."""
+    if key.status != "active" or key.expires_at is None or now < key.expires_at:
+        return key.status
+    return "expired"
 
 
 def key_json(key: KeyRecord) -> dict[str, Any]:
     """A key as shown: never its secret (only its first characters, `prefix`)."""
     return {
+        "id": key.public_id,
         "name": key.name,
+        "account": key.account_name,
         "prefix": key.prefix,
         "group": key.group,
         "balance_usd": format_usd(key.balance),
@@ -51,6 +55,10 @@ def key_json(key: KeyRecord) -> dict[str, Any]:
         "models": sorted(key.models),
         "rpm": key.rpm,
         "tpm": key.tpm,
+        "spend_limit_usd": None if key.spend_limit is None else format_usd(key.spend_limit),
+        "spend_limit_nano_usd": key.spend_limit,
+        "spend_period": key.spend_period,
+        "allow_ips": list(key.allow_ips),
         "created_at": key.created_at,
     }
 

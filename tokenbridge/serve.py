@@ -13,8 +13,10 @@ from typing import IO
 
 from tokenbridge.logs import LOG_FORMAT_ENV, configure_logging
 from tokenbridge.money import format_usd
+from tokenbridge.passwords import generate_password, hash_password
 from tokenbridge.process import SUPERVISOR_ENV
 from tokenbridge.settings import Settings
+from tokenbridge.store.accounts import count_accounts, insert_account
 from tokenbridge.store.channels import clear_channel_health
 from tokenbridge.store.db import Database
 from tokenbridge.store.keys import KeyRecord, count_keys, insert_key
@@ -26,14 +28,20 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's; read by metri
 
 
 def first_run(settings: Settings, host: str, port: int) -> None:
-    """Before serving: migrate, and on an empty database make the `default` key. (Holds a crash left
-    are released by each server process as it starts: runtime.py.)"""
+    """Before serving: migrate, and on an empty database make the account `admin` (role admin, a
+    generated password) and under it the key `default` with the demo credit (SPEC §9). (Holds a
+    crash left are released by each server process as it starts: runtime.py.)"""
+    password = generate_password()
 
     async def work(db: Database) -> tuple[KeyRecord, str] | None:
         await clear_channel_health(db)  # breaker states of a previous run say nothing about this one
-        if await count_keys(db):
+        if await count_keys(db) or await count_accounts(db):
             return None
-        return await insert_key(db, name="default", credit=settings.server.demo_credit)
+        hashed = await asyncio.to_thread(hash_password, password)
+        admin = await insert_account(
+            db, name="admin", role="admin", password_hash=hashed, credit=settings.server.demo_credit, note="demo credit"
+        )
+        return await insert_key(db, account_id=admin.id, name="default")
 
     async def run() -> tuple[KeyRecord, str] | None:
         db = await Database.open(settings.server.database)
@@ -45,14 +53,20 @@ def first_run(settings: Settings, host: str, port: int) -> None:
     created = asyncio.run(run())
     if created is None:  # the first start's secret was shown once: say how to get another (a log line: json too)
         config = shlex.quote(str(settings.path))
-        hint = "keys exist; lost the secret? `tokenbridge keys create NAME --credit USD --config %s` makes a new one"
+        hint = (
+            "keys exist; lost the secret? `tokenbridge keys create NAME --credit USD --config %s` makes a new one"
+            " (and `tokenbridge accounts passwd admin` sets a new password)"
+        )
         log.info(hint, config)
         return
     key, secret = created
     model = next(iter(sorted(settings.routes)), "MODEL")
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    print("First run: created the account 'admin' (role admin). Its password is shown only now:")
+    print(f"\n    {password}\n")
     print(
-        f"First run: created key 'default' with ${format_usd(key.balance)} demo credit. Its secret is shown only now:"
+        f"and under it the key 'default', with ${format_usd(key.balance)} demo credit in the account's wallet."
+        " Its secret is shown only now:"
     )
     print(f"\n    {secret}\n")
     print("Try it:")

@@ -72,7 +72,12 @@ def test_me_says_admin_or_key_with_the_key(admin_gateway: Gateway) -> None:
     assert admin_gateway.api("GET", "/api/me").json() == {"role": "admin"}
     secret = create(admin_gateway, "me-holder", credit_usd="0.5")
     me = admin_gateway.api("GET", "/api/me", token=secret).json()
-    assert me["role"] == "key" and me["key"]["account"] == "me-holder" and me["key"]["name"] == "me-holder" and me["key"]["balance_usd"] == "0.50"
+    assert (
+        me["role"] == "key"
+        and me["key"]["account"] == "me-holder"
+        and me["key"]["name"] == "me-holder"
+        and me["key"]["balance_usd"] == "0.50"
+    )
 
 
 def test_create_answers_the_secret_once_and_the_key_works_at_once(admin_gateway: Gateway) -> None:
@@ -265,7 +270,10 @@ def test_credit_past_the_balance_range_is_409_and_books_nothing(admin_gateway: G
     create(admin_gateway, "range-poor")
     for name, amount in [("range-rich", "9223372036"), ("range-rich", "0.854775808"), ("range-poor", "-9223372036")]:
         if name == "range-poor":
-            assert admin_gateway.api("POST", f"/api/accounts/{name}/credit", json={"amount_usd": amount}).status_code == 200
+            assert (
+                admin_gateway.api("POST", f"/api/accounts/{name}/credit", json={"amount_usd": amount}).status_code
+                == 200
+            )
         before = admin_gateway.balance(name)
         answer = admin_gateway.api("POST", f"/api/accounts/{name}/credit", json={"amount_usd": amount})
         # 409: the key's state refuses it, not the field (the same amount is fine on another key).

@@ -34,7 +34,10 @@ def expected(gateway: Gateway, group: str) -> dict[str, dict[str, Decimal]]:
     served = {m for channel in config["channels"] for m in channel["models"]}
     prices = config["models"]
     return {
-        model: {field: Decimal(prices[model].get(term, prices[model]["input"])) * multiplier for field, term in TERMS.items()}
+        model: {
+            field: Decimal(prices[model].get(term, prices[model]["input"])) * multiplier
+            for field, term in TERMS.items()
+        }
         for model in served
     }
 
@@ -53,11 +56,20 @@ def test_pricing_signed_out_is_the_default_groups_prices_exactly(public: Gateway
     assert shown(answer) == expected(public, "default")
     assert answer.json()["group"] == "default" and answer.json()["multiplier"] == "1"
     row = {r["model"]: r for r in answer.json()["data"]}["fake-ok"]
-    assert (row["input_usd_per_1m"], row["cached_input_usd_per_1m"], row["output_usd_per_1m"]) == ("1.50", "0.50", "4.00")
+    assert (row["input_usd_per_1m"], row["cached_input_usd_per_1m"], row["output_usd_per_1m"]) == (
+        "1.50",
+        "0.50",
+        "4.00",
+    )
 
 
 def test_pricing_signed_in_is_times_the_accounts_group_multiplier(public: Gateway) -> None:
-    assert admin(public, "POST", "/api/accounts", json={"name": "goldie", "password": "gold password", "group": "gold"}).status_code == 201
+    assert (
+        admin(
+            public, "POST", "/api/accounts", json={"name": "goldie", "password": "gold password", "group": "gold"}
+        ).status_code
+        == 201
+    )
     with member(public, "plain") as plain:
         assert shown(plain.call("GET", "/api/pricing")) == expected(public, "default")
     with Browser(public) as gold:

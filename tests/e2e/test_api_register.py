@@ -20,7 +20,7 @@ def open_gateway(upstream: tuple[FakeUpstream, str], tmp_path_factory: pytest.Te
 
 @pytest.fixture(scope="module")
 def invite_gateway(upstream: tuple[FakeUpstream, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    yield from serve_accounts(upstream, tmp_path_factory, registration="invite", signup_credit_usd="0.5")
+    yield from serve_accounts(upstream, tmp_path_factory, registration="invite", signup_credit_usd=0.5)
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,8 @@ def test_session_cookie_is_httponly_samesite_strict_and_secure_only_over_https(
         token = cookie.split(";")[0].removeprefix("tb_session=")
         assert len(token) >= 43  # 32 random bytes, URL-safe base64
         assert attributes(cookie) == {"path": "/api", "max-age": str(3 * 86400), "httponly": "", "samesite": "Strict"}
-    with Browser(gateway, headers={"X-Forwarded-For": "198.51.100.1", "X-Forwarded-Proto": "https"}) as proxied:
+    https = {"X-Forwarded-For": "198.51.100.1", "X-Forwarded-Proto": "https", "Origin": "https://" + gateway.url[7:]}
+    with Browser(gateway, headers=https) as proxied:
         assert "secure" in attributes(proxied.sign_in("cookie").headers["set-cookie"])  # a trusted proxy's https
     admin(untrusting, "POST", "/api/accounts", json={"name": "cookie", "password": PASSWORD})
     with Browser(untrusting, headers={"X-Forwarded-Proto": "https"}) as claimed:
@@ -62,9 +63,13 @@ def test_sign_out_deletes_the_session_server_side(gateway: Gateway) -> None:
 
 
 def test_a_password_change_ends_every_session_of_the_account(gateway: Gateway) -> None:
-    first, second = member(gateway, "changer"), member(gateway, "changer")
+    first, second = member(gateway, "changer"), Browser(gateway)
     with first, second:
-        assert admin(gateway, "PATCH", "/api/accounts/changer", json={"password": "a brand new password"}).status_code == 200
+        assert second.sign_in("changer").status_code == 200  # a second session of the same account
+        assert (
+            admin(gateway, "PATCH", "/api/accounts/changer", json={"password": "a brand new password"}).status_code
+            == 200
+        )
         for browser in (first, second):
             assert browser.call("GET", "/api/me").status_code == 401
         assert first.sign_in("changer").status_code == 401  # the old password

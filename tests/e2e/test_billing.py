@@ -191,7 +191,7 @@ def test_kill_9_mid_flight_then_restart_leaves_no_holds_and_exact_ledgers(gatewa
         restarted.until(r"Uvicorn running on")
         assert crash.db_run(count_holds) == 0
         keys = crash.db_run(list_keys)
-        assert keys and all(k.balance == crash.db_run(lambda db, k=k: get_ledger_sum(db, k.id)) for k in keys)
+        assert keys and all(k.balance == crash.db_run(lambda db, k=k: get_ledger_sum(db, k.account_id)) for k in keys)
     finally:
         restarted.stop()
 

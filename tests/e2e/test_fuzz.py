@@ -50,7 +50,7 @@ from tokenbridge.app import create_app
 from tokenbridge.money import to_nano
 from tokenbridge.settings import load_settings
 from tokenbridge.store.db import Database
-from tokenbridge.store.keys import insert_key
+from tokenbridge.store.keys import insert_key_with_account
 from tokenbridge.wire import HTTP_PROTOCOL
 
 TIMEOUT_S = 0.5  # every channel timeout: a slow upstream costs an example a fraction of a second
@@ -170,7 +170,7 @@ def _create_key(database: Path, name: str, credit_usd: str) -> str:
     async def work() -> str:
         db = await Database.open(database)
         try:
-            _, secret = await insert_key(db, name=name, credit=to_nano(credit_usd))
+            _, secret = await insert_key_with_account(db, name=name, credit=to_nano(credit_usd))
             return str(secret)
         finally:
             await db.close()
@@ -647,14 +647,14 @@ class Books:
 
     usage_rows: int  # the high-water rowid of usage_events
     holds: frozenset[tuple[str, int]]
-    drift: dict[str, int]  # per key: balance - sum of its ledger (0 unless money went astray)
+    drift: dict[str, int]  # per account: balance - sum of its ledger (0 unless money went astray)
 
 
 def read_books(site: Site) -> Books:
     conn = sqlite3.connect(f"file:{site.database}?mode=ro", uri=True)
     try:
         drift = conn.execute(
-            "SELECT name, balance - (SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE key_id = k.id) FROM api_keys k"
+            "SELECT name, balance - (SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE account_id = a.id) FROM accounts a"
         ).fetchall()
         holds = conn.execute("SELECT request_id, amount FROM holds").fetchall()
         [(rows,)] = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM usage_events").fetchall()

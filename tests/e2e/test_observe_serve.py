@@ -195,8 +195,12 @@ def test_serve_log_errors_and_metrics_never_hold_a_password_session_code_or_key(
             errors.append(browser.post(f"/api/redeem?code={unused}", json={"code": unused + "x"}).text)
             errors.append(httpx.get(f"{gateway.url}/api/me?session={secrets[-4]}", cookies={"tb_session": "x"}).text)
             assert chat(gateway.url, key, "fake-ok")[1] == 200
-            errors.append(httpx.get(f"{gateway.url}/api/keys?key={key}", headers={"Authorization": f"Bearer {key}x"}).text)
-            changed = httpx.patch(f"{gateway.url}/api/accounts/grep-person", json={"password": new_password}, headers=admin)
+            errors.append(
+                httpx.get(f"{gateway.url}/api/keys?key={key}", headers={"Authorization": f"Bearer {key}x"}).text
+            )
+            changed = httpx.patch(
+                f"{gateway.url}/api/accounts/grep-person", json={"password": new_password}, headers=admin
+            )
             assert changed.status_code == 200, changed.text
             errors.append(browser.get("/api/me").text)  # the password change ended the session
             errors.append(browser.post("/api/session", json={"name": "grep-person", "password": password}).text)

@@ -145,7 +145,7 @@ def test_a_settle_that_cannot_be_written_withholds_the_answer_and_books_it_when_
             sql = "SELECT h.amount FROM holds h JOIN api_keys k ON k.id = h.key_id WHERE k.name = ?"
             holds = read_only(database, sql, name)
             assert len(holds) == 1 and holds[0][0] > 0
-            assert read_only(database, "SELECT balance FROM api_keys WHERE name = ?", name) == [(10**9,)]
+            assert read_only(database, "SELECT balance FROM accounts WHERE name = ?", name) == [(10**9,)]
             restore()
             row = wait_for_row(gateway, name)
     # Booked once the database took writes again: the stream's caller had its text and pays for it;

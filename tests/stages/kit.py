@@ -253,7 +253,7 @@ async def open_store(settings: Settings) -> AsyncIterator[Database]:
 
 @dataclass(frozen=True)
 class Books:
-    """One key's money as the store has it: the balance, its ledger, its open holds, its usage rows."""
+    """One key's money as the store has it: its account's balance and ledger, its open holds, its usage rows."""
 
     balance: int
     ledger: list[tuple[str, int]]  # (kind, amount), in order
@@ -270,8 +270,10 @@ async def books(db: Database, key_id: int) -> Books:
         async with db.reader.execute(sql, (key_id,)) as cur:
             return [dict(row) for row in await cur.fetchall()]
 
-    (key,) = await rows("SELECT balance FROM api_keys WHERE id = ?")
-    ledger = await rows("SELECT kind, amount FROM ledger WHERE key_id = ? ORDER BY id")
+    (key,) = await rows("SELECT a.balance FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.id = ?")
+    ledger = await rows(
+        "SELECT kind, amount FROM ledger WHERE account_id = (SELECT account_id FROM api_keys WHERE id = ?) ORDER BY id"
+    )
     holds = await rows("SELECT request_id, amount FROM holds WHERE key_id = ?")
     usage = await rows("SELECT * FROM usage_events WHERE key_id = ? ORDER BY rowid")
     return Books(

@@ -15,7 +15,7 @@ from tokenbridge.call import Call
 from tokenbridge.stages.auth import AuthMiddleware
 from tokenbridge.stages.mapping import MappingMiddleware
 from tokenbridge.store.db import Database
-from tokenbridge.store.keys import KeyCache, insert_key
+from tokenbridge.store.keys import KeyCache, insert_key_with_account
 from tokenbridge.upstream.breaker import Breakers
 
 PACKAGE = Path(__file__).parents[2] / "tokenbridge"
@@ -65,7 +65,7 @@ async def test_mapping_is_built_with_an_rng_and_the_breakers(tmp_path: Path) -> 
 
 async def test_auth_is_built_with_the_key_cache_and_the_database(tmp_path: Path) -> None:
     async with await Database.open(tmp_path / "t.db") as db:
-        key, secret = await insert_key(db, name="k", credit=10**9)
+        key, secret = await insert_key_with_account(db, name="k", credit=10**9)
         call = new_call(tmp_path)
         headers = [(b"authorization", f"Bearer {secret}".encode())]
         assert await reached(lambda app: AuthMiddleware(app, keys=KeyCache(), db=lambda: db), call, headers)

@@ -29,7 +29,7 @@ from tokenbridge.errors import ClientGone, QuotaExceeded, UpstreamError
 from tokenbridge.settings import Settings
 from tokenbridge.stages.quota import prompt_bound
 from tokenbridge.store.db import Database
-from tokenbridge.store.keys import insert_key
+from tokenbridge.store.keys import insert_key_with_account
 from tokenbridge.tokens import IMAGE_PART_MAX_TOKENS, encoding, prompt_tokens
 
 PNG_1MB = "data:image/png;base64," + "iVBORw0K" * (1 << 17)
@@ -110,7 +110,7 @@ DONE_EVENT = b"data: [DONE]\n\n"
 
 
 async def keyed_call(db: Database, settings: Settings, *, credit: int = CREDIT, **body: Any) -> Call:
-    key, _ = await insert_key(db, name="payer", credit=credit)
+    key, _ = await insert_key_with_account(db, name="payer", credit=credit)
     return make_call(settings, body=chat_body(max_tokens=5, **body), key=key)
 
 

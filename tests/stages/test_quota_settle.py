@@ -19,7 +19,7 @@ from tokenbridge.runtime import Runtime
 from tokenbridge.settings import parse_settings
 from tokenbridge.stages import quota
 from tokenbridge.stages.quota import QuotaMiddleware
-from tokenbridge.store.keys import insert_key
+from tokenbridge.store.keys import insert_key_with_account
 
 BODY = {"model": "echo-1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 DONE = b"data: [DONE]\n\n"
@@ -38,7 +38,7 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
 
 
 async def new_call(runtime: Runtime) -> Call:
-    key, _ = await insert_key(runtime.db, name="k", credit=10**9)
+    key, _ = await insert_key_with_account(runtime.db, name="k", credit=10**9)
     raw = orjson.dumps(BODY)
     call = Call(request_id="req-q", settings=runtime.settings)
     call.route, call.body, call.raw_body, call.model, call.key = "chat", BODY, raw, "echo-1", key

@@ -20,10 +20,10 @@ from hypothesis import strategies as st
 
 from tokenbridge.money import MAX_NANO
 from tokenbridge.process import ProcessId, this_process
+from tokenbridge.store.accounts import AccountNotFound, BalanceOutOfRange
 from tokenbridge.store.db import Database
 from tokenbridge.store.keys import (
     DISPLAY_PREFIX_CHARS,
-    BalanceOutOfRange,
     KeyExists,
     KeyNotFound,
     KeyRecord,
@@ -31,9 +31,9 @@ from tokenbridge.store.keys import (
     get_key_by_hash,
     get_key_by_name,
     hash_secret,
-    insert_key,
+    insert_key_with_account,
     list_keys,
-    update_key_revoked,
+    revoke_key,
 )
 from tokenbridge.store.ledger import (
     RATE_WINDOW_S,
@@ -48,7 +48,7 @@ from tokenbridge.store.ledger import (
 from tokenbridge.store.usage import UsageRow, list_usage, sum_usage, sum_usage_series
 
 T0 = 1_750_000_000.0  # a fixed time for usage rows (2025-06-15 UTC), long outside any rate window
-NO_MONEY = Refusal("insufficient_quota")
+NO_MONEY = Refusal("wallet")
 # A process that is gone: this pid, but started in another boot (as a reused pid would be, later).
 GONE = str(ProcessId(this_process().pid, "another-boot/1"))
 
@@ -87,7 +87,7 @@ def usage_row(key_id: int, request_id: str, cost: int, *, model: str = "m", crea
 
 
 async def new_key(db: Database, name: str = "k", credit: int = 0, **kwargs: Any) -> KeyRecord:
-    record, _ = await insert_key(db, name=name, credit=credit, **kwargs)
+    record, _ = await insert_key_with_account(db, name=name, credit=credit, **kwargs)
     return record
 
 
@@ -108,7 +108,7 @@ async def open_holds(db: Database) -> dict[str, int]:
 
 async def settled(db: Database, key: KeyRecord, request_id: str, cost: int, **kwargs: Any) -> None:
     """A whole request: its hold, then its settle."""
-    assert await reserve_hold(db, key_id=key.id, request_id=request_id, amount=cost) is None
+    assert await reserve_hold(db, key_id=key.id, account_id=key.account_id, request_id=request_id, amount=cost) is None
     await settle_hold(db, usage_row(key.id, request_id, cost, **kwargs))
 
 
@@ -119,31 +119,31 @@ async def test_insert_key_opening_credit_is_a_ledger_row(db: Database) -> None:
     key = await new_key(db, credit=5_000)
     assert key.balance == 5_000
     assert await rows(db, "SELECT kind, amount, note FROM ledger") == [("credit", 5_000, "opening credit")]
-    assert await get_ledger_sum(db, key.id) == 5_000
+    assert await get_ledger_sum(db, key.account_id) == 5_000
 
 
 async def test_insert_key_no_ledger_row_without_credit(db: Database) -> None:
     key = await new_key(db)
     assert await rows(db, "SELECT * FROM ledger") == []
-    assert await get_ledger_sum(db, key.id) == 0
+    assert await get_ledger_sum(db, key.account_id) == 0
 
 
 async def test_insert_credit_positive_is_kind_credit(db: Database) -> None:
     key = await new_key(db, credit=100)
     assert await insert_credit(db, "k", 250, note="top-up") == 350
     assert (await rows(db, "SELECT kind, amount, note FROM ledger ORDER BY id"))[-1:] == [("credit", 250, "top-up")]
-    assert await balance(db) == await get_ledger_sum(db, key.id) == 350
+    assert await balance(db) == await get_ledger_sum(db, key.account_id) == 350
 
 
 async def test_insert_credit_negative_is_kind_correction(db: Database) -> None:
     key = await new_key(db, credit=100)
     assert await insert_credit(db, "k", -30) == 70
     assert await rows(db, "SELECT kind, amount FROM ledger ORDER BY id") == [("credit", 100), ("correction", -30)]
-    assert await balance(db) == await get_ledger_sum(db, key.id) == 70
+    assert await balance(db) == await get_ledger_sum(db, key.account_id) == 70
 
 
-async def test_insert_credit_unknown_key_raises_and_writes_nothing(db: Database) -> None:
-    with pytest.raises(KeyNotFound):
+async def test_insert_credit_unknown_account_raises_and_writes_nothing(db: Database) -> None:
+    with pytest.raises(AccountNotFound):
         await insert_credit(db, "nobody", 100)
     assert await rows(db, "SELECT * FROM ledger") == []
 
@@ -159,8 +159,8 @@ async def test_insert_credit_past_the_integer_range_changes_nothing(db: Database
     with pytest.raises(BalanceOutOfRange, match="the most a balance holds"):
         await insert_credit(db, "k", amount)
     assert await rows(db, "SELECT * FROM ledger") == ledger_before
-    assert await rows(db, "SELECT typeof(balance) FROM api_keys") == [("integer",)]
-    assert await balance(db) == await get_ledger_sum(db, key.id) == start
+    assert await rows(db, "SELECT typeof(balance) FROM accounts") == [("integer",)]
+    assert await balance(db) == await get_ledger_sum(db, key.account_id) == start
 
 
 async def test_insert_credit_up_to_the_integer_range_exactly(db: Database) -> None:
@@ -168,7 +168,7 @@ async def test_insert_credit_up_to_the_integer_range_exactly(db: Database) -> No
     assert await insert_credit(db, "k", 1) == MAX_NANO
     assert await insert_credit(db, "k", -MAX_NANO) == 0
     assert await insert_credit(db, "k", -MAX_NANO) == -MAX_NANO
-    assert await balance(db) == await get_ledger_sum(db, key.id) == -MAX_NANO
+    assert await balance(db) == await get_ledger_sum(db, key.account_id) == -MAX_NANO
 
 
 async def test_insert_key_refuses_an_opening_credit_past_the_integer_range(db: Database) -> None:
@@ -182,37 +182,40 @@ async def test_insert_key_refuses_an_opening_credit_past_the_integer_range(db: D
 
 async def test_reserve_hold_succeeds_when_amount_equals_available(db: Database) -> None:
     key = await new_key(db, credit=1_000)
-    assert await reserve_hold(db, key_id=key.id, request_id="r1", amount=300) is None
+    assert await reserve_hold(db, key_id=key.id, account_id=key.account_id, request_id="r1", amount=300) is None
     # 1000 − 300 = 700: exactly what is left.
-    assert await reserve_hold(db, key_id=key.id, request_id="r2", amount=700) is None
+    assert await reserve_hold(db, key_id=key.id, account_id=key.account_id, request_id="r2", amount=700) is None
     assert await open_holds(db) == {"r1": 300, "r2": 700}
     assert await balance(db) == 1_000  # a hold is not a charge
 
 
 async def test_reserve_hold_refuses_one_nano_over_available(db: Database) -> None:
     key = await new_key(db, credit=1_000)
-    assert await reserve_hold(db, key_id=key.id, request_id="r1", amount=300) is None
-    assert await reserve_hold(db, key_id=key.id, request_id="r2", amount=701) == NO_MONEY
+    assert await reserve_hold(db, key_id=key.id, account_id=key.account_id, request_id="r1", amount=300) is None
+    assert await reserve_hold(db, key_id=key.id, account_id=key.account_id, request_id="r2", amount=701) == NO_MONEY
     assert await open_holds(db) == {"r1": 300}
 
 
 async def test_reserve_hold_counts_only_this_keys_holds(db: Database) -> None:
     a, b = await new_key(db, "a", credit=1_000), await new_key(db, "b", credit=1_000)
-    assert await reserve_hold(db, key_id=a.id, request_id="ra", amount=1_000) is None
-    assert await reserve_hold(db, key_id=b.id, request_id="rb", amount=1_000) is None
-    assert await reserve_hold(db, key_id=a.id, request_id="ra2", amount=1) == NO_MONEY
+    assert await reserve_hold(db, key_id=a.id, account_id=a.account_id, request_id="ra", amount=1_000) is None
+    assert await reserve_hold(db, key_id=b.id, account_id=b.account_id, request_id="rb", amount=1_000) is None
+    assert await reserve_hold(db, key_id=a.id, account_id=a.account_id, request_id="ra2", amount=1) == NO_MONEY
 
 
 async def test_reserve_hold_unknown_key_raises(db: Database) -> None:
     with pytest.raises(KeyNotFound):
-        await reserve_hold(db, key_id=999, request_id="r1", amount=0)
+        await reserve_hold(db, key_id=999, account_id=999, request_id="r1", amount=0)
     assert await open_holds(db) == {}
 
 
 async def test_reserve_hold_concurrent_calls_never_exceed_balance(db: Database) -> None:
     key = await new_key(db, credit=10_000)
     results = await asyncio.gather(
-        *(reserve_hold(db, key_id=key.id, request_id=f"r{i}", amount=1_000) for i in range(25))
+        *(
+            reserve_hold(db, key_id=key.id, account_id=key.account_id, request_id=f"r{i}", amount=1_000)
+            for i in range(25)
+        )
     )
     assert results.count(None) == 10
     assert results.count(NO_MONEY) == 15
@@ -226,7 +229,12 @@ async def test_reserve_hold_concurrent_calls_from_two_connections_never_exceed_b
     key = await new_key(db, credit=10_000)
     async with await Database.open(tmp_path / "t.db") as other:
         results = await asyncio.gather(
-            *(reserve_hold(db if i % 2 else other, key_id=key.id, request_id=f"r{i}", amount=700) for i in range(30))
+            *(
+                reserve_hold(
+                    db if i % 2 else other, key_id=key.id, account_id=key.account_id, request_id=f"r{i}", amount=700
+                )
+                for i in range(30)
+            )
         )
     assert results.count(None) == 10_000 // 700
     assert sum((await open_holds(db)).values()) == 700 * (10_000 // 700)
@@ -234,18 +242,18 @@ async def test_reserve_hold_concurrent_calls_from_two_connections_never_exceed_b
 
 async def test_reserve_hold_reused_id_of_open_hold_raises(db: Database) -> None:
     key = await new_key(db, credit=1_000)
-    assert await reserve_hold(db, key_id=key.id, request_id="r1", amount=100) is None
+    assert await reserve_hold(db, key_id=key.id, account_id=key.account_id, request_id="r1", amount=100) is None
     with pytest.raises(DuplicateRequestId):
-        await reserve_hold(db, key_id=key.id, request_id="r1", amount=100)
+        await reserve_hold(db, key_id=key.id, account_id=key.account_id, request_id="r1", amount=100)
     assert await open_holds(db) == {"r1": 100}
 
 
 async def test_reserve_hold_reused_id_of_settled_request_raises(db: Database) -> None:
     key = await new_key(db, credit=1_000)
-    assert await reserve_hold(db, key_id=key.id, request_id="r1", amount=100) is None
+    assert await reserve_hold(db, key_id=key.id, account_id=key.account_id, request_id="r1", amount=100) is None
     await settle_hold(db, usage_row(key.id, "r1", cost=40))
     with pytest.raises(DuplicateRequestId):
-        await reserve_hold(db, key_id=key.id, request_id="r1", amount=100)
+        await reserve_hold(db, key_id=key.id, account_id=key.account_id, request_id="r1", amount=100)
     assert await open_holds(db) == {}
 
 
@@ -254,10 +262,12 @@ async def test_reserve_hold_rpm_counts_recent_requests_and_open_holds(db: Databa
     now = time.time()
     await settled(db, key, "r1", 10, created_at=now - 30)  # in the window: counts
     await settled(db, key, "r0", 10, created_at=now - RATE_WINDOW_S - 1)  # out of the window: does not
-    assert await reserve_hold(db, key_id=key.id, request_id="r2", amount=10) is None  # r1 and r2 (in flight): 2
-    assert await reserve_hold(db, key_id=key.id, request_id="r3", amount=10) is None  # 3
+    assert (
+        await reserve_hold(db, key_id=key.id, account_id=key.account_id, request_id="r2", amount=10) is None
+    )  # r1 and r2 (in flight): 2
+    assert await reserve_hold(db, key_id=key.id, account_id=key.account_id, request_id="r3", amount=10) is None  # 3
 
-    refusal = await reserve_hold(db, key_id=key.id, request_id="r4", amount=10)
+    refusal = await reserve_hold(db, key_id=key.id, account_id=key.account_id, request_id="r4", amount=10)
 
     assert refusal is not None and refusal.reason == "rpm"
     assert 29 <= refusal.retry_after_s <= 30  # the request at now − 30 s leaves the window in 30 s
@@ -270,10 +280,10 @@ async def test_reserve_hold_tpm_counts_tokens_of_recent_requests(db: Database) -
     for k in (key, roomy):
         await settled(db, k, f"{k.name}-1", 10, created_at=time.time())  # 10 prompt + 5 completion tokens
 
-    refusal = await reserve_hold(db, key_id=key.id, request_id="k-2", amount=10)
+    refusal = await reserve_hold(db, key_id=key.id, account_id=key.account_id, request_id="k-2", amount=10)
 
     assert refusal is not None and refusal.reason == "tpm" and 1 <= refusal.retry_after_s <= RATE_WINDOW_S
-    assert await reserve_hold(db, key_id=roomy.id, request_id="roomy-2", amount=10) is None
+    assert await reserve_hold(db, key_id=roomy.id, account_id=roomy.account_id, request_id="roomy-2", amount=10) is None
 
 
 # --- settle_hold --------------------------------------------------------------------------------------------------
@@ -281,7 +291,7 @@ async def test_reserve_hold_tpm_counts_tokens_of_recent_requests(db: Database) -
 
 async def test_settle_hold_writes_usage_row_charge_and_drops_hold(db: Database) -> None:
     key = await new_key(db, credit=10_000)
-    assert await reserve_hold(db, key_id=key.id, request_id="r1", amount=5_000) is None
+    assert await reserve_hold(db, key_id=key.id, account_id=key.account_id, request_id="r1", amount=5_000) is None
 
     await settle_hold(db, usage_row(key.id, "r1", cost=1_234))
 
@@ -289,12 +299,12 @@ async def test_settle_hold_writes_usage_row_charge_and_drops_hold(db: Database) 
     assert [(u["request_id"], u["cost"], u["key"]) for u in await list_usage(db)] == [("r1", 1_234, "k")]
     charges = await rows(db, "SELECT kind, amount, request_id, created_at FROM ledger WHERE kind = 'charge'")
     assert charges == [("charge", -1_234, "r1", T0)]
-    assert await balance(db) == await get_ledger_sum(db, key.id) == 10_000 - 1_234
+    assert await balance(db) == await get_ledger_sum(db, key.account_id) == 10_000 - 1_234
 
 
 async def test_settle_hold_zero_cost_writes_usage_row_without_charge(db: Database) -> None:
     key = await new_key(db, credit=10_000)
-    assert await reserve_hold(db, key_id=key.id, request_id="r1", amount=5_000) is None
+    assert await reserve_hold(db, key_id=key.id, account_id=key.account_id, request_id="r1", amount=5_000) is None
 
     await settle_hold(db, usage_row(key.id, "r1", cost=0))
 
@@ -306,23 +316,23 @@ async def test_settle_hold_zero_cost_writes_usage_row_without_charge(db: Databas
 
 async def test_settle_hold_frees_the_held_money(db: Database) -> None:
     key = await new_key(db, credit=1_000)
-    assert await reserve_hold(db, key_id=key.id, request_id="r1", amount=1_000) is None
+    assert await reserve_hold(db, key_id=key.id, account_id=key.account_id, request_id="r1", amount=1_000) is None
     await settle_hold(db, usage_row(key.id, "r1", cost=600))
-    assert await reserve_hold(db, key_id=key.id, request_id="r2", amount=400) is None
-    assert await reserve_hold(db, key_id=key.id, request_id="r3", amount=1) == NO_MONEY
+    assert await reserve_hold(db, key_id=key.id, account_id=key.account_id, request_id="r2", amount=400) is None
+    assert await reserve_hold(db, key_id=key.id, account_id=key.account_id, request_id="r3", amount=1) == NO_MONEY
 
 
 async def test_settle_hold_reused_id_raises_and_changes_nothing(db: Database) -> None:
     key = await new_key(db, credit=1_000)
-    assert await reserve_hold(db, key_id=key.id, request_id="r1", amount=500) is None
+    assert await reserve_hold(db, key_id=key.id, account_id=key.account_id, request_id="r1", amount=500) is None
     await settle_hold(db, usage_row(key.id, "r1", cost=100))
-    assert await reserve_hold(db, key_id=key.id, request_id="r2", amount=500) is None
+    assert await reserve_hold(db, key_id=key.id, account_id=key.account_id, request_id="r2", amount=500) is None
 
     with pytest.raises(DuplicateRequestId):
         await settle_hold(db, usage_row(key.id, "r1", cost=100))
 
     assert len(await list_usage(db)) == 1
-    assert await balance(db) == await get_ledger_sum(db, key.id) == 900
+    assert await balance(db) == await get_ledger_sum(db, key.account_id) == 900
     assert await open_holds(db) == {"r2": 500}
 
 
@@ -330,13 +340,16 @@ async def test_release_dead_holds_drops_the_holds_of_a_gone_process_and_keeps_ba
     async with await Database.open(tmp_path / "t.db", owner=GONE) as gone:
         a, b = await new_key(gone, "a", credit=1_000), await new_key(gone, "b", credit=2_000)
         for key, rid, amount in [(a, "r1", 400), (a, "r2", 600), (b, "r3", 2_000)]:
-            assert await reserve_hold(gone, key_id=key.id, request_id=rid, amount=amount) is None
+            assert (
+                await reserve_hold(gone, key_id=key.id, account_id=key.account_id, request_id=rid, amount=amount)
+                is None
+            )
     async with await Database.open(tmp_path / "t.db") as db:
         assert await release_dead_holds(db) == 3
 
         assert await open_holds(db) == {}
         assert (await balance(db, "a"), await balance(db, "b")) == (1_000, 2_000)
-        assert await reserve_hold(db, key_id=a.id, request_id="r4", amount=1_000) is None
+        assert await reserve_hold(db, key_id=a.id, account_id=a.account_id, request_id="r4", amount=1_000) is None
 
 
 async def test_release_dead_holds_keeps_the_holds_of_live_processes(tmp_path: Path) -> None:
@@ -346,17 +359,19 @@ async def test_release_dead_holds_keeps_the_holds_of_live_processes(tmp_path: Pa
         await Database.open(tmp_path / "t.db", owner=GONE) as gone,
     ):
         key = await new_key(live, "a", credit=1_000)
-        assert await reserve_hold(live, key_id=key.id, request_id="live", amount=600) is None
-        assert await reserve_hold(gone, key_id=key.id, request_id="gone", amount=400) is None
+        assert await reserve_hold(live, key_id=key.id, account_id=key.account_id, request_id="live", amount=600) is None
+        assert await reserve_hold(gone, key_id=key.id, account_id=key.account_id, request_id="gone", amount=400) is None
 
         assert await release_dead_holds(live) == 1
         assert await open_holds(live) == {"live": 600}
-        assert await reserve_hold(live, key_id=key.id, request_id="r3", amount=401) == NO_MONEY
+        assert (
+            await reserve_hold(live, key_id=key.id, account_id=key.account_id, request_id="r3", amount=401) == NO_MONEY
+        )
 
 
 async def test_release_dead_holds_drops_holds_from_before_owners_were_recorded(db: Database) -> None:
     key = await new_key(db, "a", credit=1_000)
-    assert await reserve_hold(db, key_id=key.id, request_id="old", amount=500) is None
+    assert await reserve_hold(db, key_id=key.id, account_id=key.account_id, request_id="old", amount=500) is None
     await db.write(lambda conn: conn.execute("UPDATE holds SET owner = NULL"))  # as m004 leaves an old hold
 
     assert await release_dead_holds(db) == 1
@@ -371,7 +386,7 @@ async def test_insert_key_secret_never_stored(tmp_path: Path) -> None:
         return b"".join(p.read_bytes() for p in sorted(tmp_path.glob("own.db*")))
 
     async with await Database.open(tmp_path / "own.db") as db:
-        _, secret = await insert_key(db, name="k", credit=1, models=("m",))
+        _, secret = await insert_key_with_account(db, name="k", credit=1, models=("m",))
         assert hash_secret(secret).encode() in stored()  # the grep does see what was written
         assert secret[len("sk-tb-") :].encode() not in stored()
     assert hash_secret(secret).encode() in stored()  # closed: the WAL is checkpointed into own.db
@@ -379,21 +394,21 @@ async def test_insert_key_secret_never_stored(tmp_path: Path) -> None:
 
 
 async def test_insert_key_secret_format(db: Database) -> None:
-    _, secret = await insert_key(db, name="k")
+    _, secret = await insert_key_with_account(db, name="k")
     assert secret.startswith("sk-tb-")
     assert len(secret) == len("sk-tb-") + 40
     assert set(secret[len("sk-tb-") :]) <= set(string.ascii_letters + string.digits)
 
 
 async def test_insert_key_prefix_is_first_twelve_chars(db: Database) -> None:
-    record, secret = await insert_key(db, name="k")
+    record, secret = await insert_key_with_account(db, name="k")
     assert DISPLAY_PREFIX_CHARS == 12
     assert record.prefix == secret[:12]
     assert (await rows(db, "SELECT prefix FROM api_keys")) == [(secret[:12],)]
 
 
 async def test_get_key_by_hash_finds_key_by_its_secret_only(db: Database) -> None:
-    record, secret = await insert_key(db, name="k")
+    record, secret = await insert_key_with_account(db, name="k")
     assert await get_key_by_hash(db, hash_secret(secret)) == record
     assert await get_key_by_hash(db, hash_secret(secret + "x")) is None
 
@@ -406,19 +421,19 @@ async def test_insert_key_duplicate_name_raises_key_exists(db: Database) -> None
     assert await rows(db, "SELECT amount FROM ledger") == [(100,)]
 
 
-async def test_update_key_revoked_sets_status(db: Database) -> None:
+async def test_revoke_key_sets_status(db: Database) -> None:
     key = await new_key(db)
     assert key.status == "active" and key.usable_at(T0)
-    await update_key_revoked(db, "k")
+    await revoke_key(db, key.public_id)
     revoked = await get_key_by_name(db, "k")
     assert revoked is not None
     assert revoked.status == "revoked"
     assert not revoked.usable_at(T0)
 
 
-async def test_update_key_revoked_unknown_name_raises(db: Database) -> None:
+async def test_revoke_key_unknown_id_raises(db: Database) -> None:
     with pytest.raises(KeyNotFound):
-        await update_key_revoked(db, "nobody")
+        await revoke_key(db, "key_nobody")
 
 
 async def test_insert_key_allowlist_round_trips(db: Database) -> None:
@@ -464,7 +479,8 @@ async def test_list_usage_oldest_first_with_filters(db: Database) -> None:
     assert [u["request_id"] for u in await list_usage(db, since=T0 + 10)] == ["r2", "r3"]
     assert [u["request_id"] for u in await list_usage(db, key="a", model="y", since=T0)] == ["r3"]
     [row] = await list_usage(db, key="b")
-    assert row == {**asdict(usage_row(b.id, "r2", 20, model="y", created_at=T0 + 10)), "stream": 0, "key": "b"}
+    expected = asdict(usage_row(b.id, "r2", 20, model="y", created_at=T0 + 10))
+    assert row == {**expected, "stream": 0, "key": "b", "account_id": b.account_id}
 
 
 async def test_sum_usage_groups_by_model_key_and_day(db: Database) -> None:
@@ -518,7 +534,8 @@ class _Model:
 async def _run_interleaving(path: Path, ops: list[tuple[Any, ...]]) -> None:
     db = await Database.open(path, owner=GONE)  # each run "crashes" at its restart, so its holds are a dead one's
     try:
-        ids = {name: (await new_key(db, name)).id for name in KEYS}
+        made = {name: await new_key(db, name) for name in KEYS}
+        ids = {name: key.id for name, key in made.items()}
         model = _Model()
         for op in ops:
             if op[0] == "credit":
@@ -531,7 +548,10 @@ async def _run_interleaving(path: Path, ops: list[tuple[Any, ...]]) -> None:
                 rids = [model.request_id() for _ in amounts]
                 before = model.available(name)
                 results = await asyncio.gather(
-                    *(reserve_hold(db, key_id=ids[name], request_id=r, amount=a) for r, a in zip(rids, amounts))
+                    *(
+                        reserve_hold(db, key_id=ids[name], account_id=made[name].account_id, request_id=r, amount=a)
+                        for r, a in zip(rids, amounts)
+                    )
                 )
                 assert set(results) <= {None, NO_MONEY}
                 granted = sum(a for a, refusal in zip(amounts, results) if refusal is None)
@@ -554,8 +574,8 @@ async def _run_interleaving(path: Path, ops: list[tuple[Any, ...]]) -> None:
                 db = await Database.open(path, owner=GONE)
                 assert await release_dead_holds(db) == len(model.holds)
                 model.holds.clear()
-            for name, key_id in ids.items():
-                assert await balance(db, name) == await get_ledger_sum(db, key_id) == model.balance[name]
+            for name, key in made.items():
+                assert await balance(db, name) == await get_ledger_sum(db, key.account_id) == model.balance[name]
             assert await open_holds(db) == {rid: amount for rid, (_, amount) in model.holds.items()}
             orphans = await rows(
                 db,

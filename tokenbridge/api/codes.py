@@ -94,7 +94,7 @@ class CodesAPI:
         )
         text = codes_csv(made)
         if fmt == "csv":
-            return csv_response(text, filename="codes.csv")
+            return csv_response(text, filename="codes.csv", status=201)
         data = [{**code_json(code), "code": secret} for code, secret in made]  # the codes: shown this once
         return json_response({"object": "list", "data": data, "csv": text}, 201)
 

@@ -126,7 +126,9 @@ class KeysAPI:
         await self.keys_changed()
         return json_response({**key_json(key), "key": secret}, 201)  # the secret: shown this once
 
-    async def create_for_account(self, body: dict[str, Any], name: str, options: dict[str, Any]) -> tuple[KeyRecord, str]:
+    async def create_for_account(
+        self, body: dict[str, Any], name: str, options: dict[str, Any]
+    ) -> tuple[KeyRecord, str]:
         """The admin's: the key under `account` (default: an account named as the key, made if missing)."""
         account = params.account_name(body.get("account", name), "account")
         credit = params.usd(body.get("credit_usd", "0"), "credit_usd")

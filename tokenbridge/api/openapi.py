@@ -18,8 +18,21 @@ from starlette.responses import Response
 
 from tokenbridge.api.params import MAX_USAGE_ROWS
 from tokenbridge.api.schemas import (
-    CIDRS, EXPIRES_IN, KEY_NAME_SCHEMA, NAME, NOTE, PASSWORD, PER_MINUTE, SCHEMAS, SPEND_LIMIT, STR, UNIX, Schema,
-    amount, closed, obj, ref,
+    CIDRS,
+    EXPIRES_IN,
+    KEY_NAME_SCHEMA,
+    NAME,
+    PASSWORD,
+    PER_MINUTE,
+    SCHEMAS,
+    SPEND_LIMIT,
+    STR,
+    UNIX,
+    Schema,
+    amount,
+    closed,
+    obj,
+    ref,
 )  # fmt: skip
 from tokenbridge.keyrules import END_OF_TIME, ROLES
 from tokenbridge.periods import PERIODS
@@ -68,6 +81,7 @@ def op(
     parameters: list[Schema] | None = None,
     csv: bool = False,
     auth: bool = True,
+    anonymous: bool = False,
 ) -> Schema:
     content: Schema = {"application/json": {"schema": ref(answer) if answer else {"type": "object"}}}
     if csv:
@@ -82,13 +96,18 @@ def op(
         operation["parameters"] = parameters
     if not auth:
         operation["security"] = []
+    elif anonymous:  # signed in or not: both are answered
+        operation["security"] = [{}, *DOCUMENT_SECURITY]
     return operation
 
 
+DOCUMENT_SECURITY: list[Schema] = [{"bearer": []}, {"session": []}]
 READ = ("400", "401", "403")
 WRITE = ("400", "401", "403", "404")
 ID, ACCOUNT_NAME = [path_param("id")], [path_param("name")]
-LIMIT = query("limit", f"rows, 1 to {MAX_USAGE_ROWS} (default 100)", {"type": "integer", "minimum": 1, "maximum": MAX_USAGE_ROWS})
+LIMIT = query(
+    "limit", f"rows, 1 to {MAX_USAGE_ROWS} (default 100)", {"type": "integer", "minimum": 1, "maximum": MAX_USAGE_ROWS}
+)
 PATHS: dict[str, Schema] = {
     "/api/openapi.json": {"get": op("This document", None, errors=(), auth=False)},
     "/api/register": {"post": op("Sign up (per [accounts] registration); signed in at once (cookie set)", "SignedIn",
@@ -121,7 +140,7 @@ PATHS: dict[str, Schema] = {
     "/api/redeem": {"post": op("Redeem a code into the signed-in account's wallet", "Redeemed",
                                errors=("400", "401", "403", "409", "429"), body="Redeem")},
     "/api/pricing": {"get": op("Every served model's prices per 1M tokens after the viewer's group multiplier",
-                               "Pricing", auth=True)},
+                               "Pricing", anonymous=True)},
     "/api/accounts": {
         "get": op("Accounts (admin)", "AccountList", errors=("401", "403"),
                   parameters=[query("search", "names containing this")]),
@@ -235,7 +254,7 @@ DOCUMENT: Schema = {
     },
     "paths": PATHS,
     "components": COMPONENTS,
-    "security": [{"bearer": []}, {"session": []}],
+    "security": DOCUMENT_SECURITY,
 }
 
 

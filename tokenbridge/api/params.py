@@ -200,12 +200,14 @@ def allow_ips(value: Any) -> tuple[str, ...]:
     """CIDRs; [] or null: any address."""
     if value is None:
         return ()
-    if not isinstance(value, list):
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):  # not [false], not [10]
         raise InvalidRequest("'allow_ips' must be a list of CIDRs, like [\"10.0.0.0/8\"].", param="allow_ips")
     return checked(keyrules.allow_ips, value, "allow_ips")
 
 
 def count(value: Any, field: str, most: int) -> int:
+    if isinstance(value, float) and value.is_integer():  # 6636.0 is an integer to JSON Schema too
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
         raise InvalidRequest(f"'{field}' must be an integer from 1 to {most}.", param=field)
     return value

@@ -19,7 +19,7 @@ from tokenbridge.api import params
 from tokenbridge.api.auth import Principal, authenticate, session_token
 from tokenbridge.api.responses import by_method, json_response, listing
 from tokenbridge.autherrors import AccountExists, UnknownAccount
-from tokenbridge.errors import InvalidRequest
+from tokenbridge.errors import InvalidRequest, PermissionDenied
 from tokenbridge.money import clip, format_usd
 from tokenbridge.passwords import MAX_PASSWORD_CHARS, generate_password, hash_password, password_problem
 from tokenbridge.pricing import price_list
@@ -40,7 +40,9 @@ def usd_pair(name: str, nano: int) -> dict[str, Any]:
     return {f"{name}_usd": format_usd(nano), f"{name}_nano_usd": nano}
 
 
-def account_json(account: accounts.AccountRecord, *, spent: int | None = None, held: int | None = None) -> dict[str, Any]:
+def account_json(
+    account: accounts.AccountRecord, *, spent: int | None = None, held: int | None = None
+) -> dict[str, Any]:
     shown: dict[str, Any] = {
         "name": account.name,
         "role": account.role,
@@ -73,9 +75,10 @@ def unknown_account(name: str) -> UnknownAccount:
 
 
 def new_password(body: dict[str, Any]) -> str | None:
-    value = body.get("password")
-    if value is None:
+    """The body's `password` (None: none given; `null` is no password and refused)."""
+    if "password" not in body:
         return None
+    value = body["password"]
     if not isinstance(value, str) or (problem := password_problem(value)) is not None:
         reason = "must be a string" if not isinstance(value, str) else problem
         raise InvalidRequest(f"'password' {reason} (at most {MAX_PASSWORD_CHARS} characters).", param="password")
@@ -126,8 +129,8 @@ class PeopleAPI:
         query = request.query_params
         account_id, name = principal.account_filter(query.get("account"))
         if account_id is None:
-            if name is None:
-                raise InvalidRequest("Name the account: ?account=NAME.", param="account")
+            if name is None:  # the admin token has no wallet of its own
+                raise PermissionDenied("The admin token has no ledger: name an account with ?account=NAME.")
             account_id = (await self.account(name)).id
         rows = await accounts.list_ledger(
             self.runtime.db,

@@ -24,11 +24,11 @@ def listing(data: list[Any], **extra: Any) -> Response:
     return json_response({"object": "list", **extra, "data": data})
 
 
-def csv_response(text: str, *, filename: str | None = None) -> Response:
+def csv_response(text: str, *, filename: str | None = None, status: int = 200) -> Response:
     headers = dict(NO_STORE)
     if filename:
         headers["content-disposition"] = f'attachment; filename="{filename}"'
-    return Response(text, media_type="text/csv", headers=headers)
+    return Response(text, status, media_type="text/csv", headers=headers)
 
 
 def by_method(path: str, **endpoints: Endpoint) -> Route:

@@ -79,8 +79,11 @@ SPEND_LIMIT: Schema = {**amount(negative=False, zero=False), "description": "USD
 CIDRS: Schema = {
     "type": ["array", "null"],
     "maxItems": 100,
-    "items": {"type": "string", "pattern": f"^{_OCTET}(\\.{_OCTET}){{3}}(/(3[0-2]|[12]?[0-9]))?$",
-              "examples": ["10.0.0.0/8", "203.0.113.7"]},
+    "items": {
+        "type": "string",
+        "pattern": f"^{_OCTET}(\\.{_OCTET}){{3}}(/(3[0-2]|[12]?[0-9]))?$",
+        "examples": ["10.0.0.0/8", "203.0.113.7"],
+    },
     "description": "CIDRs the key may be used from (IPv6 ones too, like 2001:db8::/32); [] or null: any address",
 }
 

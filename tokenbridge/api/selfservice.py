@@ -27,7 +27,7 @@ from tokenbridge.money import NANO_PER_USD, format_usd
 from tokenbridge.report import key_json
 from tokenbridge.runtime import Runtime
 from tokenbridge.stages.auth import bearer_token, name_caller, resolve_key
-from tokenbridge.store.keys import KeyRecord, get_key_by_name
+from tokenbridge.store.keys import KeyRecord, get_key_by_public_id
 from tokenbridge.store.ledger import get_key_spending
 from tokenbridge.store.usage import sum_usage_series
 
@@ -71,7 +71,7 @@ class SelfService:
         """The caller's key read fresh (cached records carry stale balances), its spend and its holds."""
         cached = await resolve_key(bearer_token(request.scope), keys=self.runtime.keys, db=self.runtime.db)
         name_caller(request.scope, cached)
-        key = await get_key_by_name(self.runtime.db, cached.name)
+        key = await get_key_by_public_id(self.runtime.db, cached.public_id)
         assert key is not None  # keys are never deleted
         spent, held = await get_key_spending(self.runtime.db, key.id)
         return key, spent, held
@@ -113,7 +113,7 @@ class SelfService:
         until = utc_date(query, "end_date", (dt.datetime.now(dt.UTC).timestamp() // DAY_S + 1) * DAY_S)
         since = utc_date(query, "start_date", key.created_at // DAY_S * DAY_S)
         rows = await sum_usage_series(
-            self.runtime.db, bucket_s=DAY_S, by="model", since=since, until=until, key=key.name
+            self.runtime.db, bucket_s=DAY_S, by="model", since=since, until=until, key_id=key.id
         )
         days: dict[int, list[dict[str, Any]]] = {}
         for row in rows:

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 
 from tokenbridge.asgi import ASGIApp, Receive, Scope, Send
-from tokenbridge.call import SCOPE_KEY, get_call
 from tokenbridge.autherrors import IpNotAllowed
+from tokenbridge.call import SCOPE_KEY, get_call
 from tokenbridge.clientaddr import client_address, in_networks, networks
 from tokenbridge.errors import InvalidApiKey, unknown_model
 from tokenbridge.settings import Settings
@@ -61,7 +61,11 @@ async def resolve_key(token: bytes | None, *, keys: KeyCache, db: Database) -> K
     if key is None:
         raise InvalidApiKey("Incorrect API key provided.")
     if key.status != "active":
-        raise InvalidApiKey("This API key has been revoked.")
+        raise InvalidApiKey(
+            "This API key has been revoked." if key.status == "revoked" else "This API key is disabled."
+        )
+    if key.account_status != "active":
+        raise InvalidApiKey("The account of this API key is disabled.")
     if not key.usable_at(time.time()):
         raise InvalidApiKey("This API key has expired.")
     return key

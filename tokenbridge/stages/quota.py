@@ -98,10 +98,22 @@ def refused(call: Call, refusal: Refusal, amount: int) -> GatewayError:
             retry_after_s=refusal.retry_after_s,
             kind=unit,
         )
+    worst = (
+        f"up to ${format_usd(amount)} for up to {prompt_bound(call.raw_body, call.body)} prompt and"
+        f" {completion_allowance(call)} completion tokens"
+    )
+    if refusal.reason == "key_limit":
+        period = {"day": " per day (it resets at 00:00 UTC)", "month": " per month (it resets on the 1st, UTC)"}
+        return QuotaExceeded(
+            f"This key's spend limit of ${format_usd(call.key.spend_limit or 0)}"
+            f"{period.get(call.key.spend_period or 'total', '')} has ${format_usd(refusal.available)} left,"
+            f" too little for this request ({worst}). The account's wallet is not the problem: raise the"
+            " key's spend limit, use another key, or lower max_tokens."
+        )
     return QuotaExceeded(
-        f"This key's balance cannot cover this request (up to ${format_usd(amount)} for up to"
-        f" {prompt_bound(call.raw_body, call.body)} prompt and {completion_allowance(call)} completion"
-        f" tokens). Top it up with `tokenbridge credit {call.key.name} USD`, or lower max_tokens."
+        f"The wallet of account '{call.key.account_name}' has ${format_usd(refusal.available)} available, too"
+        f" little for this request ({worst}). Top it up (redeem a code, or `tokenbridge credit"
+        f" {call.key.account_name} USD`), or lower max_tokens."
     )
 
 
@@ -157,7 +169,10 @@ class QuotaMiddleware:
         if price is None:  # every served model is priced (config check), so this one is not served
             raise unknown_model(call.model)
         amount = hold_amount(call, price)
-        refusal = await reserve_hold(self.db(), key_id=call.key.id, request_id=call.request_id, amount=amount)
+        key = call.key
+        refusal = await reserve_hold(
+            self.db(), key_id=key.id, account_id=key.account_id, request_id=call.request_id, amount=amount
+        )
         if refusal is not None:
             raise refused(call, refusal, amount)
         call.hold = amount

@@ -75,9 +75,7 @@ async def insert_failure(db: Database, *, name: str, address: str, now: float | 
 
     def change(conn: sqlite3.Connection) -> None:
         conn.execute("DELETE FROM sign_in_failures WHERE created_at < ?", (at - FAILURE_KEEP_S,))
-        conn.execute(
-            "INSERT INTO sign_in_failures (name, address, created_at) VALUES (?, ?, ?)", (name, address, at)
-        )
+        conn.execute("INSERT INTO sign_in_failures (name, address, created_at) VALUES (?, ?, ?)", (name, address, at))
 
     await db.write(change)
 
