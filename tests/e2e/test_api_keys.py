@@ -56,7 +56,7 @@ def error_of(answer: object) -> tuple[int, str, str | None]:
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ROUTES)
-def test_api_route_refuses_missing_wrong_and_revoked_tokens(
+def test_account_api_route_refuses_missing_wrong_and_revoked_tokens(
     admin_gateway: Gateway, method: str, path: str, body: object
 ) -> None:
     name = f"revoked-{method}-{path.replace('/', '-').replace('{', '').replace('}', '')}"

@@ -94,7 +94,7 @@ def assert_no_secret_in(page: Any, secrets: list[str], where: str) -> None:
         assert secret not in page.url
 
 
-def test_api_creates_credits_plays_and_sees_usage(page: Any, console_site: ConsoleSite, shots: Path) -> None:
+def test_admin_creates_credits_plays_and_sees_usage(page: Any, console_site: ConsoleSite, shots: Path) -> None:
     from playwright.sync_api import expect
 
     page.goto("/console")
