@@ -43,7 +43,7 @@ def test_fifty_codes_are_answered_once_as_json_and_as_csv_that_csv_reads(gateway
     assert {c["id"] for c in listed} >= {row["id"] for row in data}
     assert not any("code" in c for c in listed)  # the codes themselves are never shown again
     as_csv = admin(gateway, "POST", "/api/codes?format=csv", json={"amount_usd": "1", "count": 3})
-    assert as_csv.status_code == 200 and as_csv.headers["content-type"].startswith("text/csv")
+    assert as_csv.status_code == 201 and as_csv.headers["content-type"].startswith("text/csv")
     table = list(csv.reader(io.StringIO(as_csv.text, newline="")))
     assert table[0] == ["code", "id", "prefix", "amount_usd", "expires_at", "note"] and len(table) == 4
     assert all(row[0].startswith(row[2]) for row in table[1:])  # the prefix is the code's start
