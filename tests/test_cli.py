@@ -76,7 +76,7 @@ def test_credit_negative_is_a_correction_and_unknown_name_says_what_to_do(gatewa
     assert gateway.cli("credit", "cli-correct", "-0.4").returncode == 0
     assert gateway.balance("cli-correct") == gateway.ledger_sum("cli-correct") == 600_000_000
     missing = gateway.cli("credit", "nobody-here", "1")
-    assert missing.returncode == 2 and "keys list" in missing.stderr
+    assert missing.returncode == 2 and "accounts list" in missing.stderr
 
 
 def test_usage_json_shows_one_row_per_request(gateway: Gateway) -> None:

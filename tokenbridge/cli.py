@@ -1,4 +1,5 @@
-"""`tokenbridge serve|keys|credit|usage|config`: parse arguments, call into the package, print.
+"""`tokenbridge serve|usage|channels|config` (and, from cli_accounts.py, `accounts|keys|credit|codes`):
+parse arguments, call into the package, print.
 
 Every command takes `--config PATH` (default `$TOKENBRIDGE_CONFIG` or `./config.toml`) and most
 take `--json`. Errors go to stderr with what to do next, and exit with status 2.
@@ -12,166 +13,23 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import orjson
-
-from tokenbridge import keyrules, serve
-from tokenbridge.durations import parse_duration
-from tokenbridge.money import clip, format_usd, to_nano
-from tokenbridge.report import key_json, sum_csv, sum_json, usage_csv, usage_json
+from tokenbridge import serve
+from tokenbridge.cli_accounts import ADVICE, add_commands
+from tokenbridge.cli_common import CliError, duration, emit, print_table, with_db
+from tokenbridge.money import format_usd
+from tokenbridge.report import sum_csv, sum_json, usage_csv, usage_json
 from tokenbridge.settings import ConfigError, Settings, load_settings
-from tokenbridge.store.accounts import AccountNotFound, BalanceOutOfRange
 from tokenbridge.store.channels import list_channel_health
 from tokenbridge.store.db import Database, StoreError, as_unavailable
-from tokenbridge.store.keys import (
-    KeyExists,
-    KeyNotFound,
-    KeyRecord,
-    get_key_by_name,
-    insert_key_with_account,
-    list_keys,
-    revoke_key,
-)
-from tokenbridge.store.ledger import insert_credit
 from tokenbridge.store.usage import list_usage, sum_usage
 from tokenbridge.upstream.client import UpstreamClient
 from tokenbridge.upstream.probe import ProbeResult, probe
 
-T = TypeVar("T")
-
-
-class CliError(Exception):
-    """A usage problem; the message says what to do next."""
-
-
-def duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise CliError(str(exc)) from exc
-
-
-def parse_usd(text: str) -> int:
-    try:
-        return to_nano(text)
-    except ValueError as exc:
-        raise CliError(f"not an amount in USD: {exc}; write it like 5 or 0.25") from exc
-
-
-def checked(rule: Callable[[Any], T], value: Any, what: str) -> T:
-    """A keyrules rule (the admin API applies the same ones) whose ValueError names the argument."""
-    try:
-        return rule(value)
-    except ValueError as exc:
-        raise CliError(f"{what} {exc}") from exc
-
-
-def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    if not rows:
-        print("(none)")
-        return
-    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
-
-
-def emit(data: Any, as_json: bool, columns: Sequence[str] | None = None) -> None:
-    if as_json:
-        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
-    elif columns is not None:
-        print_table(data, columns)
-    else:
-        print(data)
-
-
-async def with_db(settings: Settings, work: Callable[[Database], Awaitable[Any]]) -> Any:
-    db = await Database.open(settings.server.database)
-    try:
-        return await work(db)
-    finally:
-        await db.close()
-
-
 # --- commands -----------------------------------------------------------------------------------
-
-
-def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> None:
-    if args.group not in settings.groups:
-        raise CliError(f"group {args.group!r} is not in {settings.path.name}; known: {', '.join(settings.groups)}")
-    models = tuple(m.strip() for m in args.models.split(",") if m.strip()) if args.models else ()
-    unknown = [m for m in models if m not in settings.routes]
-    if unknown:
-        raise CliError(f"no channel serves {', '.join(unknown)}; see `tokenbridge config check` for the models")
-    name = checked(keyrules.key_name, args.name, f"the key name {clip(args.name)}")
-    expires = checked(keyrules.expires_in, args.expires_in, "--expires-in") if args.expires_in else None
-    rpm = None if args.rpm is None else checked(keyrules.per_minute, args.rpm, "--rpm")
-    tpm = None if args.tpm is None else checked(keyrules.per_minute, args.tpm, "--tpm")
-    credit = parse_usd(args.credit)
-
-    async def work(db: Database) -> tuple[KeyRecord, str]:
-        return await insert_key_with_account(
-            db,
-            name=name,
-            credit=credit,
-            group=args.group,
-            models=models,
-            expires_at=expires,
-            rpm=rpm,
-            tpm=tpm,
-        )
-
-    key, secret = asyncio.run(with_db(settings, work))
-    if args.json:
-        emit({**key_json(key), "key": secret}, True)
-        return
-    print(f"Created key {key.name!r} in group {key.group!r} with ${format_usd(key.balance)} credit.")
-    print("Copy the secret now: only its hash is stored, it cannot be shown again.")
-    print(secret)
-
-
-def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> None:
-    keys = asyncio.run(with_db(settings, list_keys))
-    rows = [key_json(k) for k in keys]
-    for row in rows:
-        row["models"] = ",".join(row["models"]) or "*"
-    columns = ["name", "prefix", "group", "balance_usd", "status", "expires_at", "models", "rpm", "tpm"]
-    emit([key_json(k) for k in keys] if args.json else rows, args.json, columns)
-
-
-def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> None:
-    async def work(db: Database) -> None:
-        key = await get_key_by_name(db, args.name)
-        if key is None:
-            raise KeyNotFound(f"no key named {args.name!r}")
-        await revoke_key(db, key.public_id)
-
-    asyncio.run(with_db(settings, work))
-    emit({"name": args.name, "status": "revoked"} if args.json else f"Revoked key {args.name!r}.", args.json)
-
-
-def cmd_credit(settings: Settings, args: argparse.Namespace) -> None:
-    amount = parse_usd(args.usd)
-    balance = asyncio.run(with_db(settings, lambda db: insert_credit(db, args.name, amount, note=args.note)))
-    if args.json:
-        emit(
-            {
-                "name": args.name,
-                "amount_usd": format_usd(amount),
-                "balance_usd": format_usd(balance),
-                "balance_nano_usd": balance,
-            },
-            True,
-        )
-    else:
-        print(
-            f"Key {args.name!r}: {'+' if amount >= 0 else ''}{format_usd(amount)} USD,"
-            f" balance {format_usd(balance)} USD."
-        )
 
 
 # The table `usage` prints (a terminal's width); --json and --csv show every field.
@@ -320,26 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=cmd_serve)
 
-    keys = sub.add_parser("keys", help="create, list and revoke API keys").add_subparsers(dest="keys", required=True)
-    create = keys.add_parser("create", parents=[common], help="create a key and print its secret once")
-    create.add_argument("name")
-    create.add_argument("--credit", default="0", help="opening credit in USD (default 0)")
-    create.add_argument("--group", default="default", help="pricing group (default: default)")
-    create.add_argument("--models", help="comma-separated allowlist (default: every model)")
-    create.add_argument("--expires-in", help="lifetime, like 30d or 12h (default: never)")
-    create.add_argument("--rpm", type=int, help="requests per minute limit")
-    create.add_argument("--tpm", type=int, help="tokens per minute limit")
-    create.set_defaults(run=cmd_keys_create)
-    keys.add_parser("list", parents=[common], help="list keys").set_defaults(run=cmd_keys_list)
-    revoke = keys.add_parser("revoke", parents=[common], help="revoke a key at once")
-    revoke.add_argument("name")
-    revoke.set_defaults(run=cmd_keys_revoke)
-
-    credit = sub.add_parser("credit", parents=[common], help="top up a key (negative: correction)")
-    credit.add_argument("name")
-    credit.add_argument("usd", help="amount in USD, like 5 or -0.25")
-    credit.add_argument("--note", help="why, kept in the ledger")
-    credit.set_defaults(run=cmd_credit)
+    add_commands(sub, common)  # accounts, keys, credit, codes (cli_accounts.py)
 
     usage = sub.add_parser("usage", parents=[common], help="usage rows or sums")
     usage.add_argument("--key", help="only this key (by name)")
@@ -383,16 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, StoreError, serve.AlreadyServing) as exc:
         print(f"tokenbridge: {exc}", file=sys.stderr)
         return 2
-    except KeyExists as exc:
-        print(f"tokenbridge: {exc}; pick another name (see `tokenbridge keys list`)", file=sys.stderr)
-        return 2
-    except KeyNotFound as exc:
-        print(f"tokenbridge: {exc}; see `tokenbridge keys list` for the names", file=sys.stderr)
-        return 2
-    except AccountNotFound as exc:
-        print(f"tokenbridge: {exc}; see `tokenbridge accounts list` (or `keys list`) for the names", file=sys.stderr)
-        return 2
-    except BalanceOutOfRange as exc:
-        print(f"tokenbridge: {exc}; nothing was booked: credit a smaller amount", file=sys.stderr)
+    except tuple(ADVICE) as exc:
+        advice = next(text for kind, text in ADVICE.items() if isinstance(exc, kind))
+        print(f"tokenbridge: {exc}; {advice}", file=sys.stderr)
         return 2
     return int(status or 0)

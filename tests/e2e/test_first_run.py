@@ -7,6 +7,7 @@ import queue
 import re
 import shlex
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ import pytest
 from tests.conftest import Gateway
 from tests.fakes.server import free_port
 from tests.schemas import validate
+from tokenbridge.passwords import verify_password
 
 SHIPPED_CONFIG = Path(__file__).parents[2] / "config.toml"
 STARTUP_LINES = 200
@@ -87,6 +89,8 @@ def test_first_run_prints_a_working_key_and_curl_line(shipped: tuple[Path, int])
     config, port = shipped
     served = Served(config, port)
     try:
+        served.until(r"created the account 'admin' \(role admin\)")
+        password = served.until(r"^\s+([A-Za-z0-9_-]{24,})\s*$")[1]
         secret = served.until(r"^\s+(sk-tb-[A-Za-z0-9]{40})\s*$")[1]
         curl = served.until(r"^\s+(curl .*)$")[1]
         served.until(r"Uvicorn running on")
@@ -128,12 +132,22 @@ def test_first_run_prints_a_working_key_and_curl_line(shipped: tuple[Path, int])
     database = config.parent / "tokenbridge.db"
     for path in config.parent.glob("tokenbridge.db*"):
         assert secret.encode() not in path.read_bytes(), f"plaintext key in {path.name}"
+        assert password.encode() not in path.read_bytes(), f"plaintext password in {path.name}"
     assert database.exists()
+    with sqlite3.connect(database) as conn:  # the key `default` spends from the admin account's demo credit
+        [(role, stored, balance, key_name)] = conn.execute(
+            "SELECT a.role, a.password_hash, a.balance, k.name FROM accounts a JOIN api_keys k ON k.account_id = a.id"
+            " WHERE a.name = 'admin'"
+        ).fetchall()
+        ledger = conn.execute("SELECT SUM(amount) FROM ledger WHERE account_id = (SELECT id FROM accounts)").fetchall()
+    assert (role, key_name) == ("admin", "default") and verify_password(password, stored)
+    assert ledger == [(balance,)] and 0 < balance < 10**9  # $1 of demo credit, less the calls above
 
     again = Served(config, port)
     try:
         again.until(r"Uvicorn running on")
         assert not any("sk-tb-" in line for line in again.seen), "the key is printed on the first start only"
+        assert not any(password in line for line in again.seen), "the password is printed on the first start only"
     finally:
         again.stop()
 

@@ -147,6 +147,24 @@ async def test_quota_refuses_a_balance_that_cannot_cover_the_hold_without_callin
     assert call.key is not None
     after = await books(db, call.key.id)
     assert (after.balance, after.holds, after.usage) == (1_000, [], [])
+    message = result.error_json()["message"]
+    assert "The wallet of account 'payer' has $0.000001 available" in message and "Top it up" in message
+    assert result.error.headers["x-should-retry"] == "false"  # type: ignore[union-attr]
+
+
+async def test_quota_refuses_past_the_key_spend_limit_and_says_the_wallet_is_fine(
+    db: Database, stage_settings: Settings
+) -> None:
+    key, _ = await insert_key_with_account(db, name="capped", credit=CREDIT, spend_limit=1_000, spend_period="day")
+    call = make_call(stage_settings, body=chat_body(max_tokens=5), key=key)
+    inner = Inner(*json_messages(ANSWER))
+    result = await run_stage(quota_stage(inner, db=db), call)
+    assert isinstance(result.error, QuotaExceeded) and result.status == 429 and inner.calls == 0
+    assert result.error_json()["code"] == "insufficient_quota" and result.error.headers["x-should-retry"] == "false"  # type: ignore[union-attr]
+    message = result.error_json()["message"]
+    assert "This key's spend limit of $0.000001 per day (it resets at 00:00 UTC) has $0.000001 left" in message
+    assert "wallet is not the problem" in message
+    assert (await books(db, key.id)).holds == []
 
 
 async def test_quota_settles_a_json_answer_before_its_last_byte_goes_out(

@@ -9,8 +9,16 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import openai
+import orjson
 import pytest
+from openai import OpenAI
 
+from tests.fakes.server import serve_in_thread
+from tests.fixtures.release0_config import CONFIG
+from tokenbridge.app import create_app
+from tokenbridge.cli import main
+from tokenbridge.settings import load_settings
 from tokenbridge.store.accounts import get_account_by_name, list_accounts
 from tokenbridge.store.db import Database
 from tokenbridge.store.keys import get_key_by_hash, get_keys_version, hash_secret, list_keys
@@ -93,3 +101,43 @@ async def test_m006_keeps_the_key_change_triggers_and_adds_the_accounts(old_data
         assert await get_keys_version(db) == moved  # a wallet change is not a key change
         await db.write(lambda conn: conn.execute("UPDATE api_keys SET rpm = 5 WHERE name = 'bob'"))
         assert await get_keys_version(db) > moved
+
+
+def test_m006_every_old_key_works_with_its_old_secret_through_the_gateway(
+    old_database: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real gateway (and the CLI) on the migrated file: each active key answers the openai SDK with
+    its old secret and is billed to its account; the revoked and the expired one get 401, the key
+    without money 429; nothing else moved."""
+    [(rows_before,)] = old_rows(old_database, "SELECT MAX(rowid) FROM usage_events")
+    config = tmp_path / "config.toml"
+    config.write_text(CONFIG.format(database=old_database))
+    refusals = {"revoked": openai.AuthenticationError, "expired": openai.AuthenticationError}
+    with serve_in_thread(create_app(load_settings(config))) as url:
+        for old in EXPECTED["keys"]:
+            client = OpenAI(api_key=old["secret"], base_url=url + "/v1", max_retries=0, timeout=20)
+            expected = refusals.get(old["status"]) or (openai.RateLimitError if old["balance"] == 0 else None)
+            try:
+                if expected is None:
+                    said = client.chat.completions.create(model="echo-1", messages=[{"role": "user", "content": "ok"}])
+                    assert said.choices[0].message.content == "ok", old["name"]
+                else:
+                    with pytest.raises(expected) as refused:
+                        client.chat.completions.create(model="echo-1", messages=[{"role": "user", "content": "no"}])
+                    code = "invalid_api_key" if expected is openai.AuthenticationError else "insufficient_quota"
+                    assert refused.value.code == code, old["name"]
+            finally:
+                client.close()
+    new = old_rows(old_database, f"SELECT key_id, account_id, cost FROM usage_events WHERE rowid > {rows_before}")
+    assert sorted(key_id for key_id, _, _ in new) == [1, 2, 3, 4]  # alice, bob, Carol, carol: each once
+    assert all(key_id == account_id and cost > 0 for key_id, account_id, cost in new)
+    cost = {key_id: cost for key_id, _, cost in new}
+    assert main(["keys", "list", "--json", "--config", str(config)]) == 0
+    listed = {k["name"]: k for k in orjson.loads(capsys.readouterr().out)}
+    for old in EXPECTED["keys"]:
+        shown = listed[old["name"]]
+        assert shown["balance_nano_usd"] == old["balance"] - cost.get(old["id"], 0), old["name"]
+        assert shown["account"] == ("carol-4" if old["name"] == "carol" else old["name"])
+    sums = dict(old_rows(old_database, "SELECT account_id, SUM(amount) FROM ledger GROUP BY account_id"))
+    assert dict(old_rows(old_database, "SELECT id, balance FROM accounts WHERE balance != 0")) == sums
+    assert old_rows(old_database, "SELECT COUNT(*) FROM holds") == [(0,)]  # the crashed process's hold is gone

@@ -167,11 +167,12 @@ async def get_account_by_id(db: Database, account_id: int) -> AccountRecord | No
 
 async def list_accounts(db: Database, *, search: str | None = None) -> list[AccountRecord]:
     """Every account in creation order; `search`: only names containing it (case-insensitively)."""
-    if search is None:
-        sql, params = f"{_SELECT} ORDER BY id", ()
-    else:
+    sql = f"{_SELECT} ORDER BY id"
+    params: tuple[str, ...] = ()
+    if search is not None:
         escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        sql, params = f"{_SELECT} WHERE name LIKE ? ESCAPE '\\' ORDER BY id", (f"%{escaped}%",)
+        sql = f"{_SELECT} WHERE name LIKE ? ESCAPE '\\' ORDER BY id"
+        params = (f"%{escaped}%",)
     async with db.reader.execute(sql, params) as cur:
         return [_record(row) for row in await cur.fetchall()]
 
@@ -201,6 +202,8 @@ async def update_account(
     """Change what is given. A new password hash ends every session of the account, in the same
     transaction (SPEC §9: a password change signs out everywhere). Role, status and group move the
     `key_changes` version (a trigger), so auth drops the account's cached keys."""
+    if role not in (None, "admin", "member") or status not in (None, "active", "disabled"):
+        raise ValueError("role must be admin or member, status active or disabled")
     columns = {
         column: value
         for column, value in (

@@ -263,7 +263,7 @@ async def get_key_by_name(db: Database, name: str, *, account: str | None = None
         sql += " AND a.name = ?"
         params.append(account)
     async with db.reader.execute(sql + " ORDER BY k.id", params) as cur:
-        rows = await cur.fetchall()
+        rows = list(await cur.fetchall())
     if len(rows) > 1:
         owners = ", ".join(row["account_name"] for row in rows)
         raise KeyNameAmbiguous(f"the accounts {owners} each have a key named {name!r}: name the account too")
@@ -277,11 +277,8 @@ async def get_key_by_public_id(db: Database, public_id: str) -> KeyRecord | None
 
 
 async def list_keys(db: Database, *, account_id: int | None = None) -> list[KeyRecord]:
-    if account_id is None:
-        sql, params = _SELECT + " ORDER BY k.id", ()
-    else:
-        sql, params = _SELECT + " WHERE k.account_id = ? ORDER BY k.id", (account_id,)
-    async with db.reader.execute(sql, params) as cur:
+    where, params = ("", ()) if account_id is None else (" WHERE k.account_id = ?", (account_id,))
+    async with db.reader.execute(_SELECT + where + " ORDER BY k.id", params) as cur:
         return [_record(row) for row in await cur.fetchall()]
 
 
