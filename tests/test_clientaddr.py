@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tokenbridge.clientaddr import client_address, in_networks, over_https
+from tokenbridge.clientaddr import client_address, in_networks, over_https, request_host
 
 PROXIES = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
@@ -65,3 +65,14 @@ def test_over_https_directly_or_from_a_trusted_proxy_only() -> None:
 )
 def test_in_networks_matches_cidrs_and_ipv4_mapped_addresses(address: str | None, inside: bool) -> None:
     assert in_networks(address, PROXIES) is inside
+
+
+def test_request_host_is_the_host_header_or_a_trusted_proxys_forwarded_host() -> None:
+    assert request_host(scope("203.0.113.9", host="gw.example:8080", x_forwarded_host="evil.example"), PROXIES) == (
+        "gw.example:8080"
+    )
+    assert (
+        request_host(scope("10.0.0.2", host="127.0.0.1:8080", x_forwarded_host="gw.example"), PROXIES) == "gw.example"
+    )
+    assert request_host(scope("10.0.0.2", host="127.0.0.1:8080"), PROXIES) == "127.0.0.1:8080"
+    assert request_host(scope("10.0.0.2"), ()) == ""

@@ -1,6 +1,6 @@
-"""The caller's address and scheme, as the socket says, or as a trusted proxy forwarded them.
+"""The caller's address, scheme and host, as the socket says, or as a trusted proxy forwarded them.
 
-`X-Forwarded-For` and `X-Forwarded-Proto` are anyone's to write, so they are believed only when
+`X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host` are anyone's to write, so they are believed only when
 the socket's peer is in `[accounts] trusted_proxies` (CIDRs): a caller that talks to the gateway
 directly cannot claim another address (an `allow_ips` key) or https (a `Secure` cookie). uvicorn's
 own proxy-header rewriting is turned off for the same reason (wire.py, `proxy_headers=False`): it
@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from tokenbridge.accountsettings import Network
 from tokenbridge.asgi import Scope
 
-__all__ = ["client_address", "in_networks", "networks", "over_https"]
+__all__ = ["client_address", "in_networks", "networks", "over_https", "request_host"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -82,3 +82,12 @@ def over_https(scope: Scope, trusted: tuple[Network, ...]) -> bool:
         return True
     forwarded = _header(scope, b"x-forwarded-proto") if trusted and in_networks(_peer(scope), trusted) else None
     return forwarded is not None and forwarded.split(",")[-1].strip().lower() == "https"
+
+
+def request_host(scope: Scope, trusted: tuple[Network, ...]) -> str:
+    """The host (and port) the caller asked for: `Host`, or a trusted proxy's `X-Forwarded-Host` (a
+    proxy that rewrites Host says there what the browser's page was served from)."""
+    forwarded = _header(scope, b"x-forwarded-host") if trusted and in_networks(_peer(scope), trusted) else None
+    if forwarded:
+        return forwarded.split(",")[-1].strip()
+    return _header(scope, b"host") or ""

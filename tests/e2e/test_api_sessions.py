@@ -128,3 +128,17 @@ def test_a_cookie_write_needs_json_and_a_same_origin_origin(gateway: Gateway) ->
         assert reads.status_code == 200 and [k["name"] for k in reads.json()["data"]] == ["same-origin"]
     with Browser(gateway, headers={"Origin": "https://evil.example", "X-Forwarded-For": "198.51.100.7"}) as evil:
         assert evil.sign_in("writer").status_code == 403  # a sign-in posted from another site's page
+
+
+def test_behind_a_trusted_proxy_the_origin_is_the_one_the_browser_sees(gateway: Gateway) -> None:
+    admin(gateway, "POST", "/api/accounts", json={"name": "proxied", "password": PASSWORD})
+    forwarded = {"X-Forwarded-For": "198.51.100.8", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "gw.example"}
+    with Browser(gateway, headers={**forwarded, "Origin": "https://gw.example"}) as browser:
+        signed_in = browser.sign_in("proxied")
+        assert signed_in.status_code == 200 and "secure" in attributes(signed_in.headers["set-cookie"])
+        # The cookie is Secure: the test's plain-http client would not send it, the proxy's https one does.
+        cookie = {"Cookie": signed_in.headers["set-cookie"].split(";")[0]}
+        made = browser.call("POST", "/api/keys", json={"name": "through-proxy"}, headers=cookie)
+        assert made.status_code == 201, made.text
+        plain = browser.call("POST", "/api/keys", json={"name": "plain"}, headers={**cookie, "Origin": gateway.url})
+        assert plain.status_code == 403 and plain.json()["error"]["code"] == "origin_mismatch"

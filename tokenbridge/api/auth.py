@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 
 from tokenbridge.autherrors import OriginMismatch
-from tokenbridge.clientaddr import over_https
+from tokenbridge.clientaddr import over_https, request_host
 from tokenbridge.errors import InvalidApiKey, PermissionDenied, UnknownKey
 from tokenbridge.money import clip
 from tokenbridge.runtime import Runtime
@@ -97,8 +97,10 @@ def session_token(request: Request) -> str | None:
 
 
 def own_origin(request: Request, runtime: Runtime) -> str:
-    https = over_https(request.scope, runtime.settings.accounts.trusted_proxies)
-    return f"{'https' if https else 'http'}://{request.headers.get('host', '')}"
+    """The origin of this gateway's own pages, as the browser sees it (through a trusted proxy too)."""
+    trusted = runtime.settings.accounts.trusted_proxies
+    scheme = "https" if over_https(request.scope, trusted) else "http"
+    return f"{scheme}://{request_host(request.scope, trusted)}"
 
 
 def check_origin(request: Request, runtime: Runtime, *, required: bool) -> None:
