@@ -142,3 +142,17 @@ def test_behind_a_trusted_proxy_the_origin_is_the_one_the_browser_sees(gateway: 
         assert made.status_code == 201, made.text
         plain = browser.call("POST", "/api/keys", json={"name": "plain"}, headers={**cookie, "Origin": gateway.url})
         assert plain.status_code == 403 and plain.json()["error"]["code"] == "origin_mismatch"
+
+
+def test_disabling_an_account_ends_its_sessions_and_its_keys(gateway: Gateway) -> None:
+    browser = member(gateway, "paused", credit_usd="1")
+    with browser:
+        secret = browser.create_key("paused-key")["key"]
+        assert admin(gateway, "PATCH", "/api/accounts/paused", json={"status": "disabled"}).status_code == 200
+        assert browser.call("GET", "/api/me").status_code == 401
+        assert httpx.get(gateway.url + "/api/me", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
+        refused = browser.sign_in("paused")
+        assert refused.status_code == 403 and "set-cookie" not in refused.headers
+        assert browser.sign_in("paused", "not the password").status_code == 401  # no hint without the password
+        assert admin(gateway, "PATCH", "/api/accounts/paused", json={"status": "active"}).status_code == 200
+        assert browser.sign_in("paused").status_code == 200

@@ -61,10 +61,7 @@ def usd(value: Any, field: str) -> int:
 
 
 def key_name(value: Any) -> str:
-    try:
-        return keyrules.key_name(value)
-    except ValueError as exc:
-        raise InvalidRequest(f"'name' {exc}.", param="name") from exc
+    return checked(keyrules.key_name, value, "name")
 
 
 def note(value: Any) -> str | None:
