@@ -44,6 +44,9 @@ def chat(gateway: Gateway, secret: str, forwarded_for: str | None = None) -> int
 def test_allow_ips_refuses_a_caller_outside_them_with_403_ip_not_allowed(direct: Gateway) -> None:
     outside = key_with(direct, "office-only", ["10.20.0.0/16"])
     assert chat(direct, outside) == 403  # the caller is 127.0.0.1
+    for path in ("/v1/models", "/v1/me", "/api/me", "/api/usage"):  # every route the key's secret opens
+        answer = direct.api("GET", path, token=outside)
+        assert answer.status_code == 403 and answer.json()["error"]["code"] == "ip_not_allowed", path
     assert admin(direct, "GET", "/api/usage?key=office-only").json()["data"] == []  # refused before any hold
     assert chat(direct, key_with(direct, "loopback", ["127.0.0.1/32"])) == 200
 
