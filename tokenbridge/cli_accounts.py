@@ -126,7 +126,7 @@ def cmd_accounts_create(settings: Settings, args: argparse.Namespace) -> None:
         settings,
         lambda db: insert_account(db, name=name, role=role, group=group, password_hash=hashed, credit=credit),
     )
-    said = f"Created account {account.name!r} ({account.role}, group {account.group!r}) with ${format_usd(credit)}."
+    said = f"Created account {account.name!r} ({account.role}, group {account.group!r}) with ${format_usd(credit)} in its wallet."
     show_password(password, generated, args.json, account_json(account), said)
 
 
