@@ -109,3 +109,29 @@ def test_register_closed_is_403_registration_closed(closed_gateway: Gateway) -> 
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "registration_closed"
         assert "set-cookie" not in refused.headers
     assert admin(closed_gateway, "GET", "/api/accounts?search=dave").json()["data"] == []
+
+
+def test_an_admin_account_signed_in_reaches_everything_and_its_own_wallet(closed_gateway: Gateway) -> None:
+    made = admin(closed_gateway, "POST", "/api/accounts", json={"name": "boss", "role": "admin", "credit_usd": "1"})
+    password = made.json()["password"]  # none was given: one is generated, shown this once
+    assert made.status_code == 201 and len(password) >= 20
+    assert "password" not in admin(closed_gateway, "GET", "/api/accounts/boss").json()
+    admin(closed_gateway, "POST", "/api/accounts", json={"name": "worker", "password": PASSWORD})
+    with Browser(closed_gateway) as boss:
+        assert boss.sign_in("boss", password).json()["role"] == "admin"
+        own = boss.create_key("boss-key")
+        assert own["account"] == "boss"  # no `account`: the signed-in admin's own
+        theirs = boss.create_key("for-worker", account="worker")
+        assert theirs["account"] == "worker"
+        assert [r["kind"] for r in boss.call("GET", "/api/ledger").json()["data"]] == ["credit"]  # its own wallet
+        assert boss.call("GET", "/api/ledger", params={"account": "worker"}).json()["data"] == []
+        names = {a["name"] for a in boss.call("GET", "/api/accounts").json()["data"]}
+        assert {"boss", "worker"} <= names
+        assert {k["name"] for k in boss.call("GET", "/api/keys").json()["data"]} >= {"boss-key", "for-worker"}
+    with Browser(closed_gateway) as worker:
+        worker.sign_in("worker")
+        assert [k["name"] for k in worker.call("GET", "/api/keys").json()["data"]] == ["for-worker"]
+        assert worker.call("GET", "/api/accounts").status_code == 403
+        assert worker.call("GET", "/api/ledger", params={"account": "boss"}).status_code == 403
+        assert worker.call("GET", f"/api/keys/{own['id']}").status_code == 404  # another account's key
+        assert worker.call("POST", "/api/keys", json={"name": "x", "credit_usd": "5"}).status_code == 400

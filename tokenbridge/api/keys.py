@@ -116,7 +116,7 @@ class KeysAPI:
         options["models"] = options.get("models", ())
         options["expires_at"] = params.expires_in(body.get("expires_in"))
         try:
-            if principal.is_admin and (principal.account is None or "account" in body or "credit_usd" in body):
+            if principal.is_admin and (principal.account is None or any(f in body for f in ADMIN_CREATE_FIELDS)):
                 key, secret = await self.create_for_account(body, name, options)
             else:
                 assert principal.account is not None

@@ -128,10 +128,12 @@ class PeopleAPI:
         principal.require_writer()  # a key reads its own figures on /v1/me, not the wallet's history
         query = request.query_params
         account_id, name = principal.account_filter(query.get("account"))
-        if account_id is None:
-            if name is None:  # the admin token has no wallet of its own
-                raise PermissionDenied("The admin token has no ledger: name an account with ?account=NAME.")
+        if account_id is None and name is not None:
             account_id = (await self.account(name)).id
+        elif account_id is None:  # an admin naming no account: its own, if it signed in to one
+            if principal.account is None:
+                raise PermissionDenied("The admin token has no ledger: name an account with ?account=NAME.")
+            account_id = principal.account.id
         rows = await accounts.list_ledger(
             self.runtime.db,
             account_id,
