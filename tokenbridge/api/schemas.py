@@ -186,6 +186,7 @@ _PRICE = obj(
     input_usd_per_1m={**USD, "description": "USD per 1M prompt tokens, after the group multiplier, exact"},
     cached_input_usd_per_1m=USD,
     output_usd_per_1m=USD,
+    # routes: the routes the model can be called on (SPEC §10) join here, with pricing.price_list's field.
 )
 _SERIES_POINT = obj(
     ["t", "requests", "cost_nano_usd"],
