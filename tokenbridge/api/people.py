@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -25,6 +26,7 @@ from tokenbridge.passwords import MAX_PASSWORD_CHARS, generate_password, hash_pa
 from tokenbridge.pricing import price_list
 from tokenbridge.report import iso_time, key_json
 from tokenbridge.runtime import Runtime
+from tokenbridge.settings import Settings
 from tokenbridge.stages.auth import bearer_token
 from tokenbridge.store import accounts
 from tokenbridge.store.keys import get_key_by_public_id, get_keys_version
@@ -88,7 +90,7 @@ def new_password(body: dict[str, Any]) -> str | None:
 class PeopleAPI:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self._prices: dict[str, tuple[object, bytes]] = {}  # group -> (the settings, the answer's body)
+        self._prices: dict[str, tuple[Settings, bytes]] = {}  # group -> (the settings, the answer's body)
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -236,5 +238,5 @@ class PeopleAPI:
         if cached is None or cached[0] is not settings:
             if len(self._prices) > len(settings.groups):  # groups a reload removed
                 self._prices.clear()
-            cached = self._prices[group] = (settings, json_response(price_list(settings, group)).body)
+            cached = self._prices[group] = (settings, orjson.dumps(price_list(settings, group)))
         return Response(cached[1], media_type="application/json", headers={"cache-control": "no-store"})
