@@ -40,7 +40,7 @@ def test_keys_create_json_gives_key_and_list_never_shows_it(gateway: Gateway) ->
 
 
 def test_keys_create_applies_the_admin_api_rules_with_a_clean_error(gateway: Gateway) -> None:
-    # "team/alice" could be made here and then never addressed by /admin/keys/{name}; an rpm of 2**63 or an
+    # "team/alice" could be made here and then never addressed by /api/keys/{name}; an rpm of 2**63 or an
     # expiry after the year 9999 broke the store or /v1/dashboard/billing/subscription.
     for args, says in [
         (("team/alice",), "letters, digits"),

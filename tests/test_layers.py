@@ -5,8 +5,8 @@ Every import counts: `import x`, `from x import y` (y a module or a name in x), 
 and under `if TYPE_CHECKING:`. A type-only import still ties the design together: the type's module
 must be importable before this one is understood, and a circle guarded by TYPE_CHECKING is one
 un-guarding away from an ImportError (STYLE.md, "Type-only imports count"). What is not counted:
-the parent packages Python runs on the way to a submodule (`tokenbridge.admin` for
-`tokenbridge.admin.auth`), as import-linter does not; a package's `__init__` is counted for what it
+the parent packages Python runs on the way to a submodule (`tokenbridge.api` for
+`tokenbridge.api.auth`), as import-linter does not; a package's `__init__` is counted for what it
 imports itself.
 """
 
@@ -34,6 +34,7 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
             "tokenbridge",  # the package itself: __version__
             "asgi", "errors", "money", "tomlread", "settings", "circuits", "limits", "durations", "keyrules",
             "tokens", "logs", "process", "wire", "faces", "routing", "embeddings", "ids", "passwords", "periods",
+            "accountsettings", "clientaddr", "autherrors", "pricing",
         ),
     },
     {"store": ("store",), "upstream": ("upstream",)},
@@ -44,7 +45,7 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
         ),
     },
     {"stages": ("stages", "upstream.proxy", "observe", "cors")},
-    {"app": ("endpoints", "count_tokens", "admin", "console", "app", "serve", "cli", "cli_common", "cli_accounts", "__main__")},
+    {"app": ("endpoints", "count_tokens", "api", "console", "app", "serve", "cli", "cli_common", "cli_accounts", "__main__")},
 )  # fmt: skip
 
 

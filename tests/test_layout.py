@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from tests.conftest import config_text
+from tokenbridge import accountsettings
 from tokenbridge import settings as settings_module
 from tokenbridge.app import pipeline
 from tokenbridge.runtime import Runtime
@@ -62,5 +63,6 @@ def test_every_config_option_is_documented_in_the_readme() -> None:
         *settings_module._CHANNEL_KEYS,
         *settings_module._PRICE_KEYS,
         *settings_module._GROUP_KEYS,
+        *accountsettings.ACCOUNT_KEYS,
     ]
     assert [o for o in options if f"`{o}`" not in readme] == []

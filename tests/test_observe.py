@@ -140,14 +140,14 @@ def test_access_line_names_the_key_holder_of_a_self_service_or_admin_read(
 ) -> None:
     secret = observed.create_key("reader")
     with caplog.at_level(logging.INFO, logger=ACCESS):
-        for path in ("/v1/me", "/v1/dashboard/billing/subscription", "/admin/me"):
+        for path in ("/v1/me", "/v1/dashboard/billing/subscription", "/api/me"):
             answer = httpx.get(
                 observed.url + path, headers={"Authorization": f"Bearer {secret}", "X-Request-ID": f"r{len(path)}"}
             )
             assert answer.status_code == 200, (path, answer.text)
     lines = [records[0].msg.fields for records in access_records(caplog).values()]  # type: ignore[attr-defined]
     assert sorted((line["path"], line["key"]) for line in lines) == [
-        ("/admin/me", "reader"), ("/v1/dashboard/billing/subscription", "reader"), ("/v1/me", "reader")
+        ("/api/me", "reader"), ("/v1/dashboard/billing/subscription", "reader"), ("/v1/me", "reader")
     ]  # fmt: skip
     assert all(secret not in str(line) for line in lines)
 

@@ -323,7 +323,7 @@ def test_parse_settings_refuses_unknown_server_key_with_suggestion() -> None:
 
 def test_parse_settings_refuses_unknown_top_level_table() -> None:
     assert refusal(MINIMAL + "[upstreams]\nx = 1\n") == (
-        "config.toml: upstreams: unknown key (known: server, channels, models, groups)"
+        "config.toml: upstreams: unknown key (known: server, channels, models, groups, accounts)"
     )
 
 

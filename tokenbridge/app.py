@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from tokenbridge.admin import admin_routes
+from tokenbridge.api import api_routes
 from tokenbridge.asgi import ASGIApp
 from tokenbridge.console import console_routes
 from tokenbridge.cors import CorsMiddleware
@@ -94,7 +94,7 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/", healthz, methods=["GET"]),  # and HEAD: Claude Code's probe, sent without a key
         Route("/readyz", readyz(runtime), methods=["GET"]),
-        *admin_routes(runtime),  # /admin/*, /v1/me, /v1/dashboard/billing/* (tokenbridge/admin/)
+        *api_routes(runtime),  # /api/*, /v1/me, /v1/dashboard/billing/* (tokenbridge/api/)
         *console_routes(),  # the web console: static files calling the admin API
         Route("/metrics", metrics_endpoint(runtime), methods=["GET"]),
     ]

@@ -23,6 +23,7 @@
     ├── UpstreamRateLimited       429 upstream_rate_limited (the upstreams' Retry-After)
     ├── GatewayBusy               503 gateway_busy (Retry-After: 1; our own connection pool is full)
     └── InternalError             500 internal_error (details only in the server log)
+    (the account API's own refusals, from invalid_credentials to ip_not_allowed: autherrors.py)
 
 Stages raise these; only intake renders them (`error_body`, `render`). After `http.response.start`
 went out an error can no longer be a JSON response: intake sends it as a final SSE `data:` event.

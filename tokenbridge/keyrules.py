@@ -15,7 +15,7 @@ from tokenbridge.durations import parse_duration
 from tokenbridge.money import clip
 from tokenbridge.periods import PERIODS
 
-# Names go into URLs (/admin/keys/{name}): keep them to characters that need no escaping.
+# Names go into URLs (/api/keys/{name}): keep them to characters that need no escaping.
 KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 MAX_PER_MINUTE = 10**9  # far past any real limit, far inside a SQLite INTEGER
 END_OF_TIME = 253402300799  # 9999-12-31T23:59:59Z: the last second a date shows, an int orjson can print

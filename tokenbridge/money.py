@@ -109,6 +109,25 @@ def format_usd(nano: int) -> str:
     return f"{sign}{whole}.{digits}"
 
 
+def format_usd_exact(nano: Fraction) -> str:
+    """An exact rational amount of nano-USD whose decimals end (a price times a decimal multiplier)
+    -> its decimal USD string, every digit kept: 3/2 nano-USD is "0.0000000015". Raises ValueError
+    for one that has no end (1/3)."""
+    denominator, twos, fives = nano.denominator, 0, 0
+    while denominator % 2 == 0:
+        denominator, twos = denominator // 2, twos + 1
+    while denominator % 5 == 0:
+        denominator, fives = denominator // 5, fives + 1
+    if denominator != 1:
+        raise ValueError(f"{nano} nano-USD has no exact decimal form")
+    places = max(twos, fives)
+    scaled = nano.numerator * 10**places // nano.denominator  # exact: the denominator divides 10**places
+    sign = "-" if scaled < 0 else ""
+    whole, frac = divmod(abs(scaled), NANO_PER_USD * 10**places)
+    digits = f"{frac:0{9 + places}d}".rstrip("0").ljust(2, "0")
+    return f"{sign}{whole}.{digits}"
+
+
 def to_fraction(value: int | float) -> Fraction:
     """An exact multiplier from a TOML number (1.2 means 12/10, not the nearest binary float)."""
     if isinstance(value, bool):

@@ -69,7 +69,7 @@ class ObserveMiddleware:
             self.observe(scope, status)
 
     def route_label(self, scope: Scope) -> str:
-        """The matched route's path template (`/admin/keys/{name}`; a Mount's prefix), never the values in it,
+        """The matched route's path template (`/api/keys/{name}`; a Mount's prefix), never the values in it,
         which would make a series per key name or file. Starlette's router puts the endpoint in the scope."""
         endpoint = scope.get("endpoint")
         if endpoint is None:

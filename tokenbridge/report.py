@@ -13,7 +13,7 @@ from typing import Any
 from tokenbridge.money import format_usd
 from tokenbridge.store.keys import KeyRecord
 
-# A usage row's fields, in order (`usage --json`, `GET /admin/usage`, and the admin API's CSV).
+# A usage row's fields, in order (`usage --json`, `GET /api/usage`, and the admin API's CSV).
 USAGE_FIELDS = (
     "request_id", "time", "created_at", "key", "route", "model", "channel", "upstream_model", "status", "stream",
     "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "cost_nano_usd", "usage_source",
@@ -24,7 +24,7 @@ SUM_FIELDS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens",
 # they start with one of _FORMULA_STARTS: CSV gives them a leading ' (numbers, negative ones too, stay).
 TEXT_FIELDS = frozenset({
     "request_id", "key", "route", "model", "channel", "upstream_model", "usage_source", "end_reason", "error",
-    "caller_request_id",
+    "caller_request_id", "note",
 })  # fmt: skip
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
+from tokenbridge.accountsettings import AccountSettings, read_accounts
 from tokenbridge.money import Price, to_fraction
 from tokenbridge.routing import carriers_of, read_routes
 from tokenbridge.tomlread import ConfigError, Table, quoted, syntax_error, toml_type
@@ -26,7 +27,7 @@ __all__ = ["Channel", "ConfigError", "Group", "ServerSettings", "Settings", "loa
 KINDS = ("openai", "anthropic", "echo")
 COMPLETIONS = ("chat", "native")
 
-_TOP_KEYS = ("server", "channels", "models", "groups")
+_TOP_KEYS = ("server", "channels", "models", "groups", "accounts")
 _SERVER_KEYS = (
     "host", "port", "database", "admin_token", "max_body_bytes", "default_max_tokens", "demo_credit_usd",
     "max_attempts", "watch_config", "breaker_failures", "breaker_error_ratio", "breaker_window", "breaker_cooldown",
@@ -129,6 +130,7 @@ class Settings:
     routes: Mapping[str, tuple[Channel, ...]]  # enabled channels per public model, highest priority first
     model_routes: Mapping[str, tuple[str, ...]]  # the routes each model in `routes` can be called on (routing.py)
     carriers: Mapping[tuple[str, str], tuple[Channel, ...]]  # (route, model) -> those channels that carry the route
+    accounts: AccountSettings = AccountSettings()  # [accounts] (accountsettings.py)
 
     def group(self, name: str) -> Group:
         """The named group, or "default" for a group the config does not list."""
@@ -180,6 +182,7 @@ def parse_settings(text: str, path: Path, *, environ: Mapping[str, str]) -> Sett
         routes=MappingProxyType(served),
         model_routes=MappingProxyType(model_routes),
         carriers=MappingProxyType(carriers),
+        accounts=read_accounts(root.table("accounts") or root.child("accounts", {})),
     )
 
 

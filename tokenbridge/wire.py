@@ -269,4 +269,5 @@ def uvicorn_options(server: ServerSettings) -> dict[str, Any]:
         "http": functools.partial(HTTP_PROTOCOL, limits=limits),
         "timeout_keep_alive": server.keepalive_timeout_s,
         "h11_max_incomplete_event_size": server.max_header_bytes,
+        "proxy_headers": False,  # X-Forwarded-* only from [accounts] trusted_proxies (clientaddr.py)
     }

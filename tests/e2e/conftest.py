@@ -68,7 +68,7 @@ class ConsoleSite:
         return orjson.loads(done.stdout)
 
     def create_key(self, name: str, credit_usd: str = "1") -> str:
-        answer = self.admin.post("/admin/keys", json={"name": name, "credit_usd": credit_usd})
+        answer = self.admin.post("/api/keys", json={"name": name, "credit_usd": credit_usd})
         assert answer.status_code == 201, answer.text
         return str(answer.json()["key"])
 

@@ -120,7 +120,7 @@ def test_serve_log_never_holds_a_secret(config: Gateway) -> None:
         for bearer in (ADMIN_TOKEN, secrets[1], wrong):  # secrets where a careless caller might put them
             rid = "grep-" + uuid.uuid4().hex
             headers = {"Authorization": f"Bearer {bearer}", "X-Request-ID": rid}
-            httpx.get(f"{config.url}/admin/keys?token={bearer}", headers=headers, timeout=30)
+            httpx.get(f"{config.url}/api/keys?token={bearer}", headers=headers, timeout=30)
             httpx.get(f"{config.url}/v1/models?api_key={bearer}", headers=headers, timeout=30)
             ids.append(rid)
         lines = [log.access_line(rid) for rid in ids]
@@ -154,3 +154,65 @@ def test_uvicorn_run_directly_logs_only_our_json_lines_and_no_query_string(confi
     assert [orjson.loads(line)["logger"] for line in served.seen].count("tokenbridge.access") == 1
     assert not any("uvicorn.access" in line for line in served.seen)
     assert_no_secret(served, [secret])
+
+
+def test_serve_log_errors_and_metrics_never_hold_a_password_session_code_or_key(
+    upstream: tuple[FakeUpstream, str], tmp_path: Path
+) -> None:
+    """Issue 13, acceptance 9: every password, session token, code and key secret used in a run of the
+    account API (signed up, signed in, guessed, changed, redeemed, made) is in no log line, no error
+    answer and no scrape of /metrics."""
+    fake, url = upstream
+    path = tmp_path / "config.toml"
+    path.write_text(config_for(url) + '\n[accounts]\nregistration = "open"\nsignup_credit_usd = 1\n')
+    gateway = Gateway(f"http://127.0.0.1:{free_port()}", path, fake)
+    gateway.create_key("before-start", credit_usd="1")  # so the first start prints no generated secret
+    password, new_password, wrong = "first-PASSWORD-never-logged", "second-PASSWORD-never-logged", "WRONG-pw-guess"
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    served = Served(path, int(gateway.url.rsplit(":", 1)[1]))
+    log = Log(served, json=False)
+    secrets: list[str] = [password, new_password, wrong, ADMIN_TOKEN, CHANNEL_SECRET]
+    errors: list[str] = []
+    try:
+        log.until(lambda line: "Uvicorn running on" in line)
+        with httpx.Client(base_url=gateway.url, headers={"Origin": gateway.url}, timeout=30) as browser:
+            registered = browser.post("/api/register", json={"name": "grep-person", "password": password})
+            assert registered.status_code == 201, registered.text
+            secrets.append(browser.cookies["tb_session"])
+            errors.append(browser.post("/api/session", json={"name": "grep-person", "password": wrong}).text)
+            errors.append(browser.post("/api/session", json={"name": "grep-nobody", "password": password}).text)
+            assert browser.post("/api/session", json={"name": "grep-person", "password": password}).status_code == 200
+            secrets.append(browser.cookies["tb_session"])
+            made = browser.post("/api/keys", json={"name": "grep-key"})
+            assert made.status_code == 201, made.text
+            key = made.json()["key"]
+            secrets.append(key)
+            codes = httpx.post(f"{gateway.url}/api/codes", json={"amount_usd": "1", "count": 2}, headers=admin).json()
+            code, unused = (row["code"] for row in codes["data"])
+            secrets += [code, unused]
+            assert browser.post("/api/redeem", json={"code": code}).status_code == 200
+            errors.append(browser.post("/api/redeem", json={"code": code}).text)  # used: invalid_code
+            errors.append(browser.post(f"/api/redeem?code={unused}", json={"code": unused + "x"}).text)
+            errors.append(httpx.get(f"{gateway.url}/api/me?session={secrets[-4]}", cookies={"tb_session": "x"}).text)
+            assert chat(gateway.url, key, "fake-ok")[1] == 200
+            errors.append(
+                httpx.get(f"{gateway.url}/api/keys?key={key}", headers={"Authorization": f"Bearer {key}x"}).text
+            )
+            changed = httpx.patch(
+                f"{gateway.url}/api/accounts/grep-person", json={"password": new_password}, headers=admin
+            )
+            assert changed.status_code == 200, changed.text
+            errors.append(browser.get("/api/me").text)  # the password change ended the session
+            errors.append(browser.post("/api/session", json={"name": "grep-person", "password": password}).text)
+        metrics = httpx.get(gateway.url + "/metrics", timeout=30).text
+        rid = "grep-end-" + uuid.uuid4().hex
+        httpx.get(gateway.url + "/healthz", headers={"X-Request-ID": rid}, timeout=30)
+        log.access_line(rid)  # every line of the requests before it is in
+    finally:
+        served.stop()
+    assert len(errors) == 8 and all('"error"' in text for text in errors)
+    assert "tokenbridge_requests_total" in metrics
+    assert_no_secret(served, secrets)
+    for secret in secrets:
+        assert secret not in metrics, "a secret is in /metrics"
+        assert not any(secret in text for text in errors), "a secret is in an error answer"

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import ADMIN_TOKEN, Gateway
 from tests.e2e.test_chat import expected_cost
-from tokenbridge.admin.selfservice import cents, usd
+from tokenbridge.api.selfservice import cents, usd
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -75,13 +75,13 @@ def test_self_service_refuses_missing_and_wrong_keys(gateway: Gateway) -> None:
             assert answer.status_code == 401 and answer.json()["error"]["code"] == "invalid_api_key", (path, token)
 
 
-def test_admin_api_is_off_without_admin_token_but_holders_still_read_their_own(gateway: Gateway) -> None:
+def test_without_admin_token_nobody_is_the_admin_but_keys_still_read_their_own(gateway: Gateway) -> None:
     for token in (ADMIN_TOKEN, None):
-        answer = gateway.api("GET", "/admin/keys", token=token)
+        answer = gateway.api("GET", "/api/keys", token=token)
         assert answer.status_code == 401 and answer.json()["error"]["code"] == "invalid_api_key"
     secret = gateway.create_key("self-holder-off")
-    me = gateway.api("GET", "/admin/me", token=secret).json()
-    assert me["role"] == "holder" and me["key"]["name"] == "self-holder-off"
+    me = gateway.api("GET", "/api/me", token=secret).json()
+    assert me["role"] == "key" and me["key"]["name"] == "self-holder-off"
 
 
 @settings(max_examples=300)

@@ -50,8 +50,8 @@ def test_usage_past_any_one_request_is_estimated_and_every_summary_still_answers
     assert admin_gateway.balance(name) == admin_gateway.ledger_sum(name) == 10**9 - sum(r["cost"] for r in rows)
     assert admin_gateway.db_run(lambda db: db.reader.execute_fetchall("SELECT * FROM holds")) == []
     for path, params in [
-        *(("/admin/usage/summary", {"by": by}) for by in ("model", "key", "channel", "day")),
-        ("/admin/usage/series", {"bucket": "hour"}),
+        *(("/api/usage/summary", {"by": by}) for by in ("model", "key", "channel", "day")),
+        ("/api/usage/series", {"bucket": "hour"}),
     ]:
         answer = admin_gateway.api("GET", path, params=params)
         assert answer.status_code == 200, (path, params, answer.text)

@@ -45,7 +45,9 @@ def serve_in_thread(app: Any, http: Any = "auto") -> Iterator[str]:
 
         await app(scope, receive, send_and_signal if scope["type"] == "lifespan" else send)
 
-    config = uvicorn.Config(signalling_app, lifespan="on", log_level="warning", timeout_graceful_shutdown=5, http=http)
+    config = uvicorn.Config(
+        signalling_app, lifespan="on", log_level="warning", timeout_graceful_shutdown=5, http=http, proxy_headers=False
+    )
     server = uvicorn.Server(config)
 
     def run() -> None:

@@ -190,6 +190,7 @@ async def run_stage(
     truncated: bool = False,
     leave_when: Callable[[], Awaitable[Any]] | None = None,
     on_send: Callable[[Message], Awaitable[None]] | None = None,
+    client: tuple[str, int] | None = None,
 ) -> Result:
     """Run one stage with `call` in its scope, as uvicorn would run it.
 
@@ -197,6 +198,7 @@ async def run_stage(
     caller leaves: after `leave_after` messages reached it (0: right after the body), or never.
     `leave_when()`: the caller leaves once it returns (say, once an upstream holds the request).
     `truncated`: the last piece says more is coming (with `leave_after=0`: the caller left mid-body).
+    `client`: the socket's peer, as uvicorn puts it in the scope (default: none known).
     `on_send(message)` runs as each message reaches the caller, before it is recorded (to look at
     the store at that moment). Body bytes sent are counted into `call.delivered`, as intake does.
     Whatever the stage raises is kept in `result.error`, not raised.
@@ -230,7 +232,9 @@ async def run_stage(
         if leave_after is not None and len(result.messages) >= leave_after:
             gone.set()
 
-    scope: Scope = {"type": "http", "method": "POST", "path": "/", "headers": list(headers), SCOPE_KEY: call}
+    scope: Scope = {
+        "type": "http", "method": "POST", "path": "/", "headers": list(headers), "client": client, SCOPE_KEY: call,
+    }  # fmt: skip
     try:
         async with asyncio.timeout(RUN_TIMEOUT_S):
             await stage(scope, receive, send)

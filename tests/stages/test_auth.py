@@ -1,16 +1,28 @@
 """The auth stage (stages/auth.py) as an ASGI app, against a real SQLite store: which bearer tokens
-pass, the key that lands in the Call, and that nothing of the caller's secret goes further."""
+pass, the key that lands in the Call, a key's allow_ips, and that nothing of the caller's secret goes further."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
-from tests.stages.kit import MODEL, Inner, Result, auth_stage, chat_body, make_call, run_stage
+from tests.stages.kit import (
+    MODEL,
+    Inner,
+    Result,
+    auth_stage,
+    chat_body,
+    make_call,
+    open_store,
+    run_stage,
+    write_settings,
+)  # fmt: skip
+from tokenbridge.autherrors import IpNotAllowed
 from tokenbridge.call import Call
 from tokenbridge.errors import InvalidApiKey, ModelNotFound
-from tokenbridge.settings import Settings
+from tokenbridge.settings import Settings, load_settings
 from tokenbridge.store.accounts import update_account
 from tokenbridge.store.db import Database
 from tokenbridge.store.keys import (
@@ -178,3 +190,35 @@ async def test_auth_a_disabled_key_or_a_key_of_a_disabled_account_is_a_401(
     await update_account(db, "member", status="active")
     result, inner, _ = await authenticate(db, stage_settings, bearer(member_secret))
     assert result.error is None and inner.calls == 1
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "trusted", "allowed"),
+    [
+        ("10.1.2.3", None, "", True),
+        ("127.0.0.1", None, "", False),
+        (None, None, "", False),  # an address the server does not know is in no list
+        ("127.0.0.1", "10.1.2.3", "", False),  # a header from an untrusted peer means nothing
+        ("127.0.0.1", "10.1.2.3", '"127.0.0.1"', True),
+        ("127.0.0.1", "192.0.2.9", '"127.0.0.1"', False),
+    ],
+)
+async def test_auth_a_key_with_allow_ips_refuses_callers_outside_them_with_403(
+    tmp_path: Path, peer: str | None, forwarded: str | None, trusted: str, allowed: bool
+) -> None:
+    settings = write_settings(tmp_path)
+    if trusted:
+        text = settings.path.read_text() + f"\n[accounts]\ntrusted_proxies = [{trusted}]\n"
+        settings.path.write_text(text)
+        settings = load_settings(settings.path, environ={})
+    async with open_store(settings) as db:
+        _, secret = await insert_key_with_account(db, name="office", credit=10**9, allow_ips=("10.0.0.0/8",))
+        headers = bearer(secret) + ([(b"x-forwarded-for", forwarded.encode())] if forwarded else [])
+        inner = Inner()
+        made = make_call(settings, body=chat_body())
+        result = await run_stage(auth_stage(inner, db=db), made, headers=headers, client=(peer, 443) if peer else None)
+    if allowed:
+        assert result.error is None and inner.calls == 1
+    else:
+        assert isinstance(result.error, IpNotAllowed) and inner.calls == 0
+        assert result.error.status == 403 and result.error.code == "ip_not_allowed"

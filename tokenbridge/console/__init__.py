@@ -1,7 +1,7 @@
 """The web console at `/console`: three static files from this package, read once at start-up.
 
 The page is plain HTML + JS + CSS with no build step. It holds no data of its own: after sign-in it
-calls the admin API (`/admin/*`) and the OpenAI routes with the token the user typed, kept in the
+calls the admin API (`/api/*`) and the OpenAI routes with the token the user typed, kept in the
 tab's `sessionStorage` and sent as `Authorization: Bearer`. No cookie, so no ambient credential and
 no CSRF; no token in any URL. The headers below keep the page from running anything but its own
 script and from being framed.

@@ -124,9 +124,10 @@
   const statusKind = { active: "ok", revoked: "bad", expired: "warn", closed: "ok", open: "bad", half_open: "warn" };
 
   // ---- Sign-in ----------------------------------------------------------------------------------
+  // /api/me answers "admin" for the admin token and "key" (with the key) for a key's own secret.
 
   async function signIn(token) {
-    const me = await api("/admin/me", { token });
+    const me = await api("/api/me", { token });
     state.token = token;
     state.role = me.role === "admin" ? "admin" : "holder";
     state.me = me.key || null;
@@ -195,7 +196,7 @@
   // ---- Keys -------------------------------------------------------------------------------------
 
   async function loadKeys() {
-    const [list, me] = await Promise.all([api("/admin/keys"), state.role === "holder" ? api("/v1/me") : null]);
+    const [list, me] = await Promise.all([api("/api/keys"), state.role === "holder" ? api("/v1/me") : null]);
     state.keys = list.data;
     renderKeys();
     if (me) { // a holder's own figures, from the self-service route
@@ -239,7 +240,8 @@
       if (!value) { amount.focus(); return; }
       credit.disabled = true;
       try {
-        const done = await api("/admin/keys/" + encodeURIComponent(key.name) + "/credit", { method: "POST", body: { amount_usd: value } });
+        // The wallet is the key's account's (every key of an account spends from it).
+        const done = await api("/api/accounts/" + encodeURIComponent(key.account) + "/credit", { method: "POST", body: { amount_usd: value } });
         toast("Credited " + usd(done.amount_usd) + " to " + done.name + ": balance " + usd(done.balance_usd));
         await loadKeys();
       } catch (error) {
@@ -255,7 +257,7 @@
         return;
       }
       try {
-        await api("/admin/keys/" + encodeURIComponent(key.name) + "/revoke", { method: "POST" });
+        await api("/api/keys/" + encodeURIComponent(key.id) + "/revoke", { method: "POST" });
         toast("Revoked " + key.name + ": it stopped working at once.");
         state.created.delete(key.name);
         await loadKeys();
@@ -275,7 +277,7 @@
     if (field("models")) body.models = field("models").split(",").map((m) => m.trim()).filter(Boolean);
     if (field("expires_in")) body.expires_in = field("expires_in");
     try {
-      const key = await api("/admin/keys", { method: "POST", body });
+      const key = await api("/api/keys", { method: "POST", body });
       state.created.set(key.name, key.key);
       $("reveal-name").textContent = key.name;
       $("reveal-secret").textContent = key.key;
@@ -315,8 +317,8 @@
     const filters = usageFilters();
     const bucket = SINCE_SECONDS[filters.since] > 2 * 86400 ? "day" : "hour";
     const [rows, series] = await Promise.all([
-      api("/admin/usage" + query({ ...filters, limit: "200" })),
-      api("/admin/usage/series" + query({ ...filters, bucket, by: state.by })),
+      api("/api/usage" + query({ ...filters, limit: "200" })),
+      api("/api/usage/series" + query({ ...filters, bucket, by: state.by })),
     ]);
     renderUsageRows(rows.data);
     renderSeries(series.data, bucket, filters.since);
@@ -462,7 +464,7 @@
   // ---- Channels ---------------------------------------------------------------------------------
 
   async function loadChannels() {
-    const list = await api("/admin/channels");
+    const list = await api("/api/channels");
     $("channels-grid").replaceChildren(...list.data.map(channelCard));
   }
 
@@ -608,7 +610,7 @@
     $("play-usage").textContent = parts.join(" · ");
     if (!requestId) return;
     try {
-      const rows = await api("/admin/usage" + query({ limit: "50", since: "1h" }));
+      const rows = await api("/api/usage" + query({ limit: "50", since: "1h" }));
       const row = rows.data.find((r) => r.request_id === requestId);
       if (row) parts.push("cost " + usd(row.cost_usd));
     } catch (_) { /* another key's row is not ours to read: tokens alone then */ }

@@ -14,8 +14,11 @@ import time
 from collections.abc import Callable
 
 from tokenbridge.asgi import ASGIApp, Receive, Scope, Send
+from tokenbridge.autherrors import IpNotAllowed
 from tokenbridge.call import SCOPE_KEY, get_call
+from tokenbridge.clientaddr import client_address, in_networks, networks
 from tokenbridge.errors import InvalidApiKey, unknown_model
+from tokenbridge.settings import Settings
 from tokenbridge.store.db import Database
 from tokenbridge.store.keys import KeyCache, KeyRecord, get_key_by_hash
 
@@ -80,6 +83,15 @@ async def resolve_key(token: bytes | None, *, keys: KeyCache, db: Database) -> K
     return key
 
 
+def check_address(scope: Scope, key: KeyRecord, settings: Settings) -> None:
+    """A key with an `allow_ips` list answers only to callers inside it: 403 ip_not_allowed (the
+    address as the socket says, or a trusted proxy: clientaddr.py)."""
+    if key.allow_ips:
+        address = client_address(scope, settings.accounts.trusted_proxies)
+        if not in_networks(address, networks(key.allow_ips)):
+            raise IpNotAllowed()
+
+
 class AuthMiddleware:
     """Writes call.key; refuses with 401 invalid_api_key."""
 
@@ -91,6 +103,7 @@ class AuthMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = await resolve_key(caller_token(scope), keys=self.keys, db=self.db())
         call = get_call(scope)
+        check_address(scope, key, call.settings)
         if call.model and not key.allows(call.model):
             raise unknown_model(call.model)
         call.key = key

@@ -48,11 +48,26 @@ def insert_usage(conn: sqlite3.Connection, row: UsageRow, account_id: int) -> No
 
 
 def _filters(
-    key: str | None, model: str | None, since: float | None, channel: str | None = None, until: float | None = None
+    key: str | None,
+    model: str | None,
+    since: float | None,
+    channel: str | None = None,
+    until: float | None = None,
+    *,
+    account_id: int | None = None,
+    key_id: int | None = None,
 ) -> tuple[str, list[Any]]:
+    """`key` is a key's name (several accounts may have one of it); `key_id` and `account_id` pin one."""
     where: list[str] = []
     params: list[Any] = []
-    for column, value in (("k.name", key), ("u.model", model), ("u.channel", channel)):
+    pairs = (
+        ("k.name", key),
+        ("u.model", model),
+        ("u.channel", channel),
+        ("u.account_id", account_id),
+        ("u.key_id", key_id),
+    )
+    for column, value in pairs:
         if value is not None:
             where.append(f"{column} = ?")
             params.append(value)
@@ -74,10 +89,12 @@ async def list_usage(
     channel: str | None = None,
     limit: int | None = None,
     newest_first: bool = False,
+    account_id: int | None = None,
+    key_id: int | None = None,
 ) -> list[dict[str, Any]]:
     """Rows in the order they were written (a request's row is written when it ends), or newest first;
     at most `limit` of them; each with the key's name."""
-    where, params = _filters(key, model, since, channel)
+    where, params = _filters(key, model, since, channel, account_id=account_id, key_id=key_id)
     order = " DESC" if newest_first else ""
     sql = f"SELECT u.*, k.name AS key FROM usage_events u JOIN api_keys k ON k.id = u.key_id{where}"
     sql += f" ORDER BY u.rowid{order}"
@@ -108,10 +125,12 @@ async def sum_usage(
     model: str | None = None,
     since: float | None = None,
     channel: str | None = None,
+    account_id: int | None = None,
+    key_id: int | None = None,
 ) -> list[dict[str, Any]]:
     """Sums of requests, tokens and cost grouped by model, key, channel or UTC day."""
     group = _GROUPS[by]
-    where, params = _filters(key, model, since, channel)
+    where, params = _filters(key, model, since, channel, account_id=account_id, key_id=key_id)
     sql = (
         f"SELECT {group} AS {by}, {_SUMS} FROM usage_events u JOIN api_keys k ON k.id = u.key_id{where}"
         f" GROUP BY {group} ORDER BY {group}"
@@ -130,11 +149,13 @@ async def sum_usage_series(
     key: str | None = None,
     model: str | None = None,
     channel: str | None = None,
+    account_id: int | None = None,
+    key_id: int | None = None,
 ) -> list[dict[str, Any]]:
     """Sums per time bucket (`t`: the bucket's start, unix s, buckets aligned to UTC) and model or key,
     of the rows from `since` to before `until`."""
     group = _GROUPS[by]
-    where, params = _filters(key, model, since, channel, until)
+    where, params = _filters(key, model, since, channel, until, account_id=account_id, key_id=key_id)
     sql = (
         f"SELECT CAST(u.created_at / ? AS INTEGER) * ? AS t, {group} AS {by}, {_SUMS}"
         f" FROM usage_events u JOIN api_keys k ON k.id = u.key_id{where} GROUP BY t, {group} ORDER BY t, {group}"

@@ -5,21 +5,33 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import orjson
+from starlette.requests import Request
 
 from tokenbridge import keyrules
 from tokenbridge.durations import parse_duration
 from tokenbridge.errors import InvalidRequest
 from tokenbridge.money import clip, to_nano
+from tokenbridge.runtime import Runtime
 from tokenbridge.settings import Settings
+from tokenbridge.stages.body import read_body
 
 MAX_NOTE_CHARS = 500
 MAX_USAGE_ROWS = 1000
 _LIMIT = re.compile(r"[0-9]{1,4}")  # ASCII digits only: str.isdigit() also takes "²" and "٥"
 _UNIX_S = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
+T = TypeVar("T")
+_ROW_ID = re.compile(r"[0-9]{1,18}")
+
+
+async def read_json(runtime: Runtime, request: Request, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """The JSON body, read as the OpenAI routes read theirs (size limit, body timeout, a caller that leaves)."""
+    server = runtime.settings.server
+    raw = await read_body(request.scope, request.receive, server.max_body_bytes, timeout_s=server.body_timeout_s)
+    return json_object(raw, allowed)
 
 
 def json_object(raw: bytes, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -49,10 +61,7 @@ def usd(value: Any, field: str) -> int:
 
 
 def key_name(value: Any) -> str:
-    try:
-        return keyrules.key_name(value)
-    except ValueError as exc:
-        raise InvalidRequest(f"'name' {exc}.", param="name") from exc
+    return checked(keyrules.key_name, value, "name")
 
 
 def note(value: Any) -> str | None:
@@ -135,10 +144,67 @@ def since(query: Mapping[str, str], default_s: float | None) -> float | None:
         raise InvalidRequest(f"'since' must be unix seconds or a duration like 24h: {exc}.", param="since") from exc
 
 
-def limit(query: Mapping[str, str], default: int = 100) -> int:
+def limit(query: Mapping[str, str], default: int = 100, most: int = MAX_USAGE_ROWS) -> int:
     value = query.get("limit")
     if value is None:
         return default
-    if not _LIMIT.fullmatch(value) or not 1 <= int(value) <= MAX_USAGE_ROWS:
-        raise InvalidRequest(f"'limit' must be an integer from 1 to {MAX_USAGE_ROWS}.", param="limit")
+    if not _LIMIT.fullmatch(value) or not 1 <= int(value) <= most:
+        raise InvalidRequest(f"'limit' must be an integer from 1 to {most}.", param="limit")
     return int(value)
+
+
+def row_id(query: Mapping[str, str], field: str) -> int | None:
+    value = query.get(field)
+    if value is None:
+        return None
+    if not _ROW_ID.fullmatch(value):
+        raise InvalidRequest(f"'{field}' must be a row id (a positive integer).", param=field)
+    return int(value)
+
+
+# --- accounts and key limits (SPEC §9) ------------------------------------------------------------
+
+
+def checked(rule: Callable[[Any], T], value: Any, field: str) -> T:
+    """A keyrules check as a 400 naming the field."""
+    try:
+        return rule(value)
+    except ValueError as exc:
+        raise InvalidRequest(f"'{field}' {exc}.", param=field) from exc
+
+
+def account_name(value: Any, field: str = "name") -> str:
+    return checked(keyrules.account_name, value, field)
+
+
+def one_of(value: Any, field: str, options: tuple[str, ...]) -> str:
+    if value not in options:
+        raise InvalidRequest(f"'{field}' must be one of: {', '.join(options)}.", param=field)
+    return str(value)
+
+
+def spend_limit(value: Any) -> int | None:
+    """`spend_limit_usd`: a positive amount, or null for none (the wallet alone limits the key)."""
+    if value is None:
+        return None
+    nano = usd(value, "spend_limit_usd")
+    if nano <= 0:
+        raise InvalidRequest("'spend_limit_usd' must be more than 0, or null for no limit.", param="spend_limit_usd")
+    return nano
+
+
+def allow_ips(value: Any) -> tuple[str, ...]:
+    """CIDRs; [] or null: any address."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):  # not [false], not [10]
+        raise InvalidRequest("'allow_ips' must be a list of CIDRs, like [\"10.0.0.0/8\"].", param="allow_ips")
+    return checked(keyrules.allow_ips, value, "allow_ips")
+
+
+def count(value: Any, field: str, most: int) -> int:
+    if isinstance(value, float) and value.is_integer():  # 6636.0 is an integer to JSON Schema too
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise InvalidRequest(f"'{field}' must be an integer from 1 to {most}.", param=field)
+    return value

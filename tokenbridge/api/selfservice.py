@@ -20,13 +20,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from tokenbridge.admin.routes import json_response
+from tokenbridge.api.responses import json_response
 from tokenbridge.errors import InvalidRequest
 from tokenbridge.keyrules import END_OF_TIME
 from tokenbridge.money import NANO_PER_USD, format_usd
 from tokenbridge.report import key_json
 from tokenbridge.runtime import Runtime
-from tokenbridge.stages.auth import bearer_token, name_caller, resolve_key
+from tokenbridge.stages.auth import bearer_token, check_address, name_caller, resolve_key
 from tokenbridge.store.keys import KeyRecord, get_key_by_public_id
 from tokenbridge.store.ledger import get_key_spending
 from tokenbridge.store.usage import sum_usage_series
@@ -70,6 +70,7 @@ class SelfService:
     async def caller(self, request: Request) -> tuple[KeyRecord, int, int]:
         """The caller's key read fresh (cached records carry stale balances), its spend and its holds."""
         cached = await resolve_key(bearer_token(request.scope), keys=self.runtime.keys, db=self.runtime.db)
+        check_address(request.scope, cached, self.runtime.settings)  # allow_ips count here too
         name_caller(request.scope, cached)
         key = await get_key_by_public_id(self.runtime.db, cached.public_id)
         assert key is not None  # keys are never deleted
@@ -113,7 +114,7 @@ class SelfService:
         until = utc_date(query, "end_date", (dt.datetime.now(dt.UTC).timestamp() // DAY_S + 1) * DAY_S)
         since = utc_date(query, "start_date", key.created_at // DAY_S * DAY_S)
         rows = await sum_usage_series(
-            self.runtime.db, bucket_s=DAY_S, by="model", since=since, until=until, key=key.name
+            self.runtime.db, bucket_s=DAY_S, by="model", since=since, until=until, key_id=key.id
         )
         days: dict[int, list[dict[str, Any]]] = {}
         for row in rows:
