@@ -28,8 +28,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
+from tokenbridge.store.accounts import list_accounts  # noqa: E402
 from tokenbridge.store.db import Database  # noqa: E402
-from tokenbridge.store.keys import list_keys  # noqa: E402
 from tokenbridge.store.ledger import count_holds, get_ledger_sum  # noqa: E402
 
 CHAT = '{"model":"bench","messages":[{"role":"user","content":"Say hello"}],"max_tokens":16}'
@@ -127,6 +127,21 @@ def memory_kib(pid: int, field: str) -> int:
     return int(match[1]) if match else 0
 
 
+def children(pid: int) -> list[int]:
+    """The worker processes of `serve --workers N` (none for one process)."""
+    found = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in found.read_text().split()] if found.exists() else []
+
+
+def transactions(port: int) -> float:
+    """The gateway's committed SQLite write transactions so far (its /metrics)."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        text = b"".join(iter(lambda: sock.recv(65536), b"")).decode()
+    found = re.search(r"^tokenbridge_sqlite_transactions_total ([\d.e+]+)$", text, re.MULTILINE)
+    return float(found[1]) if found else float("nan")
+
+
 HOLDS_DRAIN_S = 10.0  # wrk hangs up on the requests it has in flight when it stops: their settles may trail it
 
 
@@ -136,18 +151,19 @@ async def money_check(database: Path) -> tuple[bool, str]:
         deadline = time.monotonic() + HOLDS_DRAIN_S
         while (holds := await count_holds(db)) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-        keys = await list_keys(db)
-        sums = [await get_ledger_sum(db, k.id) for k in keys]
+        accounts = await list_accounts(db)
+        sums = [await get_ledger_sum(db, a.id) for a in accounts]
     finally:
         await db.close()
-    ok = all(k.balance == s for k, s in zip(keys, sums)) and holds == 0
-    detail = ", ".join(f"{k.name}: balance {k.balance} == ledger {s}" for k, s in zip(keys, sums))
+    ok = all(a.balance == s for a, s in zip(accounts, sums)) and holds == 0
+    detail = ", ".join(f"{a.name}: balance {a.balance} == ledger {s}" for a, s in zip(accounts, sums))
     return ok, f"{detail}; open holds: {holds}"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
+    parser.add_argument("--workers", type=int, default=1, help="`serve --workers N` (default 1: one process)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench needs wrk on the PATH (Debian/Ubuntu: apt-get install wrk)", file=sys.stderr)
@@ -186,6 +202,7 @@ def main() -> int:
                 str(work / "config.toml"),
                 "--port",
                 str(ports["gateway"]),
+                *(["--workers", str(args.workers)] if args.workers > 1 else []),
             ],
             env=env,
             stdout=(work / "gateway.log").open("w"),
@@ -193,14 +210,16 @@ def main() -> int:
         ),
     }
     try:
-        return run(args.duration, ports, procs, work)
+        return run(args.duration, ports, procs, work, workers=args.workers)
     finally:
         for proc in procs.values():
             proc.terminate()
             proc.wait(10)
 
 
-def run(duration: int, ports: dict[str, int], procs: dict[str, subprocess.Popen[Any]], work: Path) -> int:
+def run(
+    duration: int, ports: dict[str, int], procs: dict[str, subprocess.Popen[Any]], work: Path, *, workers: int = 1
+) -> int:
     for port in ports.values():
         wait_port(port)
     match = re.search(r"(sk-tb-[A-Za-z0-9]{40})", (work / "gateway.log").read_text())  # the first run's demo key
@@ -216,10 +235,13 @@ def run(duration: int, ports: dict[str, int], procs: dict[str, subprocess.Popen[
     served = 0.0
     for name in targets:
         wrk(urls[name], chat, connections=10, seconds=2)  # warm up: connections, caches, first estimate paths
-        pid = procs[name].pid
-        cpu0 = cpu_seconds(pid)
+        pids = [procs[name].pid, *(children(procs[name].pid) if name == "gateway" else [])]
+        pid = pids[-1]  # with --workers, the table's RSS is one worker's
+        cpu0, tx0 = sum(map(cpu_seconds, pids)), transactions(ports[name]) if name == "gateway" else 0
         load = wrk(urls[name], chat, connections=50, seconds=duration)
-        rows[name]["cpu_ms_per_req"] = (cpu_seconds(pid) - cpu0) * 1000 / max(load["requests"], 1)
+        rows[name]["cpu_ms_per_req"] = (sum(map(cpu_seconds, pids)) - cpu0) * 1000 / max(load["requests"], 1)
+        if name == "gateway" and workers == 1:
+            rows[name]["tx_per_req"] = (transactions(ports[name]) - tx0) / max(load["requests"], 1)
         rows[name].update({"rps_c50": load["rps"], "p50_c50": load["p50_ms"], "p99_c50": load["p99_ms"]})
         rows[name]["errors"] = load["non2xx"]
         single = wrk(urls[name], chat, connections=1, seconds=max(duration // 2, 2))
@@ -233,7 +255,7 @@ def run(duration: int, ports: dict[str, int], procs: dict[str, subprocess.Popen[
         if name == "gateway":
             served = load["requests"] + single["requests"] + streams["requests"]
             trace = memory_trace(urls[name], chat, pid, start=served)
-    report(rows, duration)
+    report(rows, duration, workers)
     print("\ngateway RSS MiB after N requests: " + ", ".join(f"{n:,.0f}: {mib:.1f}" for n, mib in trace))
     (n0, mib0), (n1, mib1) = trace[0], trace[-1]
     print(f"growth from {n0:,.0f} to {n1:,.0f} requests: {100 * (mib1 - mib0) / mib0:+.1f}% (target: within ±5%)")
@@ -254,7 +276,7 @@ def memory_trace(url: str, script: Path, pid: int, *, start: float) -> list[tupl
     return trace
 
 
-def report(rows: dict[str, dict[str, float]], duration: int) -> None:
+def report(rows: dict[str, dict[str, float]], duration: int, workers: int = 1) -> None:
     up, bare, gw = rows["upstream"], rows["passthrough"], rows["gateway"]
     lines = [
         ("JSON c=50, req/s", "rps_c50", "{:,.0f}"),
@@ -268,7 +290,8 @@ def report(rows: dict[str, dict[str, float]], duration: int) -> None:
         ("peak RSS MiB", "peak_rss_mib", "{:.1f}"),
         ("non-2xx answers", "errors", "{:.0f}"),
     ]
-    print(f"\ntokenbridge bench: {os.cpu_count()} cores, {duration}s per run, wrk -t1, loopback\n")
+    shape = f"serve --workers {workers}" if workers > 1 else "one process"
+    print(f"\ntokenbridge bench: {os.cpu_count()} cores, {duration}s per run, wrk -t1, loopback, gateway: {shape}\n")
     print(f"| {'':36} | {'upstream direct':>15} | {'bare passthrough':>16} | {'gateway':>10} | {'gateway/bare':>12} |")
     print(f"| {'-' * 36} | {'-' * 15}: | {'-' * 16}: | {'-' * 10}: | {'-' * 12}: |")
     for label, field, fmt in lines:
@@ -279,6 +302,11 @@ def report(rows: dict[str, dict[str, float]], duration: int) -> None:
         f"\nadded by the gateway at c=1: p50 +{gw['p50_c1'] - up['p50_c1']:.3f} ms over direct, "
         f"stream time to first byte +{gw['ttfb_c1'] - up['ttfb_c1']:.3f} ms"
     )
+    print(
+        f"CPU per request, gateway / bare passthrough (c=50 JSON): {gw['cpu_ms_per_req'] / bare['cpu_ms_per_req']:.2f}"
+    )
+    if "tx_per_req" in gw:
+        print(f"SQLite write transactions per request (c=50 JSON): {gw['tx_per_req']:.4f}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from tokenbridge.money import to_nano
 from tokenbridge.settings import load_settings
 from tokenbridge.store.db import Database
 from tokenbridge.store.keys import get_key_by_name, insert_key_with_account
-from tokenbridge.store.ledger import get_ledger_sum
+from tokenbridge.store.ledger import count_holds, get_ledger_sum
 from tokenbridge.store.usage import list_usage
 from tokenbridge.wire import HTTP_PROTOCOL
 
@@ -96,6 +97,9 @@ def upstream() -> Iterator[tuple[FakeUpstream, str]]:
         yield fake, url
 
 
+CHUNKS_RETURNED_S = 30.0  # for an idle gateway's chunks to be returned: a cap, never waited out
+
+
 @dataclass
 class Gateway:
     """The real gateway serving on loopback, plus ways to look into its store as the CLI would."""
@@ -114,6 +118,14 @@ class Gateway:
                 await db.close()
 
         return asyncio.run(run())
+
+    def holds_returned(self, within_s: float = CHUNKS_RETURNED_S) -> int:
+        """Open holds once the gateway's chunks had time to go back (purse.IDLE_RETURN_S when idle):
+        a wallet with room for many requests keeps spare room drawn until then. A generous cap, polled."""
+        deadline = time.monotonic() + within_s
+        while (held := int(self.db_run(count_holds))) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return held
 
     def create_key(self, name: str, credit_usd: str = "1", **kwargs: Any) -> str:
         _, secret = self.db_run(lambda db: insert_key_with_account(db, name=name, credit=to_nano(credit_usd), **kwargs))

@@ -152,6 +152,7 @@ def test_metrics_move_by_exactly_what_a_known_sequence_did(metered: Gateway) -> 
     before = scrape(metered.url)
     statuses = known_sequence(metered.url, secret)
     assert sorted(statuses.values()) == [200] * 6 + [400, 401]
+    assert metered.holds_returned() == 0  # the key's chunk went back once idle (purse.py)
     after = scrape(metered.url)
     check_sequence_counted(before, after, metered.usage("metered"))
 

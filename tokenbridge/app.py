@@ -45,7 +45,9 @@ Stage = Callable[[ASGIApp, Runtime, str], ASGIApp]
 OPENAI_STAGES: tuple[Stage, ...] = (
     lambda app, rt, route: BodyMiddleware(app, route=route),  # read + parse the body once into the Call
     lambda app, rt, route: AuthMiddleware(app, keys=rt.keys, db=rt.current_db),  # bearer key -> call.key
-    lambda app, rt, route: QuotaMiddleware(app, db=rt.current_db, spawn=rt.spawn),  # hold before, settle after
+    lambda app, rt, route: QuotaMiddleware(
+        app, db=rt.current_db, purse=rt.purse, spawn=rt.spawn
+    ),  # hold before, settle after
     lambda app, rt, route: MappingMiddleware(app, rng=rt.rng, breakers=rt.breakers),  # model -> channels to try
     lambda app, rt, route: ShapeMiddleware(app),  # caller's shape <-> upstream's shape
     lambda app, rt, route: MeterMiddleware(app),  # status, TTFB, usage, complete or how it broke

@@ -73,7 +73,9 @@ def metrics_endpoint(runtime: Runtime) -> Callable[[Request], Awaitable[Response
     async def endpoint(request: Request) -> Response:
         """GET /metrics: Prometheus text; no secrets and no key names in it."""
         holds = await count_holds(runtime.db)
-        body = runtime.metrics.render(settings=runtime.settings, breakers=runtime.breakers, open_holds=holds)
+        body = runtime.metrics.render(
+            settings=runtime.settings, breakers=runtime.breakers, open_holds=holds, transactions=runtime.db.transactions
+        )
         return Response(body, media_type=CONTENT_TYPE)
 
     return endpoint

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
@@ -71,7 +71,21 @@ class OpenHolds(Collector):
 
     def collect(self) -> Iterable[Metric]:
         yield GaugeMetricFamily(
-            "tokenbridge_open_holds", "Requests holding balance right now (from the store, all workers).", self.value
+            "tokenbridge_open_holds",
+            "Open holds in the store (all workers): requests' own, and chunks (store/chunks.py).",
+            self.value,
+        )
+
+
+class Transactions(Collector):
+    """`tokenbridge_sqlite_transactions_total`: this process's committed write transactions, read at each scrape."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def collect(self) -> Iterable[Metric]:
+        yield CounterMetricFamily(
+            "tokenbridge_sqlite_transactions", "SQLite write transactions committed by this process.", self.value
         )
 
 
@@ -81,6 +95,7 @@ class Metrics:
         # In multiprocess mode values go to files and a scrape reads them all, so nothing registers here.
         self.registry: CollectorRegistry | None = None if self.multiprocess else CollectorRegistry()
         self.holds = OpenHolds()
+        self.transactions = Transactions()
         reg = self.registry
         self.requests = Children(
             Counter(
@@ -121,6 +136,7 @@ class Metrics:
         )  # fmt: skip
         if self.registry is not None:
             self.registry.register(self.holds)
+            self.registry.register(self.transactions)
         self.shown_circuits: set[tuple[str, str]] = set()  # (channel, model) pairs the last scrape showed
         if self.multiprocess:
             forget_dead_workers(os.environ[MULTIPROC_ENV])
@@ -151,7 +167,7 @@ class Metrics:
     def breaker_changed(self, channel: str, model: str, state: str) -> None:
         self.breakers.get(channel, model).set(BREAKER_STATES[state])
 
-    def render(self, *, settings: Settings, breakers: Breakers, open_holds: int) -> bytes:
+    def render(self, *, settings: Settings, breakers: Breakers, open_holds: int, transactions: int = 0) -> bytes:
         """The exposition text. Every served (channel, model) shows its circuit, not only those that moved."""
         served = {(channel.name, model) for model, channels in settings.routes.items() for channel in channels}
         for channel_name, model in served:
@@ -164,11 +180,13 @@ class Metrics:
                 self.breakers.cache.pop(gone, None)
         self.shown_circuits = served
         self.holds.value = open_holds
+        self.transactions.value = transactions
         if self.registry is not None:
             return generate_latest(self.registry)
         registry = CollectorRegistry()  # per scrape, as prometheus-client documents for multiprocess mode
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         registry.register(self.holds)
+        registry.register(self.transactions)
         return generate_latest(registry)
 
     def close(self) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from tokenbridge.circuits import Transition
 from tokenbridge.metrics import Metrics
+from tokenbridge.purse import Purse
 from tokenbridge.settings import ConfigError, Settings, load_settings
 from tokenbridge.store.channels import upsert_channel_health
 from tokenbridge.store.db import Database
@@ -54,6 +55,7 @@ class Runtime:
         self.breakers = Breakers(settings.server.breaker, on_change=self._breaker_changed, clock=clock)
         self.keys = KeyCache()
         self.metrics = Metrics()
+        self.purse = Purse(self.current_db)
         self._db: Database | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reloading = asyncio.Lock()  # one reload at a time: a SIGHUP and the watcher may both fire
@@ -79,6 +81,7 @@ class Runtime:
         self.keys.observe(await get_keys_version(self._db))
         self._spawn(self._watch_keys())
         self._spawn(self._sweep_holds())
+        self._spawn(self.purse.return_while_idle())
         if self.settings.server.watch_config:
             self._spawn(self._watch())
         with suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread, or no SIGHUP here
@@ -92,6 +95,8 @@ class Runtime:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.upstream.close()
         if self._db is not None:
+            with suppress(Exception):  # what stays is released at the next start, as after a crash
+                await self.purse.return_idle(idle_s=0)
             await self._db.close()
             self._db = None
         self.metrics.close()

@@ -26,7 +26,7 @@ from tests.fakes.server import free_port
 from tests.fakes.upstream import PIECES, TEXT, USAGE
 from tests.schemas import validate
 from tokenbridge.store.keys import list_keys
-from tokenbridge.store.ledger import count_holds, get_ledger_sum
+from tokenbridge.store.ledger import count_holds, get_ledger_sum, sum_holds
 from tokenbridge.tokens import encoding
 
 O200K = encoding("o200k_base")
@@ -179,7 +179,8 @@ def test_kill_9_mid_flight_then_restart_leaves_no_holds_and_exact_ledgers(gatewa
                 pool.submit(one)
             for _ in range(in_flight):  # every request is in flight, its hold open, upstream holding
                 assert crash.fake.holding.acquire(timeout=60)
-            assert crash.db_run(count_holds) == in_flight
+            # One chunk of the key's (store/chunks.py) blocks all 200 holds, and never fewer:
+            assert crash.db_run(count_holds) >= 1 and crash.db_run(sum_holds) >= in_flight
             os.kill(served.process.pid, signal.SIGKILL)
             served.process.wait(30)
     finally:
@@ -187,7 +188,7 @@ def test_kill_9_mid_flight_then_restart_leaves_no_holds_and_exact_ledgers(gatewa
 
     restarted = Served(config, port)
     try:
-        restarted.until(r"released 200 holds")
+        restarted.until(r"released \d+ holds? of processes that are gone")
         restarted.until(r"Uvicorn running on")
         assert crash.db_run(count_holds) == 0
         keys = crash.db_run(list_keys)

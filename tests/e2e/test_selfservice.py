@@ -61,6 +61,7 @@ def test_billing_usage_daily_costs_honour_the_dates_total_usage_stays_lifetime(g
 def test_me_shows_balance_spent_and_holds_matching_the_ledger(gateway: Gateway) -> None:
     secret = gateway.create_key("self-me", credit_usd="2")
     gateway.client(secret).chat.completions.create(model="fake-ok", messages=MESSAGES)
+    assert gateway.holds_returned() == 0  # the spare room a $2 wallet's chunk had drawn went back
     me = gateway.api("GET", "/v1/me", token=secret).json()
     cost = expected_cost(12, 3)
     assert me["name"] == "self-me" and me["status"] == "active" and me["held_nano_usd"] == 0

@@ -5,14 +5,17 @@ processes really took part."""
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from tests.conftest import Gateway, config_text
@@ -116,3 +119,65 @@ def test_a_revoke_reaches_both_workers(workers: Workers, gateway: Gateway) -> No
     assert refused_by == set(workers.pids), f"still accepted by {set(workers.pids) - refused_by}"
     for _ in range(10):  # and once refused, refused by every worker from then on
         assert ask_on_a_new_connection(gateway, workers, secret)[1] == 401
+
+
+SEEN_WITHIN_S = 1.0  # SPEC §13: a change from outside reaches every worker within a second
+SAMPLED_FOR_S = 10.0  # asking until both workers were seen (a cap: which worker accepts is the kernel's choice)
+
+Answers = list[tuple[float, int, int]]  # (seconds after the change, worker pid, status)
+
+
+def after_a_change(gateway: Gateway, workers: Workers, secret: str, status: int) -> Answers:
+    """Ask for the key on new connections until every worker answered `status` (SAMPLED_FOR_S at most)."""
+    answers: Answers = []
+    changed = time.monotonic()
+    while {pid for _, pid, got in answers if got == status} != set(workers.pids):
+        if time.monotonic() - changed > SAMPLED_FOR_S:
+            break
+        pid, got = ask_on_a_new_connection(gateway, workers, secret)
+        answers.append((time.monotonic() - changed, pid, got))
+    return answers
+
+
+def seen_within_a_second(answers: Answers, status: int, workers: Workers) -> bool:
+    """Every worker answered `status`, and none answered otherwise later than SEEN_WITHIN_S after the change."""
+    late = [(at, pid, got) for at, pid, got in answers if at > SEEN_WITHIN_S and got != status]
+    return {pid for _, pid, got in answers if got == status} == set(workers.pids) and not late
+
+
+def test_a_cli_credit_and_a_cli_revoke_under_load_reach_every_worker_within_a_second(
+    workers: Workers, gateway: Gateway
+) -> None:
+    """Money decided in memory (purse.py) still sees the CLI: a credit to an empty wallet is admitted
+    by both workers within a second, and a revoke refused by both, while another key of the same
+    account keeps both workers busy (its chunks drawn, its settles journalled)."""
+    secret = gateway.create_key("under-load", credit_usd="0")
+    other = gateway.cli("keys", "create", "under-load-busy", "--account", "under-load", "--json")
+    assert other.returncode == 0, other.stderr
+    busy = str(orjson.loads(other.stdout)["key"])
+    assert seen_within_a_second(after_a_change(gateway, workers, secret, 429), 429, workers)  # an empty wallet
+    stop = threading.Event()
+    answered: Counter[int] = Counter()
+
+    def load() -> None:
+        with httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {busy}"}) as http:
+            while not stop.is_set():
+                body = {"model": "fake-ok", "messages": MESSAGES}
+                answered[http.post("/v1/chat/completions", json=body, headers={"Connection": "close"}).status_code] += 1
+
+    with ThreadPoolExecutor(2) as pool:
+        loads = [pool.submit(load) for _ in range(2)]
+        try:
+            assert gateway.cli("credit", "under-load", "1").returncode == 0
+            answers = after_a_change(gateway, workers, secret, 200)
+            assert seen_within_a_second(answers, 200, workers), answers
+            assert gateway.cli("keys", "revoke", "under-load").returncode == 0
+            answers = after_a_change(gateway, workers, secret, 401)
+            assert seen_within_a_second(answers, 401, workers), answers
+        finally:
+            stop.set()
+            for done in loads:
+                done.result()
+    assert answered[200] > 0, answered  # the load was served meanwhile (its first requests, at least)
+    assert gateway.holds_returned() == 0
+    assert 0 <= gateway.balance("under-load-busy") == gateway.ledger_sum("under-load-busy")

@@ -16,6 +16,7 @@ the real one (`Database.open` on a file in the temp dir), never a mock.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from tokenbridge.asgi import ASGIApp, Message, Scope
 from tokenbridge.call import SCOPE_KEY, Call, get_call
 from tokenbridge.circuits import Transition
 from tokenbridge.errors import ClientGone, GatewayError
+from tokenbridge.purse import Purse
 from tokenbridge.settings import BreakerSettings, Settings, load_settings
 from tokenbridge.stages.auth import AuthMiddleware
 from tokenbridge.stages.body import BodyMiddleware
@@ -270,7 +272,19 @@ class Books:
         return sum(amount for _, amount in self.ledger)
 
 
+_PURSES: weakref.WeakKeyDictionary[Database, Purse] = weakref.WeakKeyDictionary()
+
+
+def purse_of(db: Database) -> Purse:
+    """The one purse of the quota stages on `db`, as the runtime has one per process."""
+    return _PURSES.setdefault(db, Purse(lambda: db))
+
+
 async def books(db: Database, key_id: int) -> Books:
+    """The key's books. Chunks with no request in flight are returned first, as the runtime does when
+    they idle: a hold left here is a request's that has not settled (or the chunk it is in)."""
+    await purse_of(db).return_idle(idle_s=0)
+
     async def rows(sql: str) -> list[dict[str, Any]]:
         async with db.reader.execute(sql, (key_id,)) as cur:
             return [dict(row) for row in await cur.fetchall()]
@@ -306,7 +320,7 @@ def auth_stage(inner: ASGIApp, *, db: Database, keys: KeyCache | None = None) ->
 
 
 def quota_stage(inner: ASGIApp, *, db: Database, spawn: Callable[[Any], None] = dropped_retry) -> ASGIApp:
-    return QuotaMiddleware(inner, db=lambda: db, spawn=spawn)
+    return QuotaMiddleware(inner, db=lambda: db, purse=purse_of(db), spawn=spawn)
 
 
 def meter_stage(inner: ASGIApp) -> ASGIApp:

@@ -19,6 +19,7 @@ from tests.stages.kit import (
     json_messages,
     make_call,
     meter_stage,
+    purse_of,
     quota_stage,
     run_stage,
     sse_messages,
@@ -28,6 +29,7 @@ from tokenbridge.call import Call
 from tokenbridge.errors import ClientGone, QuotaExceeded, UpstreamError
 from tokenbridge.settings import Settings
 from tokenbridge.stages.quota import prompt_bound
+from tokenbridge.store.chunks import chunk_id
 from tokenbridge.store.db import Database
 from tokenbridge.store.keys import insert_key_with_account
 from tokenbridge.tokens import IMAGE_PART_MAX_TOKENS, encoding, prompt_tokens
@@ -123,16 +125,20 @@ async def test_quota_holds_the_expected_amount_before_the_inner_app_runs(
     db: Database, stage_settings: Settings
 ) -> None:
     call = await keyed_call(db, stage_settings)
-    held: list[Books] = []
+    held: list[tuple[Books, int]] = []
 
     async def look(seen: Call) -> None:
         assert seen.key is not None
-        held.append(await books(db, seen.key.id))
+        held.append((await books(db, seen.key.id), purse_of(db).in_flight(seen.key.id)))
 
     result = await run_stage(quota_stage(meter_stage(Inner(*json_messages(ANSWER), on_enter=look)), db=db), call)
     assert result.error is None and result.status == 200
-    assert [b.holds for b in held] == [[(call.request_id, expected_hold(call))]]
-    assert call.hold == expected_hold(call) < CREDIT
+    assert call.key is not None
+    ((seen, in_flight),) = held
+    ((chunk, blocked),) = seen.holds  # the process's chunk of the key blocks the hold (and spare room) in the wallet
+    assert chunk == chunk_id(db.owner, call.key.id) and expected_hold(call) <= blocked <= CREDIT
+    assert in_flight == call.hold == expected_hold(call) < CREDIT
+    assert purse_of(db).in_flight(call.key.id) == 0  # settled
 
 
 async def test_quota_refuses_a_balance_that_cannot_cover_the_hold_without_calling_the_inner_app(

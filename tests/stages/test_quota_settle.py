@@ -19,6 +19,7 @@ from tokenbridge.runtime import Runtime
 from tokenbridge.settings import parse_settings
 from tokenbridge.stages import quota
 from tokenbridge.stages.quota import QuotaMiddleware
+from tokenbridge.store.chunks import chunk_id
 from tokenbridge.store.keys import insert_key_with_account
 
 BODY = {"model": "echo-1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
@@ -78,7 +79,9 @@ async def test_a_settle_that_raises_sends_nothing_that_completes_the_answer_and_
     async def send(message: Message) -> None:
         sent.append(message)
 
-    stage = QuotaMiddleware(answering(call, stream=stream), db=runtime.current_db, spawn=runtime.spawn)
+    stage = QuotaMiddleware(
+        answering(call, stream=stream), db=runtime.current_db, purse=runtime.purse, spawn=runtime.spawn
+    )
     with pytest.raises(BillingUnavailable):
         await stage({"type": "http", "tokenbridge.call": call}, None, send)  # type: ignore[arg-type]
     bodies = b"".join(m.get("body", b"") for m in sent)
@@ -86,4 +89,7 @@ async def test_a_settle_that_raises_sends_nothing_that_completes_the_answer_and_
     assert all(m.get("more_body", False) for m in sent if m["type"] == "http.response.body")
     assert [m["type"] for m in sent] == (["http.response.start", "http.response.body"] if stream else [])
     assert call.end_reason == "store_error"
-    assert [h[0] for h in await holds(runtime)] == ["req-q"]  # still blocking its money
+    assert call.key is not None  # the hold stays in flight, its chunk blocking its money
+    assert runtime.purse.in_flight(call.key.id) == call.hold > 0
+    await runtime.purse.return_idle(idle_s=0)  # (not idle: kept)
+    assert [h[0] for h in await holds(runtime)] == [chunk_id(runtime.db.owner, call.key.id)]

@@ -30,9 +30,10 @@ difference is logged.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send, is_event_stream
@@ -40,6 +41,7 @@ from tokenbridge.call import Call, get_call
 from tokenbridge.errors import BillingUnavailable, GatewayError, QuotaExceeded, RateLimited, unknown_model
 from tokenbridge.money import Price, Usage, cost, format_usd
 from tokenbridge.outcome import outcome
+from tokenbridge.purse import Purse
 from tokenbridge.routing import WITHOUT_OUTPUT
 from tokenbridge.store.db import Database
 from tokenbridge.store.ledger import DuplicateRequestId, Refusal, reserve_hold, settle_hold
@@ -163,10 +165,16 @@ class QuotaMiddleware:
     """Writes call.hold, and call.cost when it settles (in finally at the latest)."""
 
     def __init__(
-        self, app: ASGIApp, *, db: Callable[[], Database], spawn: Callable[[Coroutine[Any, Any, Any]], None]
+        self,
+        app: ASGIApp,
+        *,
+        db: Callable[[], Database],
+        purse: Purse,
+        spawn: Callable[[Coroutine[Any, Any, Any]], None],
     ) -> None:
         self.app = app
         self.db = db  # the database the lifespan opened (there is none yet when the stages are built)
+        self.purse = purse  # admission in memory against chunks, settles journalled in batches
         self.spawn = spawn  # background work for the life of the process: the settle retries
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -177,9 +185,15 @@ class QuotaMiddleware:
             raise unknown_model(call.model)
         amount = hold_amount(call, price)
         key = call.key
-        refusal = await reserve_hold(
-            self.db(), key_id=key.id, account_id=key.account_id, request_id=call.request_id, amount=amount
-        )
+        journal: Callable[[UsageRow], Awaitable[None]]
+        if key.rpm is None and key.tpm is None:
+            refusal = await self.purse.hold(key, amount)
+            journal = functools.partial(self.purse.settle, account_id=key.account_id, hold=amount)
+        else:  # a minute's window of requests and tokens: the exact per-request path
+            refusal = await reserve_hold(
+                self.db(), key_id=key.id, account_id=key.account_id, request_id=call.request_id, amount=amount
+            )
+            journal = functools.partial(settle_hold, self.db())
         if refusal is not None:
             raise refused(call, refusal, amount)
         call.hold = amount
@@ -193,7 +207,7 @@ class QuotaMiddleware:
             settled = True
             row = usage_row(call, price, failure)
             try:
-                await asyncio.shield(settle_hold(self.db(), row))
+                await asyncio.shield(journal(row))
             except Exception as exc:
                 log.error(
                     "request %s: could not settle its hold (%s: %s); the hold stays and the settle is retried",
@@ -206,7 +220,7 @@ class QuotaMiddleware:
                     call.end_reason = STORE_ERROR
                     call.error = f"the gateway could not record its charge ({type(exc).__name__}: {exc})"
                     row = usage_row(call, price, withheld, billed=streamed and call.delivered > 0)
-                self.spawn(self.settle_later(row))
+                self.spawn(self.settle_later(row, journal))
                 return False
             call.cost = row.cost
             return True
@@ -247,14 +261,14 @@ class QuotaMiddleware:
         if withheld is not None:
             raise withheld
 
-    async def settle_later(self, row: UsageRow) -> None:
+    async def settle_later(self, row: UsageRow, journal: Callable[[UsageRow], Awaitable[None]]) -> None:
         """Retry a settle until it lands, for a few minutes; meanwhile its hold keeps the money blocked."""
         error: Exception | None = None
         try:
             for delay in SETTLE_RETRY_DELAYS_S:
                 await asyncio.sleep(delay)
                 try:
-                    await settle_hold(self.db(), row)
+                    await journal(row)
                 except DuplicateRequestId:
                     return  # an earlier attempt did land
                 except Exception as exc:

@@ -106,6 +106,7 @@ class Writer:
         self._conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable at checkpoints, no fsync per commit
         self._queue: queue.SimpleQueue[tuple[Change, asyncio.Future[Any]] | None] = queue.SimpleQueue()
         self._stopped: str | None = None  # why no change is taken any more
+        self.transactions = 0  # committed so far (read by the event loop for /metrics: an int, no lock needed)
         self._thread = threading.Thread(target=self._run, name="tokenbridge-writer", daemon=True)
         self._thread.start()
 
@@ -170,6 +171,7 @@ class Writer:
                     raise sqlite3.OperationalError("a change ended the batch's transaction")
                 conn.execute(f"RELEASE {_SAVEPOINT}")
             conn.execute("COMMIT")
+            self.transactions += 1
         except sqlite3.Error as exc:  # the batch as a whole failed (busy, disk full): every change failed
             self._rollback()
             outcomes = [(future, None, exc) for _, future in batch]
@@ -294,6 +296,16 @@ class Database:
             log.warning("the database %s takes writes again", self.path)
         self._unavailable = False
         return result
+
+    @property
+    def unavailable(self) -> bool:
+        """The last write failed for the database's own fault (StoreUnavailable)."""
+        return self._unavailable
+
+    @property
+    def transactions(self) -> int:
+        """Write transactions this process has committed (its writer's batches)."""
+        return self._writer.transactions
 
     async def probe_write(self) -> None:
         """A real write that changes nothing, for /readyz: one value flipped and flipped back in one

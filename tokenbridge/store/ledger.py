@@ -55,14 +55,17 @@ RATE_WINDOW_S = 60.0
 
 # Everything admission needs, in one read inside the write transaction. The rate and spend-limit
 # subqueries only run for keys that have such limits (SQLite evaluates CASE branches lazily).
-_ADMISSION = """
-SELECT a.balance,
+# The money columns (chunks.draw_chunk reads them too): the wallet, every hold of the account, the
+# key's spend limit and what its period's charges and its holds use of it.
+MONEY_COLUMNS = """a.balance,
        (SELECT COALESCE(SUM(amount), 0) FROM holds WHERE account_id = a.id) AS account_held,
        k.spend_limit,
        CASE WHEN k.spend_limit IS NULL THEN 0 ELSE
          (SELECT COALESCE(-SUM(amount), 0) FROM ledger WHERE key_id = k.id AND kind = 'charge'
           AND created_at >= CASE k.spend_period WHEN 'day' THEN :day WHEN 'month' THEN :month ELSE 0 END)
-         + (SELECT COALESCE(SUM(amount), 0) FROM holds WHERE key_id = k.id) END AS key_used,
+         + (SELECT COALESCE(SUM(amount), 0) FROM holds WHERE key_id = k.id) END AS key_used"""
+_ADMISSION = f"""
+SELECT {MONEY_COLUMNS},
        k.rpm, k.tpm,
        CASE WHEN k.rpm IS NULL THEN 0 ELSE
          (SELECT COUNT(*) FROM usage_events WHERE key_id = k.id AND created_at > :since)
@@ -76,6 +79,15 @@ SELECT a.balance,
        EXISTS (SELECT 1 FROM usage_events WHERE request_id = :request_id) AS used
 FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.id = :key_id AND k.account_id = :account_id
 """
+
+
+def money_refusal(wallet: int, limit: int | None, amount: int) -> Refusal | None:
+    """`amount` against what the wallet has free and what the key's limit has left (None: no limit)."""
+    if wallet < amount:
+        return Refusal("wallet", available=max(0, wallet))
+    if limit is not None and limit < amount:
+        return Refusal("key_limit", available=max(0, limit))
+    return None
 
 
 async def reserve_hold(
@@ -108,10 +120,10 @@ async def reserve_hold(
             return Refusal("rpm", retry)
         if row["tpm"] is not None and row["recent_tokens"] >= row["tpm"]:
             return Refusal("tpm", retry)
-        if row["balance"] - row["account_held"] < amount:
-            return Refusal("wallet", available=max(0, row["balance"] - row["account_held"]))
-        if row["spend_limit"] is not None and row["spend_limit"] - row["key_used"] < amount:
-            return Refusal("key_limit", available=max(0, row["spend_limit"] - row["key_used"]))
+        limit = None if row["spend_limit"] is None else row["spend_limit"] - row["key_used"]
+        refusal = money_refusal(row["balance"] - row["account_held"], limit, amount)
+        if refusal is not None:
+            return refusal
         try:
             conn.execute(
                 "INSERT INTO holds (request_id, key_id, account_id, amount, created_at, owner) VALUES (?, ?, ?, ?, ?, ?)",
@@ -170,6 +182,13 @@ async def release_dead_holds(db: Database) -> int:
 
 async def count_holds(db: Database) -> int:
     async with db.reader.execute("SELECT COUNT(*) FROM holds") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def sum_holds(db: Database) -> int:
+    """nano-USD every open hold blocks, chunks (store/chunks.py) and requests' own."""
+    async with db.reader.execute("SELECT COALESCE(SUM(amount), 0) FROM holds") as cur:
         row = await cur.fetchone()
     return int(row[0]) if row else 0
 

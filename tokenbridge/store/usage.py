@@ -38,13 +38,20 @@ class UsageRow:
 
 _COLUMNS = tuple(UsageRow.__dataclass_fields__)
 _VALUES = attrgetter(*_COLUMNS)  # the row's values in column order, without asdict's deep copy
-_INSERT = f"INSERT INTO usage_events ({', '.join(_COLUMNS)}, account_id) VALUES ({', '.join('?' for _ in _COLUMNS)}, ?)"
+INSERT_USAGE = (
+    f"INSERT INTO usage_events ({', '.join(_COLUMNS)}, account_id) VALUES ({', '.join('?' for _ in _COLUMNS)}, ?)"
+)
+
+
+def usage_params(row: UsageRow, account_id: int) -> tuple[Any, ...]:
+    """INSERT_USAGE's parameters (chunks.journal_settles inserts many at once)."""
+    return (*_VALUES(row), account_id)
 
 
 def insert_usage(conn: sqlite3.Connection, row: UsageRow, account_id: int) -> None:
     """Inside the caller's transaction (settle_hold), so a row and its charge land together; the
     account is the key's (read in that transaction), so a row never names another account."""
-    conn.execute(_INSERT, (*_VALUES(row), account_id))
+    conn.execute(INSERT_USAGE, usage_params(row, account_id))
 
 
 def _filters(

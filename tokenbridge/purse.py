@@ -1,0 +1,198 @@
+"""Money decisions in memory, SQLite as the journal (SPEC §13).
+
+The purse admits a request with no I/O when this process's chunk of the key (store/chunks.py: a
+hold row that blocks its amount from every other process) has room for the request's hold beside
+the holds of its requests in flight. Only when it has not does admission wait for one transaction,
+`draw_chunk`, which sizes the chunk anew from the database's truth: the wallet's balance minus every
+other hold, the key's limit minus its spend in the period (so a CLI credit, another worker's spend
+or an edited limit count at once), plus spare room for many more requests where the money is
+plentiful and none where it is not. Draws of one key run one at a time, and no request of the key
+is admitted from memory while one runs.
+
+Settles are journalled (`Journal`): every settle that arrives while a batch is being written waits
+for the next one, one transaction for all of them (four statements), committed before the answer's
+last byte as before. A batch that fails is written again row by row, so a row that cannot be
+written fails alone. A chunk with no request in flight for IDLE_RETURN_S is returned (its row
+deleted); at a clean stop every such chunk is; after a crash the next start releases them with the
+process's other holds (ledger.release_dead_holds).
+
+Keys with RPM/TPM limits keep the exact per-request path (stages/quota.py): a minute's window of
+requests counts rows, not money.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tokenbridge.store.chunks import Settle, draw_chunk, journal_settles, return_chunks
+from tokenbridge.store.db import Database
+from tokenbridge.store.keys import KeyRecord
+from tokenbridge.store.ledger import DuplicateRequestId, Refusal
+from tokenbridge.store.usage import UsageRow
+
+log = logging.getLogger("tokenbridge")
+
+SPARE_REQUESTS = 256  # a draw takes room for this many more requests like the one that asked, where money allows
+IDLE_RETURN_S = 1.0  # a chunk with no request in flight this long goes back to the wallet
+
+
+@dataclass(slots=True)
+class Chunk:
+    """This process's chunk of one key: `amount` is its row's, as committed; `used` the holds of
+    its requests whose settle has not landed yet."""
+
+    amount: int = 0
+    used: int = 0
+    limit: tuple[int | None, str | None] = (None, None)  # the key's spend limit when it was drawn
+    last: float = 0.0  # time.monotonic() of its last admission
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def fits(self, amount: int, limit: tuple[int | None, str | None]) -> bool:
+        return self.limit == limit and self.used + amount <= self.amount
+
+
+class Purse:
+    def __init__(self, db: Callable[[], Database]) -> None:
+        self.db = db  # the database the lifespan opened (there is none yet when the stages are built)
+        self._chunks: dict[int, Chunk] = {}
+        self._journal = Journal(db)
+        self._db_unavailable = lambda: db().unavailable  # the last write failed for the database's own fault
+
+    async def hold(self, key: KeyRecord, amount: int) -> Refusal | None:
+        """Hold `amount` for a request of `key` (None), or say why not."""
+        chunk = self._chunks.get(key.id)
+        if chunk is None:
+            chunk = self._chunks[key.id] = Chunk()
+        limit = (key.spend_limit, key.spend_period)
+        # While the database refuses writes, every admission tries one (a draw): it answers 503 as the
+        # hold row did before, rather than sending upstream work whose charge cannot be recorded.
+        if not chunk.lock.locked() and chunk.fits(amount, limit) and not self._db_unavailable():
+            chunk.used += amount
+            chunk.last = time.monotonic()
+            return None
+        async with chunk.lock:
+            if not chunk.fits(amount, limit) or self._db_unavailable():  # else a draw it waited for made room
+                drawn = await draw_chunk(
+                    self.db(),
+                    key_id=key.id,
+                    account_id=key.account_id,
+                    used=chunk.used,
+                    amount=amount,
+                    spare=amount * SPARE_REQUESTS,
+                )
+                if isinstance(drawn, Refusal):
+                    return drawn
+                chunk.amount += drawn
+                chunk.limit = limit
+            chunk.used += amount
+            chunk.last = time.monotonic()
+            return None
+
+    def in_flight(self, key_id: int) -> int:
+        """The holds of the key's requests that have not settled (nano-USD)."""
+        chunk = self._chunks.get(key_id)
+        return chunk.used if chunk else 0
+
+    async def settle(self, row: UsageRow, account_id: int, hold: int) -> None:
+        """Journal the request's usage row and charge; once committed its hold leaves the chunk and
+        its cost the chunk's row. Raises what the journal raised (then the hold stays)."""
+        try:
+            await self._journal.add((row, account_id, hold))
+        except DuplicateRequestId:  # an earlier try landed: its charge left the chunk's row then
+            self._settled(row, hold)
+            raise
+        self._settled(row, hold)
+
+    def _settled(self, row: UsageRow, hold: int) -> None:
+        chunk = self._chunks[row.key_id]
+        chunk.used -= hold
+        chunk.amount -= hold
+        if chunk.amount <= 0:  # the journal deleted its row
+            chunk.amount = 0
+
+    async def return_idle(self, *, idle_s: float = IDLE_RETURN_S) -> None:
+        """Return every chunk with nothing in flight for `idle_s` (0: every such chunk, at a stop)."""
+        now = time.monotonic()
+        idle = {
+            key_id: chunk
+            for key_id, chunk in self._chunks.items()
+            if chunk.amount and not chunk.used and not chunk.lock.locked() and now - chunk.last >= idle_s
+        }
+        if not idle:
+            return
+        for chunk in idle.values():  # none is locked: each acquire returns at once, no request slips in
+            await chunk.lock.acquire()
+        try:
+            await return_chunks(self.db(), list(idle))
+            for chunk in idle.values():
+                chunk.amount = 0
+        finally:
+            for chunk in idle.values():
+                chunk.lock.release()
+
+    async def return_while_idle(self) -> None:
+        """For the life of the process (runtime.py)."""
+        while True:
+            await asyncio.sleep(IDLE_RETURN_S)
+            try:
+                await self.return_idle()
+            except Exception:  # a locked or vanished database: the chunks stay, try again next round
+                log.exception("could not return idle chunks")
+
+
+class Journal:
+    """Settles in batches: one is written at a time, and what arrives meanwhile forms the next."""
+
+    def __init__(self, db: Callable[[], Database]) -> None:
+        self.db = db
+        self._queue: list[tuple[Settle, asyncio.Future[None]]] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    async def add(self, settle: Settle) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((settle, future))
+        if self._writing is None:
+            self._writing = asyncio.ensure_future(self._write_all())
+        await future
+
+    async def _write_all(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                await self._write(batch)
+        finally:
+            self._writing = None
+
+    async def _write(self, batch: list[tuple[Settle, asyncio.Future[None]]]) -> None:
+        outcomes: list[BaseException | None]
+        try:
+            db = self.db()
+            try:
+                await journal_settles(db, [settle for settle, _ in batch])
+                outcomes = [None] * len(batch)
+            except Exception as exc:
+                if len(batch) == 1:
+                    raise
+                log.warning("a batch of %d settles failed (%s); writing them one by one", len(batch), exc)
+                one_by_one = [journal_settles(db, [settle]) for settle, _ in batch]
+                outcomes = list(await asyncio.gather(*one_by_one, return_exceptions=True))
+        except asyncio.CancelledError:
+            for _, future in batch:
+                future.cancel()
+            raise
+        except Exception as exc:
+            outcomes = [exc] * len(batch)
+        for ((row, _, _), future), outcome in zip(batch, outcomes, strict=True):
+            if future.done():
+                continue
+            if outcome is None:
+                future.set_result(None)
+            elif isinstance(outcome, sqlite3.IntegrityError):
+                future.set_exception(DuplicateRequestId(row.request_id))
+            else:
+                future.set_exception(outcome)
