@@ -82,7 +82,7 @@ def wrk(url: str, script: Path, *, connections: int, seconds: int) -> dict[str, 
     result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])}  # type: ignore[index]
     result["requests"] = float(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
     for pct in ("50", "99"):
-        found = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)$", out, re.MULTILINE)
+        found = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
         if found is None:
             raise SystemExit(f"wrk's output for {url} has no {pct}th percentile:\n{out}")
         value, unit = found.groups()

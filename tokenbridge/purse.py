@@ -83,7 +83,7 @@ class Purse:
                     account_id=key.account_id,
                     used=chunk.used,
                     amount=amount,
-                    spare=amount * SPARE_REQUESTS,
+                    spare=SPARE_REQUESTS,
                 )
                 if isinstance(drawn, Refusal):
                     return drawn

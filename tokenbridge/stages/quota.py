@@ -1,8 +1,10 @@
 """Quota: hold the worst case before forwarding; settle it to the real cost afterwards, always.
 
 The hold is the cost of (an upper bound of the prompt's tokens + the most completion tokens the
-request allows), taken in one conditional INSERT that succeeds only if balance − open holds covers
-it, so concurrent requests cannot spend the same money twice. The upper bound for the prompt is
+request allows), taken from the process's chunk of the key in memory (purse.py: the chunk's row
+blocks it from every other process, and is drawn only where balance − open holds covers it), so
+concurrent requests cannot spend the same money twice; a key with RPM/TPM limits takes it in one
+conditional INSERT instead. The upper bound for the prompt is
 `prompt_bound`: the body's byte length for text (a byte-level BPE token is at least one byte, and
 the JSON framing outweighs the few tokens of chat framing), but a fixed ceiling for each image part
 in place of its URL's bytes. Settling writes the usage row, the charge and the hold's release in one

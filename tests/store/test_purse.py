@@ -1,0 +1,138 @@
+"""Money decided in memory (purse.py) over chunks and the settle journal (store/chunks.py), against a
+real SQLite file: a draw sizes a chunk from the database's truth, spare room only where money is
+plentiful, two processes never overspend one wallet, settles share one transaction, and a batch
+with a bad row writes the others."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tests.store.test_ledger import balance, new_key, open_holds, usage_row
+from tokenbridge.purse import SPARE_REQUESTS, Purse
+from tokenbridge.store.chunks import SPARE_FRACTION, chunk_id
+from tokenbridge.store.db import Database
+from tokenbridge.store.keys import update_key
+from tokenbridge.store.ledger import DuplicateRequestId, Refusal, get_ledger_sum, insert_credit
+
+HOLD = 1_000
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await Database.open(tmp_path / "t.db")
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+async def test_a_small_wallet_gets_no_spare_room_and_admits_exactly_its_worth(db: Database) -> None:
+    key = await new_key(db, credit=5 * HOLD + HOLD - 1)
+    purse = Purse(lambda: db)
+    verdicts = [await purse.hold(key, HOLD) for _ in range(7)]
+    assert verdicts[:5] == [None] * 5
+    assert verdicts[5] == verdicts[6] == Refusal("wallet") and verdicts[5].available == HOLD - 1
+    assert await open_holds(db) == {chunk_id(db.owner, key.id): 5 * HOLD}  # exactly what is in flight
+    assert purse.in_flight(key.id) == 5 * HOLD
+
+
+async def test_a_large_wallet_draws_spare_room_once_for_many_requests(db: Database) -> None:
+    key = await new_key(db, credit=10**6 * HOLD)
+    purse = Purse(lambda: db)
+    before = db.transactions
+    for _ in range(SPARE_REQUESTS + 1):
+        assert await purse.hold(key, HOLD) is None
+    assert db.transactions - before == 1  # one draw admitted them all
+    assert await open_holds(db) == {chunk_id(db.owner, key.id): (SPARE_REQUESTS + 1) * HOLD}
+    assert await purse.hold(key, HOLD) is None  # the next one draws again
+    assert db.transactions - before == 2
+
+
+async def test_spare_room_is_one_request_per_sixty_four_left_free(db: Database) -> None:
+    key = await new_key(db, credit=(1 + 3 * SPARE_FRACTION) * HOLD)
+    purse = Purse(lambda: db)
+    assert await purse.hold(key, HOLD) is None
+    assert await open_holds(db) == {chunk_id(db.owner, key.id): 4 * HOLD}  # the request and 3 spare
+
+
+async def test_two_processes_share_one_wallet_without_overspending_or_false_refusals(db: Database) -> None:
+    key = await new_key(db, credit=10 * HOLD)
+    other_db = await Database.open(db.path, owner="another-process")
+    try:
+        mine, theirs = Purse(lambda: db), Purse(lambda: other_db)
+        verdicts = await asyncio.gather(*(p.hold(key, HOLD) for _ in range(8) for p in (mine, theirs)))
+        assert verdicts.count(None) == 10 and len(verdicts) - 10 == 6
+        held = await open_holds(db)
+        assert sum(held.values()) == 10 * HOLD and set(held) <= {
+            chunk_id(o, key.id) for o in (db.owner, "another-process")
+        }
+    finally:
+        await other_db.close()
+
+
+async def test_a_key_limit_edit_resizes_the_chunk_before_more_is_admitted(db: Database) -> None:
+    key = await new_key(db, credit=10**6 * HOLD, spend_limit=10**5 * HOLD, spend_period="day")
+    purse = Purse(lambda: db)
+    assert await purse.hold(key, HOLD) is None  # spare room drawn under the old limit
+    edited = await update_key(db, key.public_id, columns={"spend_limit": 2 * HOLD, "spend_period": "day"})
+    assert (edited.spend_limit, edited.spend_period) == (2 * HOLD, "day")
+    assert await purse.hold(edited, HOLD) is None
+    refused = await purse.hold(edited, HOLD)
+    assert refused == Refusal("key_limit")
+    assert await open_holds(db) == {chunk_id(db.owner, key.id): 2 * HOLD}  # shrunk to what is in flight
+
+
+async def test_settles_share_one_transaction_and_leave_the_books_exact(db: Database) -> None:
+    key = await new_key(db, credit=10 * HOLD)
+    purse = Purse(lambda: db)
+    for _ in range(5):
+        assert await purse.hold(key, HOLD) is None
+    before = db.transactions
+    rows = [usage_row(key.id, f"r{i}", cost=100 + i) for i in range(5)]
+    await asyncio.gather(*(purse.settle(row, key.account_id, HOLD) for row in rows))
+    assert db.transactions - before <= 2  # the first settle's batch, and the four that waited for it
+    assert purse.in_flight(key.id) == 0
+    assert await open_holds(db) == {}  # an emptied chunk goes with its last settle
+    assert await balance(db) == await get_ledger_sum(db, key.account_id) == 10 * HOLD - sum(r.cost for r in rows)
+
+
+async def test_a_batch_with_a_duplicate_writes_the_others_and_the_duplicate_fails_alone(db: Database) -> None:
+    key = await new_key(db, credit=10 * HOLD)
+    purse = Purse(lambda: db)
+    for _ in range(4):
+        assert await purse.hold(key, HOLD) is None
+    await purse.settle(usage_row(key.id, "r0", cost=10), key.account_id, HOLD)
+    again = [usage_row(key.id, "r0", cost=10), usage_row(key.id, "r1", cost=20), usage_row(key.id, "r2", cost=30)]
+    outcomes = await asyncio.gather(*(purse.settle(r, key.account_id, HOLD) for r in again), return_exceptions=True)
+    assert isinstance(outcomes[0], DuplicateRequestId) and outcomes[1:] == [None, None]
+    assert await balance(db) == await get_ledger_sum(db, key.account_id) == 10 * HOLD - 60
+
+
+async def test_a_negative_cost_is_refused_and_books_nothing(db: Database) -> None:
+    key = await new_key(db, credit=10 * HOLD)
+    purse = Purse(lambda: db)
+    assert await purse.hold(key, HOLD) is None
+    with pytest.raises(ValueError, match="negative cost"):
+        await purse.settle(replace(usage_row(key.id, "neg", cost=0), cost=-1), key.account_id, HOLD)
+    assert purse.in_flight(key.id) == HOLD  # the hold stays
+    assert await balance(db) == 10 * HOLD
+
+
+async def test_idle_chunks_go_back_and_a_credit_counts_at_the_next_draw(db: Database) -> None:
+    key = await new_key(db, credit=HOLD)
+    purse = Purse(lambda: db)
+    assert await purse.hold(key, HOLD) is None
+    assert await purse.hold(key, HOLD) == Refusal("wallet")
+    await purse.return_idle(idle_s=0)
+    assert await open_holds(db) == {chunk_id(db.owner, key.id): HOLD}  # in flight: kept
+    await insert_credit(db, key.account_name, HOLD)
+    assert await purse.hold(key, HOLD) is None  # the CLI's credit, seen by the draw
+    for request in ("a", "b"):
+        await purse.settle(usage_row(key.id, request, cost=0), key.account_id, HOLD)
+    await purse.return_idle(idle_s=0)
+    assert await open_holds(db) == {}
