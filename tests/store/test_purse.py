@@ -24,11 +24,8 @@ HOLD = 1_000
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "t.db")
-    try:
+    async with await Database.open(tmp_path / "purse.db") as database:
         yield database
-    finally:
-        await database.close()
 
 
 async def test_a_small_wallet_gets_no_spare_room_and_admits_exactly_its_worth(db: Database) -> None:
