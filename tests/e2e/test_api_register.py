@@ -44,6 +44,7 @@ def spend_and_see_it(gateway: Gateway, browser: Browser, opening_nano: int) -> N
     assert [(r["key"], r["model"], r["status"]) for r in rows] == [("laptop", "fake-ok", 200)]
     cost = rows[0]["cost_nano_usd"]
     assert cost > 0
+    assert gateway.holds_returned() == 0  # the key's chunk went back once idle (purse.py)
     account = browser.call("GET", "/api/me").json()["account"]
     assert account["balance_nano_usd"] == opening_nano - cost
     assert account["spent_nano_usd"] == cost and account["held_nano_usd"] == 0
