@@ -646,8 +646,9 @@ class Books:
     changed, so a fault one example leaves behind fails that example, not every later one."""
 
     usage_rows: int  # the high-water rowid of usage_events
-    holds: frozenset[tuple[str, int]]
+    holds: frozenset[tuple[str, int]]  # requests' own holds (a chunk's row is not one: store/chunks.py)
     drift: dict[str, int]  # per account: balance - sum of its ledger (0 unless money went astray)
+    overheld: dict[str, int]  # accounts whose holds, chunks included, block more than their balance
 
 
 def read_books(site: Site) -> Books:
@@ -656,9 +657,13 @@ def read_books(site: Site) -> Books:
         drift = conn.execute(
             "SELECT name, balance - (SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE account_id = a.id) FROM accounts a"
         ).fetchall()
-        holds = conn.execute("SELECT request_id, amount FROM holds").fetchall()
+        holds = conn.execute("SELECT request_id, amount FROM holds WHERE request_id NOT LIKE 'chunk:%'").fetchall()
+        overheld = conn.execute(
+            "SELECT name, held FROM (SELECT name, balance, (SELECT COALESCE(SUM(amount), 0) FROM holds"
+            " WHERE account_id = a.id) AS held FROM accounts a) WHERE held > MAX(balance, 0)"
+        ).fetchall()
         [(rows,)] = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM usage_events").fetchall()
-        return Books(int(rows), frozenset(holds), dict(drift))
+        return Books(int(rows), frozenset(holds), dict(drift), dict(overheld))
     finally:
         conn.close()
 
@@ -668,6 +673,7 @@ def check_books(site: Site, before: Books) -> None:
     after = read_books(site)
     assert after.drift == before.drift, f"balance - sum(ledger) moved: {before.drift} -> {after.drift}"
     assert after.holds <= before.holds, f"holds left open: {sorted(after.holds - before.holds)}"
+    assert not after.overheld, f"chunks block more than the wallet holds: {after.overheld}"
     conn = sqlite3.connect(f"file:{site.database}?mode=ro", uri=True)
     try:
         new = conn.execute(

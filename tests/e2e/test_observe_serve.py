@@ -89,6 +89,7 @@ def test_serve_workers_2_scrape_counts_every_worker_and_logs_json(config: Gatewa
         statuses = known_sequence(config.url, secret)
         served_by = {log.access_line(rid)["pid"] for rid in statuses}
         rows = config.usage("workers")
+        assert config.holds_returned() == 0  # each worker's chunk of the key went back once idle (purse.py)
         answered_by: set[int] = set()
         for _ in range(MAX_SCRAPES):  # whichever worker answers, the figures are the whole
             scrape_id = "scrape-" + uuid.uuid4().hex
