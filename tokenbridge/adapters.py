@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from tokenbridge import responses
 from tokenbridge.call import Call
 from tokenbridge.completions import chat_request, completion_response, translate_event
+from tokenbridge.responses_answer import response_from_chat
+from tokenbridge.responses_stream import ResponsesEvents
 from tokenbridge.settings import Channel
-from tokenbridge.upstream.client import takes_completions
+from tokenbridge.upstream.client import takes_completions, takes_responses
 
 Body = dict[str, Any]
 
@@ -41,10 +44,15 @@ class Adapter:
     request: Callable[[Body], Body] | None = None  # the caller's body -> the wire's; raises InvalidRequest
     answer: Callable[[Body], Body] | None = None  # the wire's JSON answer -> the caller's
     events: Callable[[Call], EventTranslator] | None = None  # a translator for one stream of this call
+    # As `answer`, for a translation that needs the caller's request too (the Responses shape echoes it)
+    answers: Callable[[Call], Callable[[Body], Body]] | None = None
 
     @property
     def translates(self) -> bool:
-        return self.answer is not None or self.events is not None
+        return self.answer is not None or self.events is not None or self.answers is not None
+
+    def answer_for(self, call: Call) -> Callable[[Body], Body] | None:
+        return self.answers(call) if self.answers is not None else self.answer
 
 
 class Stateless:
@@ -63,12 +71,24 @@ def _completions_events(call: Call) -> EventTranslator:
     return Stateless(translate_event)
 
 
+def _responses_answers(call: Call) -> Callable[[Body], Body]:
+    return lambda chat: response_from_chat(chat, call.body)
+
+
+def _responses_events(call: Call) -> EventTranslator:
+    return ResponsesEvents(call.body)
+
+
 ADAPTERS: Mapping[tuple[str, str], Adapter] = MappingProxyType(
     {
         ("chat", "chat"): Adapter("/chat/completions"),
         ("completions", "completions"): Adapter("/completions"),
         ("completions", "chat"): Adapter(
             "/chat/completions", request=chat_request, answer=completion_response, events=_completions_events
+        ),
+        ("responses", "responses"): Adapter("/responses"),
+        ("responses", "chat"): Adapter(
+            "/chat/completions", request=responses.chat_request, answers=_responses_answers, events=_responses_events
         ),
     }
 )
@@ -78,6 +98,7 @@ WIRES: Mapping[str, Callable[[Channel], str]] = MappingProxyType(
     {
         "chat": lambda channel: "chat",
         "completions": lambda channel: "completions" if takes_completions(channel) else "chat",
+        "responses": lambda channel: "responses" if takes_responses(channel) else "chat",
     }
 )
 

@@ -81,6 +81,7 @@ def create_app(
     routes = [
         Route("/v1/chat/completions", pipeline(runtime, "chat"), methods=["POST"]),
         Route("/v1/completions", pipeline(runtime, "completions"), methods=["POST"]),
+        Route("/v1/responses", pipeline(runtime, "responses"), methods=["POST"]),
         Route("/v1/models", authed(ModelsEndpoint()), methods=["GET"]),
         Route("/v1/models/{model:path}", authed(ModelEndpoint()), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

@@ -27,6 +27,9 @@
 | fake-429         | 429 with `Retry-After: 7`                                                 |
 | fake-toolcall    | answers a tool call (JSON, or its name then argument pieces as SSE), no usage |
 
+On `/v1/responses` (a native Responses upstream) and for the tool round trips of `fake-tools`: see
+tests/fakes/responses.py.
+
 On `/v1/completions` (a native completions upstream) any model answers "Hello from fake" in the
 `text_completion` shape, JSON or SSE, as bytes the tests can rebuild with `native_json` / `native_sse`.
 
@@ -42,6 +45,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from tests.fakes import responses
 
 PIECES = ["Hello", " from", " fake"]
 TEXT = "".join(PIECES)
@@ -118,7 +123,11 @@ class FakeUpstream:
         with self._lock:
             self.seen.append(Seen(scope["path"], headers, body, raw))
         model = body.get("model", "")
-        if scope["path"] == "/v1/completions":
+        if scope["path"] == "/v1/responses":
+            await responses.serve_native(self, send, receive, body)
+        elif model == "fake-tools":
+            await responses.serve_tools(send, body)
+        elif scope["path"] == "/v1/completions":
             include_usage = (body.get("stream_options") or {}).get("include_usage") is True
             if body.get("stream"):
                 await send(

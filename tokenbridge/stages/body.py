@@ -82,6 +82,25 @@ def _check_completions(body: dict[str, Any]) -> None:
         raise InvalidRequest("'prompt' must be a string or a non-empty array.", param="prompt")
 
 
+def _check_responses(body: dict[str, Any]) -> None:
+    value = _required(body, "input")
+    if not isinstance(value, str) and not (isinstance(value, list) and all(isinstance(i, dict) for i in value)):
+        raise InvalidRequest("'input' must be a string or an array of input items (objects).", param="input")
+    for name, kind, what in (
+        ("instructions", str, "a string"),
+        ("tools", list, "an array"),
+        ("text", dict, "an object"),
+    ):
+        if body.get(name) is not None and not isinstance(body[name], kind):
+            raise InvalidRequest(f"'{name}' must be {what}.", param=name)
+    choice = body.get("tool_choice")
+    if choice is not None and not isinstance(choice, str | dict):
+        raise InvalidRequest("'tool_choice' must be a string or an object.", param="tool_choice")
+    limit = body.get("max_output_tokens")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise InvalidRequest("'max_output_tokens' must be a positive integer.", param="max_output_tokens")
+
+
 def _required(body: dict[str, Any], field: str) -> Any:
     value = body.get(field)
     if value is None:
@@ -91,7 +110,11 @@ def _required(body: dict[str, Any], field: str) -> Any:
 
 # What each route's body must hold past `model` and the common fields: a function that raises
 # InvalidRequest naming the field. A new route adds its row (adapters.ROUTES lists the routes).
-ROUTE_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {"chat": _check_chat, "completions": _check_completions}
+ROUTE_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "chat": _check_chat,
+    "completions": _check_completions,
+    "responses": _check_responses,
+}
 
 
 def check_shape(route: str, body: Any) -> dict[str, Any]:

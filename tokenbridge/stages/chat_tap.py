@@ -59,7 +59,7 @@ def answer_texts(payload: Any) -> list[str]:
     return texts
 
 
-def _count(value: Any) -> int | None:
+def count_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= Usage.MAX_TOKENS else None
 
 
@@ -74,12 +74,12 @@ def usage_from(payload: Any) -> Usage | None:
     usage = payload.get("usage") if isinstance(payload, dict) else None
     if not isinstance(usage, dict):
         return None
-    prompt, completion = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+    prompt, completion = count_or_none(usage.get("prompt_tokens")), count_or_none(usage.get("completion_tokens"))
     if prompt is None or completion is None:
         return None
     details = usage.get("prompt_tokens_details")
     raw_cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    cached = 0 if raw_cached is None else _count(raw_cached)
+    cached = 0 if raw_cached is None else count_or_none(raw_cached)
     if cached is None or cached > prompt:
         return None
     return Usage(prompt, completion, cached)

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from tokenbridge.money import Usage
+from tokenbridge.stages import responses_tap
 from tokenbridge.stages.chat_tap import SseTap, answer_texts, usage_from
 
 
@@ -42,11 +43,19 @@ class Dialect:
     usage: Callable[[Any], Usage | None]  # a parsed JSON answer -> its usage, None when absent or impossible
     texts: Callable[[Any], list[str]]  # a parsed JSON answer -> its answer text
     end: str = "[DONE]"  # the end event of a whole stream, as errors and logs name it
+    asks_usage: bool = True  # a stream carries usage only if asked (`stream_options.include_usage`): the proxy asks
 
 
 CHAT = Dialect(stream=SseTap, usage=usage_from, texts=answer_texts)
+RESPONSES = Dialect(
+    stream=responses_tap.ResponsesTap,
+    usage=responses_tap.usage_from,
+    texts=responses_tap.answer_texts,
+    end="response.completed",
+    asks_usage=False,  # its end event always carries usage, and /responses knows no stream_options.include_usage
+)
 
-DIALECTS: Mapping[str, Dialect] = MappingProxyType({"chat": CHAT, "completions": CHAT})
+DIALECTS: Mapping[str, Dialect] = MappingProxyType({"chat": CHAT, "completions": CHAT, "responses": RESPONSES})
 
 
 def dialect_of(wire: str) -> Dialect:

@@ -55,7 +55,9 @@ SETTLE_RETRY_DELAYS_S: tuple[float, ...] = (0.5, 1, 2, 5, 10, 20, 30, 60, 60, 60
 def completion_allowance(call: Call) -> int:
     """Most completion tokens this request can produce (× n choices)."""
     body = call.body
-    limits = [v for v in (body.get("max_completion_tokens"), body.get("max_tokens")) if v]
+    limits = [
+        v for v in (body.get("max_completion_tokens"), body.get("max_tokens"), body.get("max_output_tokens")) if v
+    ]
     limit = min(limits) if limits else call.settings.server.default_max_tokens
     n = body.get("n")
     choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1

@@ -43,6 +43,7 @@ class Transport(Protocol):
     """One provider kind's way of sending a request; built once per process with the client's pool limit."""
 
     native_completions: ClassVar[bool]  # can take a `/completions` request as it is (`completions = "native"`)
+    native_responses: ClassVar[bool]  # can take a `/responses` request as it is (`responses = "native"`)
 
     def __init__(self, *, pool_limit: int) -> None: ...
 
@@ -89,3 +90,8 @@ class UpstreamClient:
 def takes_completions(channel: Channel) -> bool:
     """Does this channel take a `/completions` request as it is? Configured so, and its kind can."""
     return channel.completions == "native" and TRANSPORTS[channel.kind].native_completions
+
+
+def takes_responses(channel: Channel) -> bool:
+    """Does this channel take a `/responses` request as it is? Configured so, and its kind can."""
+    return channel.responses == "native" and TRANSPORTS[channel.kind].native_responses

@@ -43,6 +43,7 @@ class EchoTransport:
     """Reads the request from the bytes the proxy built, like any upstream; holds nothing."""
 
     native_completions: ClassVar[bool] = False  # it answers chat only: a completions request reaches it as chat
+    native_responses: ClassVar[bool] = False  # ... and so does a /v1/responses request
 
     def __init__(self, *, pool_limit: int) -> None:
         """No pool: nothing leaves the process."""

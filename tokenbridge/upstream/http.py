@@ -159,6 +159,7 @@ class HttpTransport:
     """Owns the connection pool; `open()` sends one request and returns once the headers are in."""
 
     native_completions: ClassVar[bool] = True  # an OpenAI-compatible API may serve /completions itself
+    native_responses: ClassVar[bool] = True  # ... and /responses (OpenAI's own does)
 
     def __init__(self, *, pool_limit: int) -> None:
         self._session: aiohttp.ClientSession | None = None

@@ -35,6 +35,7 @@ from tokenbridge.errors import (
 )
 from tokenbridge.limits import MAX_JSON_BYTES
 from tokenbridge.settings import Channel
+from tokenbridge.stages.dialects import dialect_of
 from tokenbridge.upstream.breaker import Breakers
 from tokenbridge.upstream.client import UpstreamClient, UpstreamResponse
 from tokenbridge.upstream.http import ERROR_BODY_PEEK_BYTES
@@ -53,7 +54,7 @@ def upstream_payload(call: Call, channel: Channel, body: dict[str, Any]) -> byte
     (the meter cuts that chunk out again if the caller did not ask for it).
     """
     model = channel.upstream_model(call.model)
-    ask_usage = call.stream and not caller_wants_usage(body)
+    ask_usage = call.stream and dialect_of(call.wire).asks_usage and not caller_wants_usage(body)
     if body is call.body and model == call.model and not ask_usage:
         return call.raw_body
     payload: dict[str, object] = {**body, "model": model}
