@@ -209,3 +209,20 @@ def test_tokens_image_size_read_from_a_data_url_header(url: str, size: tuple[int
 def test_tokens_image_of_known_size_counts_its_tiles(header: bytes, expected: int) -> None:
     assert tokens.image_tokens(image(data_url("png", header), "high"), "gpt-4o") == expected
     assert tokens.image_tokens(image(data_url("png", header), "low"), "gpt-4o") == 85
+
+
+def test_prompt_tokens_of_a_responses_request_count_as_its_chat_messages() -> None:
+    tools = [{"type": "function", "name": "f", "parameters": {"type": "object"}}]
+    responses = {"model": "m", "instructions": "Be brief.", "tools": tools, "input": [
+        {"role": "user", "content": [{"type": "input_text", "text": "Hello there"}]},
+        {"type": "function_call", "call_id": "c", "name": "f", "arguments": '{"a": 1}'},
+        {"type": "function_call_output", "call_id": "c", "output": "done"},
+    ]}  # fmt: skip
+    chat = {"model": "m", "tools": tools, "messages": [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"},
+        {"role": "", "content": 'f{"a": 1}'}, {"role": "", "content": "done"},
+    ]}  # fmt: skip
+    assert tokens.prompt_tokens(responses, "gpt-4o") == tokens.prompt_tokens(chat, "gpt-4o") > 0
+    assert tokens.prompt_tokens({"model": "m", "input": "Hi"}, "gpt-4o") == tokens.prompt_tokens(
+        {"messages": [{"role": "user", "content": "Hi"}]}, "gpt-4o"
+    )

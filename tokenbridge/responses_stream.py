@@ -66,14 +66,7 @@ class ResponsesEvents:
             return event  # the meter ends such a stream with an error
         if not isinstance(chunk, dict) or "error" in chunk:
             return event
-        out: list[bytes] = []
-        if self.response is None:
-            rid = response_id(chunk.get("id"))
-            self.response = envelope(
-                self.request, rid=rid, created=chunk.get("created"), model=chunk.get("model"), status="in_progress"
-            )
-            out += [self._emit("response.created", response=self.response),
-                    self._emit("response.in_progress", response=self.response)]  # fmt: skip
+        out = self._open(chunk) if self.response is None else []
         if isinstance(chunk.get("usage"), dict):
             self.usage = chunk["usage"]
         choices = chunk.get("choices")
@@ -81,6 +74,14 @@ class ResponsesEvents:
             if isinstance(choice, dict) and choice.get("index", 0) == 0:  # a Responses answer has one choice
                 out += self._choice(choice)
         return b"".join(out)
+
+    def _open(self, chunk: Body) -> list[bytes]:
+        rid = response_id(chunk.get("id"))
+        self.response = envelope(
+            self.request, rid=rid, created=chunk.get("created"), model=chunk.get("model"), status="in_progress"
+        )
+        return [self._emit("response.created", response=self.response),
+                self._emit("response.in_progress", response=self.response)]  # fmt: skip
 
     def _choice(self, choice: Body) -> list[bytes]:
         out: list[bytes] = []
@@ -161,9 +162,8 @@ class ResponsesEvents:
         return [*done, self._emit("response.output_item.done", output_index=call.index, item=item)]
 
     def _end(self) -> bytes:
-        if self.response is None:  # a stream of no chunks at all: the response opens and ends here
-            self.response = envelope(self.request, rid=response_id(None), created=0, model=None, status="in_progress")
-        out = self._close_message()
+        out = self._open({}) if self.response is None else []  # a stream of no chunks: it opens and ends here
+        out += self._close_message()
         for call in self.calls.values():
             out += self._close_call(call)
         self.calls = {}

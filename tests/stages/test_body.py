@@ -12,6 +12,7 @@ from tests.stages.kit import MODEL, Inner, body_stage, chat_body, make_call, run
 from tokenbridge.call import Call
 from tokenbridge.errors import ClientGone, InvalidRequest, RequestTooLarge
 from tokenbridge.settings import Settings
+from tokenbridge.stages.body import check_shape
 
 LIMIT = 200
 
@@ -130,3 +131,28 @@ async def test_body_completions_route_takes_a_prompt(settings: Settings) -> None
     call = blank(settings)
     result = await run_stage(body_stage(Inner(), kind="completions"), call, orjson.dumps(body))
     assert result.error is None and (call.route, call.body, call.stream) == ("completions", body, False)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({}, "input"),
+        ({"input": 3}, "input"),
+        ({"input": ["not an item"]}, "input"),
+        ({"input": "x", "instructions": ["a"]}, "instructions"),
+        ({"input": "x", "tools": {}}, "tools"),
+        ({"input": "x", "tool_choice": 1}, "tool_choice"),
+        ({"input": "x", "text": "json"}, "text"),
+        ({"input": "x", "max_output_tokens": 0}, "max_output_tokens"),
+        ({"input": "x", "max_output_tokens": True}, "max_output_tokens"),
+    ],
+)
+def test_a_responses_body_that_is_not_one_is_refused_naming_the_field(body: dict[str, Any], param: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        check_shape("responses", {"model": MODEL, **body})
+    assert info.value.param == param
+
+
+def test_a_responses_body_with_a_string_or_items_passes() -> None:
+    for value in ("hi", [{"role": "user", "content": "hi"}], []):
+        assert check_shape("responses", {"model": MODEL, "input": value, "max_output_tokens": 5})["input"] == value

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.echo_config import echo_settings
 from tests.stages.kit import (
     MODEL,
     NANO_PER_COMPLETION_TOKEN,
@@ -27,7 +28,7 @@ from tokenbridge.asgi import Message
 from tokenbridge.call import Call
 from tokenbridge.errors import ClientGone, QuotaExceeded, UpstreamError
 from tokenbridge.settings import Settings
-from tokenbridge.stages.quota import prompt_bound
+from tokenbridge.stages.quota import completion_allowance, prompt_bound
 from tokenbridge.store.db import Database
 from tokenbridge.store.keys import insert_key
 from tokenbridge.tokens import IMAGE_PART_MAX_TOKENS, encoding, prompt_tokens
@@ -262,3 +263,18 @@ async def test_quota_a_caller_that_leaves_before_any_byte_is_settled_as_499_for_
     (row,) = after.usage
     assert (row["status"], row["end_reason"], row["cost"]) == (499, "client_gone", 0)
     assert after.ledger == [("credit", CREDIT)] and after.holds == [] and after.balance == after.ledger_sum
+
+
+def test_the_hold_bounds_a_responses_answer_by_max_output_tokens_else_the_default() -> None:
+    settings = echo_settings()
+    bounded = make_call(settings, body={"model": MODEL, "input": "x", "max_output_tokens": 7}, route="responses")
+    unbounded = make_call(settings, body={"model": MODEL, "input": "x"}, route="responses")
+    assert completion_allowance(bounded) == 7
+    assert completion_allowance(unbounded) == settings.server.default_max_tokens
+
+
+def test_the_prompt_bound_of_a_responses_body_counts_an_input_image_at_its_ceiling() -> None:
+    part = {"type": "input_image", "image_url": "data:image/png;base64," + "A" * 5000}
+    body = {"model": MODEL, "input": [{"role": "user", "content": [part]}]}
+    raw = orjson.dumps(body)
+    assert prompt_bound(raw, body) == len(raw) - len(part["image_url"]) + IMAGE_PART_MAX_TOKENS
