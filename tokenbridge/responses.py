@@ -132,10 +132,10 @@ def input_messages(items: Any) -> list[Body]:
         where = f"input[{i}]"
         if not isinstance(item, dict):
             raise InvalidRequest(f"'{where}' must be an object.", param=where)
-        kind = item.get("type", "message")
-        if kind == "message":
+        item_type = item.get("type", "message")
+        if item_type == "message":
             messages.append(_message(item, where))
-        elif kind in ("function_call", "custom_tool_call"):
+        elif item_type in ("function_call", "custom_tool_call"):
             call = _tool_call(item, where)
             last = messages[-1] if messages else None
             if last is not None and last["role"] == "assistant" and "tool_calls" in last:
@@ -144,13 +144,13 @@ def input_messages(items: Any) -> list[Body]:
                 last["tool_calls"] = [call]
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
-        elif kind in ("function_call_output", "custom_tool_call_output"):
+        elif item_type in ("function_call_output", "custom_tool_call_output"):
             messages.append({"role": "tool", "tool_call_id": _string(item, "call_id", where),
                              "content": _output_text(item.get("output"), f"{where}.output")})  # fmt: skip
-        elif kind == "item_reference":
+        elif item_type == "item_reference":
             raise _refuse(where, "refers to an item stored upstream")
-        elif kind not in DROPPED_ITEMS:
-            raise InvalidRequest(f"'{where}.type' {kind!r} is not an input item this gateway knows.", param=where)
+        elif item_type not in DROPPED_ITEMS:
+            raise InvalidRequest(f"'{where}.type' {item_type!r} is not an input item this gateway knows.", param=where)
     return messages
 
 
@@ -177,18 +177,18 @@ def _message(item: Body, where: str) -> Body:
 
 
 def _part(part: Any, where: str) -> Body:
-    kind = part.get("type") if isinstance(part, dict) else None
-    if kind in ("input_text", "output_text", "text") and isinstance(part.get("text"), str):  # type: ignore[union-attr]
+    part_type = part.get("type") if isinstance(part, dict) else None
+    if part_type in ("input_text", "output_text", "text") and isinstance(part.get("text"), str):  # type: ignore[union-attr]
         return {"type": "text", "text": part["text"]}  # type: ignore[index]
-    if kind == "refusal" and isinstance(part.get("refusal"), str):  # type: ignore[union-attr]
+    if part_type == "refusal" and isinstance(part.get("refusal"), str):  # type: ignore[union-attr]
         return {"type": "text", "text": part["refusal"]}  # type: ignore[index]
-    if kind == "input_image":
+    if part_type == "input_image":
         assert isinstance(part, dict)
         url = part.get("image_url")
         if not isinstance(url, str):
             raise _refuse(f"{where}.file_id", "names an image stored upstream (send its image_url)")
         return {"type": "image_url", "image_url": {"url": url, "detail": part.get("detail") or "auto"}}
-    if kind == "input_file":
+    if part_type == "input_file":
         assert isinstance(part, dict)
         file = {name: part[name] for name in ("file_data", "file_id", "filename") if isinstance(part.get(name), str)}
         if "file_url" in part or not file:
