@@ -49,6 +49,15 @@ DROPPED_ITEMS = frozenset({
 })  # fmt: skip
 
 
+def as_object(value: Any) -> Body:
+    """`value` if it is a JSON object, else an empty one: what an upstream or a caller sent may be anything."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_text(value: Any, default: str = "") -> str:
+    return value if isinstance(value, str) else default
+
+
 def _refuse(field: str, why: str) -> InvalidRequest:
     return InvalidRequest(
         f"'{field}' {why}: this model is served through chat, which cannot honour it. Remove '{field}'.", param=field
@@ -177,19 +186,18 @@ def _message(item: Body, where: str) -> Body:
 
 
 def _part(part: Any, where: str) -> Body:
-    part_type = part.get("type") if isinstance(part, dict) else None
-    if part_type in ("input_text", "output_text", "text") and isinstance(part.get("text"), str):  # type: ignore[union-attr]
-        return {"type": "text", "text": part["text"]}  # type: ignore[index]
-    if part_type == "refusal" and isinstance(part.get("refusal"), str):  # type: ignore[union-attr]
-        return {"type": "text", "text": part["refusal"]}  # type: ignore[index]
+    part = as_object(part)
+    part_type = part.get("type")
+    if part_type in ("input_text", "output_text", "text") and isinstance(part.get("text"), str):
+        return {"type": "text", "text": part["text"]}
+    if part_type == "refusal" and isinstance(part.get("refusal"), str):
+        return {"type": "text", "text": part["refusal"]}
     if part_type == "input_image":
-        assert isinstance(part, dict)
         url = part.get("image_url")
         if not isinstance(url, str):
             raise _refuse(f"{where}.file_id", "names an image stored upstream (send its image_url)")
         return {"type": "image_url", "image_url": {"url": url, "detail": part.get("detail") or "auto"}}
     if part_type == "input_file":
-        assert isinstance(part, dict)
         file = {name: part[name] for name in ("file_data", "file_id", "filename") if isinstance(part.get(name), str)}
         if "file_url" in part or not file:
             raise _refuse(f"{where}.file_url", "names a file by URL (send its file_data)")

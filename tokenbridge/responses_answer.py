@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from tokenbridge.responses import CUSTOM_INPUT, Body, Tool, ToolNames
+from tokenbridge.responses import CUSTOM_INPUT, Body, Tool, ToolNames, as_object, as_text
 
 
 def response_id(chat_id: Any) -> str:
@@ -21,7 +21,7 @@ def response_id(chat_id: Any) -> str:
 
 def envelope(request: Body, *, rid: str, created: Any, model: Any, status: str) -> Body:
     """A `response` object for `request`, without output and usage (the stream fills them in as they come)."""
-    text = request.get("text") if isinstance(request.get("text"), dict) else {}
+    text = as_object(request.get("text"))
     return {
         "id": rid,
         "object": "response",
@@ -56,7 +56,7 @@ def _declared(tool: Any) -> Any:
 
 def finished(response: Body, finish_reason: Any, usage: Any) -> Body:
     """`response` as it ends: completed, or incomplete where chat stopped at the length limit or a filter."""
-    reason = {"length": "max_output_tokens", "content_filter": "content_filter"}.get(finish_reason)  # type: ignore[call-overload]
+    reason = {"length": "max_output_tokens", "content_filter": "content_filter"}.get(as_text(finish_reason))
     response["status"] = "incomplete" if reason else "completed"
     response["incomplete_details"] = {"reason": reason} if reason else None
     counted = response_usage(usage)
@@ -113,8 +113,8 @@ def response_from_chat(chat: Body, request: Body) -> Body:
     rid = response_id(chat.get("id"))
     response = envelope(request, rid=rid, created=chat.get("created"), model=chat.get("model"), status="completed")
     choices = chat.get("choices")
-    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    choice = as_object(choices[0] if isinstance(choices, list) and choices else None)
+    message = as_object(choice.get("message"))
     output: list[Body] = []
     content = message.get("content")
     if isinstance(content, str) and content:
@@ -125,11 +125,11 @@ def response_from_chat(chat: Body, request: Body) -> Body:
     names = ToolNames(request.get("tools"))
     calls = message.get("tool_calls")
     for i, call in enumerate(calls if isinstance(calls, list) else ()):
-        function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        function = as_object(as_object(call).get("function"))
+        if not isinstance(function.get("name"), str):
             continue
-        call_id = call.get("id") if isinstance(call.get("id"), str) else f"call_{i}"
-        arguments = function.get("arguments") if isinstance(function.get("arguments"), str) else ""
+        call_id = as_text(call.get("id"), f"call_{i}")
+        arguments = as_text(function.get("arguments"))
         output.append(call_item(f"fc_{call_id}", call_id, names.tool(function["name"]), arguments))
     response["output"] = output
     return finished(response, choice.get("finish_reason"), chat.get("usage"))

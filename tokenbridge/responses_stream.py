@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from tokenbridge.responses import Body, ToolNames
+from tokenbridge.responses import Body, ToolNames, as_object, as_text
 from tokenbridge.responses_answer import call_item, envelope, finished, message_item, response_id
 from tokenbridge.upstream.sse import event_data
 
@@ -85,7 +85,7 @@ class ResponsesEvents:
 
     def _choice(self, choice: Body) -> list[bytes]:
         out: list[bytes] = []
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        delta = as_object(choice.get("delta"))
         content = delta.get("content")
         if isinstance(content, str) and content:
             if self.text is None:
@@ -112,7 +112,7 @@ class ResponsesEvents:
 
     def _message_id(self) -> str:
         assert self.response is not None
-        return "msg_" + self.response["id"].removeprefix("resp_")
+        return "msg_" + as_text(self.response["id"]).removeprefix("resp_")
 
     def _text_place(self) -> Body:
         return {"item_id": self._message_id(), "output_index": self.text_index, "content_index": 0}
@@ -131,12 +131,11 @@ class ResponsesEvents:
     def _tool_delta(self, delta: Body) -> list[bytes]:
         out: list[bytes] = []
         index = delta.get("index", 0)
-        function = delta.get("function") if isinstance(delta.get("function"), dict) else {}
+        function = as_object(delta.get("function"))
         call = self.calls.get(index)
         if call is None:
             out += self._close_message()  # text before a tool call is done when the call starts
-            call_id = delta.get("id") if isinstance(delta.get("id"), str) else f"call_{index}"
-            name = function.get("name") if isinstance(function.get("name"), str) else ""
+            call_id, name = as_text(delta.get("id"), f"call_{index}"), as_text(function.get("name"))
             call = self.calls[index] = _Call(len(self.output) + len(self.calls), f"fc_{call_id}", call_id, name)
             item = call_item(call.item_id, call_id, self.names.tool(name), "", status="in_progress")
             out.append(self._emit("response.output_item.added", output_index=call.index, item=item))
@@ -168,6 +167,7 @@ class ResponsesEvents:
             out += self._close_call(call)
         self.calls = {}
         output = [item for _, item in sorted(self.output, key=lambda placed: placed[0])]
+        assert self.response is not None
         response = finished({**self.response, "output": output}, self.finish, self.usage)
         kind = "response.incomplete" if response["status"] == "incomplete" else "response.completed"
         out.append(self._emit(kind, response=response))

@@ -110,8 +110,8 @@ class IntakeMiddleware:
                 await render(error, send, request_id=echoed, body=face.body(error), status=face.status(error))
             elif sse:
                 try:
-                    numbered = face.numbered_stream_error
-                    event = face.stream_error(error) if numbered is None else numbered(error, sequence)
+                    numbered_error = face.numbered_stream_error
+                    event = face.stream_error(error) if numbered_error is None else numbered_error(error, sequence)
                     await send({"type": "http.response.body", "body": event, "more_body": False})
                 except Exception:  # the connection itself is broken: nothing more can reach the caller
                     log.warning("request %s: could not send the error event: %s", call.request_id, error.message)
