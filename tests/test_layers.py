@@ -37,7 +37,12 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
         ),
     },
     {"store": ("store",), "upstream": ("upstream",)},
-    {"shared": ("call", "outcome", "completions", "responses", "responses_answer", "responses_stream", "adapters", "metrics", "report", "runtime")},
+    {
+        "shared": (
+            "call", "outcome", "completions", "responses", "responses_answer", "responses_stream", "adapters",
+            "metrics", "report", "runtime",
+        ),
+    },
     {"stages": ("stages", "upstream.proxy", "observe", "cors")},
     {"app": ("endpoints", "admin", "console", "app", "serve", "cli", "__main__")},
 )  # fmt: skip
