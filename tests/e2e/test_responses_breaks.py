@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from tests.conftest import Gateway
@@ -88,3 +90,25 @@ def test_a_caller_leaving_mid_stream_closes_the_upstream_and_pays_for_what_it_go
     row = settled_row(gateway, name, lambda r: r["end_reason"] == "client_gone")
     delivered_cost(row, "".join(PIECES[:deltas]))
     assert gateway.balance(name) == gateway.ledger_sum(name) == 10**9 - row["cost"]
+
+
+@pytest.mark.parametrize("model", ["fake-resp-hold", "fake-hold"])  # native, chat
+def test_a_caller_leaving_a_json_request_closes_the_upstream_and_pays_for_the_prompt(
+    gateway: Gateway, model: str
+) -> None:
+    name = f"resp-gone-json-{model}"
+    key = gateway.create_key(name)
+    gateway.fake.arm()
+    body = orjson.dumps({"model": model, "input": SAY})
+    host, port = gateway.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            b"POST /v1/responses HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        assert gateway.fake.holding.acquire(timeout=10)  # hang up only once the upstream holds the request
+    assert gateway.fake.hung_up.acquire(timeout=10), "the upstream never saw the gateway hang up"
+    row = settled_row(gateway, name, lambda r: r["end_reason"] == "client_gone")
+    assert row["status"] == 499
+    delivered_cost(row, "")

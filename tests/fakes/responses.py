@@ -8,7 +8,8 @@ On `/v1/responses` (a native Responses upstream), switched by model name:
 | fake-resp-nousage    | as above, with `usage: null` in the answer and in `response.completed`       |
 | fake-resp-incomplete | as above, ending with `response.incomplete` (max_output_tokens)             |
 | fake-resp-cut        | streams `response.created` and the first text delta, then drops the connection |
-| fake-resp-hold       | streams up to the first text delta, then waits for `release()` (or a hang-up)|
+| fake-resp-hold       | streams up to the first text delta, then waits for `release()` (or a hang-up);|
+|                      | without stream: waits, then answers JSON                                    |
 | fake-resp-tool       | answers a `get_weather` function call, its arguments streamed in two pieces  |
 
 On `/v1/chat/completions`, model `fake-tools` plays an agent's round trip: with a `tool` message in
@@ -108,6 +109,8 @@ FIRST_DELTA = 4  # the index of the first text delta in native_events: the cut a
 async def serve_native(fake: Any, send: Any, receive: Any, body: dict[str, Any]) -> None:
     model = body.get("model", "")
     if not body.get("stream"):
+        if model == "fake-resp-hold" and not await fake._held(receive):
+            return
         data = orjson.dumps(native_answer(model))
         head = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": head})
