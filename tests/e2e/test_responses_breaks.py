@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 
 from tests.conftest import Gateway
 from tests.e2e.test_billing import O200K, chat_prompt_tokens
 from tests.e2e.test_chat import expected_cost
 from tests.e2e.test_responses import events_of, post
-from tests.e2e.test_streams import settled_row
+from tests.e2e.test_streams import post_and_hang_up, settled_row
 from tests.fakes.responses import PIECES, TEXT
 from tests.schemas import validate_event
 
@@ -97,18 +95,8 @@ def test_a_caller_leaving_a_json_request_closes_the_upstream_and_pays_for_the_pr
     gateway: Gateway, model: str
 ) -> None:
     name = f"resp-gone-json-{model}"
-    key = gateway.create_key(name)
     gateway.fake.arm()
-    body = orjson.dumps({"model": model, "input": SAY})
-    host, port = gateway.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port))) as sock:
-        sock.sendall(
-            b"POST /v1/responses HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            + f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-        assert gateway.fake.holding.acquire(timeout=10)  # hang up only once the upstream holds the request
-    assert gateway.fake.hung_up.acquire(timeout=10), "the upstream never saw the gateway hang up"
+    post_and_hang_up(gateway, "/v1/responses", gateway.create_key(name), {"model": model, "input": SAY})
     row = settled_row(gateway, name, lambda r: r["end_reason"] == "client_gone")
     assert row["status"] == 499
     delivered_cost(row, "")

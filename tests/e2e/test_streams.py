@@ -72,20 +72,25 @@ def test_caller_closing_a_stream_closes_the_upstream(gateway: Gateway) -> None:
     assert row["status"] == 200
 
 
-def test_caller_leaving_a_json_request_closes_the_upstream(gateway: Gateway) -> None:
-    key = gateway.create_key("streams-gone-json")
-    gateway.fake.arm()
-    body = orjson.dumps({"model": "fake-hold", "messages": MESSAGES})
+def post_and_hang_up(gateway: Gateway, path: str, key: str, payload: dict[str, Any]) -> None:
+    """POST a JSON request, hang up once the upstream holds it, and see the gateway close the upstream."""
+    body = orjson.dumps(payload)
     host, port = gateway.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port))) as sock:
         sock.sendall(
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".encode()
             + f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
             + body
         )
         # Hang up only once the upstream holds the request: the gateway must then close it.
         assert gateway.fake.holding.acquire(timeout=10)
     assert gateway.fake.hung_up.acquire(timeout=10), "the upstream never saw the gateway hang up"
+
+
+def test_caller_leaving_a_json_request_closes_the_upstream(gateway: Gateway) -> None:
+    key = gateway.create_key("streams-gone-json")
+    gateway.fake.arm()
+    post_and_hang_up(gateway, "/v1/chat/completions", key, {"model": "fake-hold", "messages": MESSAGES})
     row = settled_row(gateway, "streams-gone-json", lambda r: r["end_reason"] == "client_gone")
     # The upstream had the prompt: it is billed, counted offline; nothing of the answer was delivered.
     assert (row["usage_source"], row["prompt_tokens"], row["completion_tokens"]) == ("estimated", 9, 0)
