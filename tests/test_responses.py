@@ -248,3 +248,13 @@ def test_a_stream_cut_at_its_length_ends_incomplete_and_an_empty_one_still_ends(
         "response.in_progress",
         "response.completed",
     ]
+
+
+def test_a_refusal_streams_as_the_message_second_content_part() -> None:
+    events = translate([chunk({"refusal": "I can"}), chunk({"refusal": "not."}), chunk({}, "stop")],
+                       {"model": "m", "input": "x"})  # fmt: skip
+    refusals = [e for e in events if e["type"] == "response.refusal.delta"]
+    assert [e["delta"] for e in refusals] == ["I can", "not."] and {e["content_index"] for e in refusals} == {1}
+    [message] = events[-1]["response"]["output"]
+    assert message["content"][1] == {"type": "refusal", "refusal": "I cannot."}
+    assert [e["type"] for e in events if e["type"].endswith(".done")][-1] == "response.output_item.done"

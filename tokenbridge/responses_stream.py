@@ -2,7 +2,8 @@
 
 The first chat chunk opens the response (`response.created`, `response.in_progress`). Text opens
 an assistant message (`response.output_item.added`, `response.content_part.added`) and each piece
-is a `response.output_text.delta`; each tool call opens a `function_call` item whose argument
+is a `response.output_text.delta` (a refusal is the message's second part: `response.refusal.delta`);
+each tool call opens a `function_call` item whose argument
 pieces are `response.function_call_arguments.delta`s (a custom tool's input, sent to chat as one
 JSON string argument, goes out whole when its call ends: `response.custom_tool_call_input.delta`
 and `.done`). `data: [DONE]` closes every item in order (`*.done`, `response.output_item.done`) and
@@ -40,7 +41,10 @@ class _Call:
 class ResponsesEvents:
     """Translates one chat stream for one Responses request (adapters.EventTranslator)."""
 
-    __slots__ = ("request", "names", "sequence", "response", "output", "text", "text_index", "calls", "finish", "usage")
+    __slots__ = (
+        "request", "names", "sequence", "response", "output", "text", "text_index", "refusal", "calls", "finish",
+        "usage",
+    )  # fmt: skip
 
     def __init__(self, request: Body) -> None:
         self.request = request
@@ -50,6 +54,7 @@ class ResponsesEvents:
         self.output: list[tuple[int, Body]] = []  # the items done so far, with their output_index
         self.text: list[str] | None = None  # the open message's text; None while no message is open
         self.text_index = -1
+        self.refusal: list[str] | None = None  # the open message's refusal (its second content part), once one came
         self.calls: dict[int, _Call] = {}  # by chat's tool call index
         self.finish: Any = None
         self.usage: Any = None
@@ -93,6 +98,9 @@ class ResponsesEvents:
             assert self.text is not None
             self.text.append(content)
             out.append(self._emit("response.output_text.delta", **self._text_place(), delta=content, logprobs=[]))
+        refusal = delta.get("refusal")
+        if isinstance(refusal, str) and refusal:
+            out += self._refusal_delta(refusal)
         calls = delta.get("tool_calls")
         for call in calls if isinstance(calls, list) else ():
             if isinstance(call, dict):
@@ -110,6 +118,15 @@ class ResponsesEvents:
         return [self._emit("response.output_item.added", output_index=self.text_index, item=item),
                 self._emit("response.content_part.added", **self._text_place(), part=part)]  # fmt: skip
 
+    def _refusal_delta(self, piece: str) -> list[bytes]:
+        out = self._open_message() if self.text is None else []
+        place = {**self._text_place(), "content_index": 1}
+        if self.refusal is None:
+            self.refusal = []
+            out.append(self._emit("response.content_part.added", **place, part={"type": "refusal", "refusal": ""}))
+        self.refusal.append(piece)
+        return [*out, self._emit("response.refusal.delta", **place, delta=piece)]
+
     def _message_id(self) -> str:
         assert self.response is not None
         return "msg_" + as_text(self.response["id"]).removeprefix("resp_")
@@ -122,11 +139,16 @@ class ResponsesEvents:
             return []
         text, place = "".join(self.text), self._text_place()
         item = message_item(self._message_id(), text)
-        self.text = None
+        out = [self._emit("response.output_text.done", **place, text=text, logprobs=[]),
+               self._emit("response.content_part.done", **place, part=item["content"][0])]  # fmt: skip
+        if self.refusal is not None:
+            refused, second = {"type": "refusal", "refusal": "".join(self.refusal)}, {**place, "content_index": 1}
+            item["content"].append(refused)
+            out += [self._emit("response.refusal.done", **second, refusal=refused["refusal"]),
+                    self._emit("response.content_part.done", **second, part=refused)]  # fmt: skip
+        self.text = self.refusal = None
         self.output.append((place["output_index"], item))
-        return [self._emit("response.output_text.done", **place, text=text, logprobs=[]),
-                self._emit("response.content_part.done", **place, part=item["content"][0]),
-                self._emit("response.output_item.done", output_index=place["output_index"], item=item)]  # fmt: skip
+        return [*out, self._emit("response.output_item.done", output_index=place["output_index"], item=item)]
 
     def _tool_delta(self, delta: Body) -> list[bytes]:
         out: list[bytes] = []
