@@ -566,3 +566,11 @@ def test_config_error_omits_other_secrets_when_api_key_env_var_unset() -> None:
     assert message.startswith("config.toml: channels[1] (second).api_key: environment variable SECOND is not set")
     for secret in [*secrets.values(), "sk-literal-secret-4"]:
         assert secret not in message
+
+
+def test_parse_settings_reads_responses_and_refuses_an_unknown_one() -> None:
+    channel = 'base_url = "https://x.example"\nmodels = ["echo-1"]\n'
+    assert parse(openai_channel(channel)).channels[1].responses == "chat"
+    assert parse(openai_channel(channel + 'responses = "native"')).channels[1].responses == "native"
+    message = refusal(openai_channel(channel + 'responses = "ws"'))
+    assert message == 'config.toml: channels[1] (openai).responses: must be one of "chat", "native", got "ws"'

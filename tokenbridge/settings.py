@@ -25,7 +25,7 @@ from tokenbridge.tomlread import ConfigError, Table, quoted, syntax_error, toml_
 __all__ = ["Channel", "ConfigError", "Group", "ServerSettings", "Settings", "load_settings", "parse_settings"]
 
 KINDS = ("openai", "anthropic", "echo")
-COMPLETIONS = ("chat", "native")
+COMPLETIONS = ("chat", "native")  # how /v1/completions, and /v1/responses (`responses`), reach a channel
 
 _TOP_KEYS = ("server", "channels", "models", "groups", "accounts")
 _SERVER_KEYS = (
@@ -35,7 +35,8 @@ _SERVER_KEYS = (
     "max_header_bytes", "keepalive_timeout", "body_timeout",
 )  # fmt: skip
 _CHANNEL_KEYS = (
-    "name", "kind", "base_url", "api_key", "models", "model_map", "priority", "weight", "completions", "enabled",
+    "name", "kind", "base_url", "api_key", "models", "model_map", "priority", "weight", "completions", "responses",
+    "enabled",
     "connect_timeout", "first_byte_timeout", "idle_timeout", "response_timeout",
 )  # fmt: skip
 _PRICE_KEYS = ("input", "output", "cached_input", "cache_write", "routes")  # routes: routing.py
@@ -92,6 +93,7 @@ class Channel:
     priority: int = 0
     weight: int = 1
     completions: str = "chat"
+    responses: str = "chat"  # /v1/responses: "chat" (answered through chat) or "native" (passed to /responses)
     enabled: bool = True
     connect_timeout_s: float = 5.0
     first_byte_timeout_s: float = 60.0
@@ -314,6 +316,7 @@ def _read_channel(table: Table, name: str, prices: Mapping[str, Price]) -> Chann
         priority=table.integer("priority", 0),
         weight=table.integer("weight", 1, minimum=1),
         completions=table.string("completions", "chat", choices=COMPLETIONS),
+        responses=table.string("responses", "chat", choices=COMPLETIONS),
         enabled=table.boolean("enabled", True),
         connect_timeout_s=float(table.number("connect_timeout", 5.0, positive=True)),
         first_byte_timeout_s=float(table.number("first_byte_timeout", 60.0, positive=True)),

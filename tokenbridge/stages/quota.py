@@ -58,7 +58,9 @@ def completion_allowance(call: Call) -> int:
     if call.route in WITHOUT_OUTPUT:
         return 0  # an embedding: its hold is its input's alone
     body = call.body
-    limits = [v for v in (body.get("max_completion_tokens"), body.get("max_tokens")) if v]
+    limits = [
+        v for v in (body.get("max_completion_tokens"), body.get("max_tokens"), body.get("max_output_tokens")) if v
+    ]
     limit = min(limits) if limits else call.settings.server.default_max_tokens
     n = body.get("n")
     choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
