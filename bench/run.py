@@ -5,7 +5,7 @@
 Starts a fast fake upstream (bench/upstream.py), the bare passthrough (bench/passthrough.py) and
 `tokenbridge serve` on a temp config, drives each with wrk on loopback, and prints one table whose
 last column is gateway / passthrough. It ends with the money check: after all that load, every
-key's balance equals the sum of its ledger and no hold is left open. Needs wrk (Debian: apt-get
+account's balance equals the sum of its ledger and no hold is left open. Needs wrk (Debian: apt-get
 install wrk). Everything shares the machine's cores, as it would on a small VM.
 """
 
@@ -28,8 +28,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
+from tokenbridge.store.accounts import list_accounts  # noqa: E402
 from tokenbridge.store.db import Database  # noqa: E402
-from tokenbridge.store.keys import list_keys  # noqa: E402
 from tokenbridge.store.ledger import count_holds, get_ledger_sum  # noqa: E402
 
 CHAT = '{"model":"bench","messages":[{"role":"user","content":"Say hello"}],"max_tokens":16}'
@@ -82,7 +82,7 @@ def wrk(url: str, script: Path, *, connections: int, seconds: int) -> dict[str, 
     result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])}  # type: ignore[index]
     result["requests"] = float(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
     for pct in ("50", "99"):
-        found = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)$", out, re.MULTILINE)
+        found = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
         if found is None:
             raise SystemExit(f"wrk's output for {url} has no {pct}th percentile:\n{out}")
         value, unit = found.groups()
@@ -136,12 +136,12 @@ async def money_check(database: Path) -> tuple[bool, str]:
         deadline = time.monotonic() + HOLDS_DRAIN_S
         while (holds := await count_holds(db)) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-        keys = await list_keys(db)
-        sums = [await get_ledger_sum(db, k.id) for k in keys]
+        accounts = await list_accounts(db)  # the wallets: every key spends from its account's
+        sums = [await get_ledger_sum(db, a.id) for a in accounts]
     finally:
         await db.close()
-    ok = all(k.balance == s for k, s in zip(keys, sums)) and holds == 0
-    detail = ", ".join(f"{k.name}: balance {k.balance} == ledger {s}" for k, s in zip(keys, sums))
+    ok = all(a.balance == s for a, s in zip(accounts, sums)) and holds == 0
+    detail = ", ".join(f"{a.name}: balance {a.balance} == ledger {s}" for a, s in zip(accounts, sums))
     return ok, f"{detail}; open holds: {holds}"
 
 
