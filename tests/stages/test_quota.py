@@ -351,3 +351,21 @@ def test_the_prompt_bound_of_a_responses_body_counts_an_input_image_at_its_ceili
     body = {"model": MODEL, "input": [{"role": "user", "content": [part]}]}
     raw = orjson.dumps(body)
     assert prompt_bound(raw, body) == len(raw) - len(part["image_url"]) + IMAGE_PART_MAX_TOKENS
+
+
+@pytest.mark.parametrize(
+    ("route", "limits", "allowance"),
+    [
+        ("chat", {"max_tokens": 1, "max_completion_tokens": 100_000}, 100_000),  # vLLM honours the second
+        ("completions", {"max_completion_tokens": 1, "max_tokens": 100_000}, 100_000),
+        ("responses", {"max_output_tokens": 100_000, "max_tokens": 1}, 100_000),  # chat is sent max_output_tokens
+        ("responses", {"max_tokens": 5}, None),  # not a Responses field: no upstream is bound by it
+        ("messages", {"max_tokens": 7, "max_completion_tokens": 1}, 7),
+    ],
+)
+def test_the_hold_takes_the_largest_limit_the_route_knows_and_no_other(
+    route: str, limits: dict[str, int], allowance: int | None
+) -> None:
+    settings = echo_settings()
+    call = make_call(settings, body={"model": MODEL, "input": "x", **limits}, route=route)
+    assert completion_allowance(call) == (settings.server.default_max_tokens if allowance is None else allowance)
