@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from tokenbridge.accountsettings import AccountSettings, read_accounts
 from tokenbridge.money import Price, to_fraction
-from tokenbridge.routing import carriers_of, read_routes
+from tokenbridge.routing import WITHOUT_OUTPUT, carriers_of, read_routes
 from tokenbridge.tomlread import ConfigError, Table, quoted, syntax_error, toml_type
 
 __all__ = ["Channel", "ConfigError", "Group", "ServerSettings", "Settings", "load_settings", "parse_settings"]
@@ -175,6 +175,7 @@ def parse_settings(text: str, path: Path, *, environ: Mapping[str, str]) -> Sett
         for model, table in root.tables("models", quote=True).items()
     }
     model_routes, carriers = carriers_of(served, narrowed)
+    _require_output_prices(root, model_routes)
     return Settings(
         path=resolved,
         server=server,
@@ -253,6 +254,19 @@ def _read_prices(root: Table) -> dict[str, Price]:
         write = table.nano_usd("cache_write") if "cache_write" in table.data else None  # None: as input
         prices[model] = Price(input=input_nano, output=output_nano, cached_input=cached, cache_write=write)
     return prices
+
+
+def _require_output_prices(root: Table, model_routes: Mapping[str, tuple[str, ...]]) -> None:
+    """`output` may be left out only for a model called on output-less routes alone (embeddings): a chat
+    model without it would bill its answers at nothing."""
+    for model, table in root.tables("models", quote=True).items():
+        billed = [r for r in model_routes.get(model, ()) if r not in WITHOUT_OUTPUT]
+        if "output" not in table.data and billed:
+            raise table.error(
+                "output",
+                f"missing: the model is served on {', '.join(billed)}, whose answers are billed by output tokens;"
+                ' give its price, or `routes = ["embeddings"]` for an embeddings model',
+            )
 
 
 def _read_groups(root: Table) -> dict[str, Group]:
