@@ -83,12 +83,15 @@ def _completions_events(call: Call) -> EventTranslator:
 
 
 def _chat_events(call: Call) -> EventTranslator:
-    secret = call.channel.api_key if call.channel is not None else ""
-    return ChatEvents(include_usage=caller_wants_usage(call.body), secret=secret)
+    return ChatEvents(include_usage=caller_wants_usage(call.body), secret=_secret(call))
+
+
+def _secret(call: Call) -> str:
+    return call.channel.api_key if call.channel is not None else ""
 
 
 def _messages_events(call: Call) -> EventTranslator:
-    return MessagesEvents(call.model)
+    return MessagesEvents(call.model, secret=_secret(call))
 
 
 # What a native Messages channel is told of the caller's request beyond its body (upstream/anthropic.py).
@@ -100,7 +103,7 @@ def _responses_answers(call: Call) -> Callable[[Body], Body]:
 
 
 def _responses_events(call: Call) -> EventTranslator:
-    return ResponsesEvents(call.body)
+    return ResponsesEvents(call.body, secret=_secret(call))
 
 
 ADAPTERS: Mapping[tuple[str, str], Adapter] = MappingProxyType(

@@ -23,6 +23,7 @@ import orjson
 
 from tokenbridge.responses import Body, ToolNames, as_object, as_text
 from tokenbridge.responses_answer import call_item, envelope, finished, message_item, response_id
+from tokenbridge.upstream.redact import stream_failure
 from tokenbridge.upstream.sse import event_data
 
 _DONE = b"[DONE]"
@@ -43,11 +44,12 @@ class ResponsesEvents:
 
     __slots__ = (
         "request", "names", "sequence", "response", "output", "text", "text_index", "refusal", "calls", "finish",
-        "usage",
+        "usage", "secret",
     )  # fmt: skip
 
-    def __init__(self, request: Body) -> None:
+    def __init__(self, request: Body, *, secret: str = "") -> None:
         self.request = request
+        self.secret = secret  # the channel's, masked out of an upstream error's message
         self.names = ToolNames(request.get("tools"))
         self.sequence = 0  # the next event's sequence_number
         self.response: Body | None = None  # opened by the first chunk
@@ -69,8 +71,10 @@ class ResponsesEvents:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
             return event  # the meter ends such a stream with an error
-        if not isinstance(chunk, dict) or "error" in chunk:
+        if not isinstance(chunk, dict):
             return event
+        if "error" in chunk:  # ends the stream with the route's one error event, after the settle
+            raise stream_failure(chunk, self.secret)
         out = self._open(chunk) if self.response is None else []
         if isinstance(chunk.get("usage"), dict):
             self.usage = chunk["usage"]
