@@ -5,7 +5,7 @@
 Starts a fast fake upstream (bench/upstream.py), the bare passthrough (bench/passthrough.py) and
 `tokenbridge serve` on a temp config, drives each with wrk on loopback, and prints one table whose
 last column is gateway / passthrough. It ends with the money check: after all that load, every
-key's balance equals the sum of its ledger and no hold is left open. Needs wrk (Debian: apt-get
+account's balance equals the sum of its ledger and no hold is left open. Needs wrk (Debian: apt-get
 install wrk). Everything shares the machine's cores, as it would on a small VM.
 """
 
@@ -151,7 +151,7 @@ async def money_check(database: Path) -> tuple[bool, str]:
         deadline = time.monotonic() + HOLDS_DRAIN_S
         while (holds := await count_holds(db)) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-        accounts = await list_accounts(db)
+        accounts = await list_accounts(db)  # the wallets: every key spends from its account's
         sums = [await get_ledger_sum(db, a.id) for a in accounts]
     finally:
         await db.close()

@@ -37,6 +37,11 @@ FAKE_MODELS = [
 FAKE_MODELS += ["fake-cr", "fake-twousage", "fake-baddelta"]  # stream quirks (tests/fakes/upstream.py)
 
 FAKE_MODELS += ["fake-usage-2p63", "fake-usage-9e18"]  # usage past any one request (issue 11, items 2 and 3)
+FAKE_MODELS += ["fake-tools"]  # chat tool round trips, for /v1/responses over chat (tests/fakes/responses.py)
+# /v1/responses passed through, to the fake's native /responses (tests/fakes/responses.py)
+NATIVE_RESPONSES_MODELS = [
+    "fake-resp-ok", "fake-resp-nousage", "fake-resp-incomplete", "fake-resp-cut", "fake-resp-hold", "fake-resp-tool",
+]  # fmt: skip
 
 CONFIG = """
 [server]
@@ -55,6 +60,12 @@ name = "native"
 base_url = "{upstream}/v1"
 models = ["fake-native"]
 completions = "native"
+
+[[channels]]
+name = "native-responses"
+base_url = "{upstream}/v1"
+models = {responses_models}
+responses = "native"
 
 [[channels]]
 name = "demo"
@@ -81,11 +92,16 @@ PRICE = {"input": "1.5", "output": "4.0", "cached_input": "0.5"}
 def config_text(upstream: str, *, admin_token: str = "", max_body_bytes: int = 65536) -> str:
     prices = "\n".join(
         f'[models."{m}"]\n' + "".join(f"{term} = {value}\n" for term, value in PRICE.items())
-        for m in [*FAKE_MODELS, "fake-native"]
+        for m in [*FAKE_MODELS, "fake-native", *NATIVE_RESPONSES_MODELS]
     )
     models = "[" + ", ".join(f'"{m}"' for m in FAKE_MODELS) + "]"
     text = CONFIG.format(
-        upstream=upstream, secret=UPSTREAM_SECRET, models=models, prices=prices, max_body_bytes=max_body_bytes
+        upstream=upstream,
+        secret=UPSTREAM_SECRET,
+        models=models,
+        prices=prices,
+        max_body_bytes=max_body_bytes,
+        responses_models="[" + ", ".join(f'"{m}"' for m in NATIVE_RESPONSES_MODELS) + "]",
     )
     return text.replace("[server]\n", f'[server]\nadmin_token = "{admin_token}"\n', 1)
 

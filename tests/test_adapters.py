@@ -5,14 +5,17 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import orjson
 import pytest
 
+from tests.schemas import validate_event
 from tokenbridge.adapters import ADAPTERS, ROUTES, WIRES, adapter_for, upstream_bodies, wire_for
 from tokenbridge.call import Call
-from tokenbridge.errors import InvalidRequest, RateLimited
-from tokenbridge.faces import OPENAI, face_of
+from tokenbridge.errors import InvalidRequest, RateLimited, UpstreamError
+from tokenbridge.faces import OPENAI, RESPONSES, face_of, next_sequence_number
 from tokenbridge.stages.body import ROUTE_CHECKS
 from tokenbridge.stages.dialects import CHAT, DIALECTS, dialect_of
+from tokenbridge.upstream.sse import event_data
 
 from .echo_config import echo_settings
 
@@ -91,3 +94,37 @@ def test_routes_without_a_face_of_their_own_show_openai_errors_with_each_error_o
     limited = RateLimited("slow down", retry_after_s=3, kind="tokens")
     assert face_of("chat").body(limited) == limited.body()
     assert b'"tokens"' in face_of("chat").body(limited)
+
+
+def test_a_responses_call_goes_native_only_where_the_channel_and_its_kind_both_can() -> None:
+    call = _call("responses", {"model": "m", "input": "hi"}, native=1, chat=1)
+    http, echo = call.candidates
+    native = replace(http, responses="native")
+    assert (wire_for("responses", native), adapter_for("responses", native).path) == ("responses", "/responses")
+    assert wire_for("responses", http) == "chat"  # the default
+    assert wire_for("responses", replace(echo, responses="native")) == "chat"  # echo answers chat only
+    call.candidates = (native, echo)
+    bodies = upstream_bodies(call)
+    assert bodies["responses"] is call.body and bodies["chat"]["messages"] == [{"role": "user", "content": "hi"}]
+
+
+def test_the_responses_face_ends_a_broken_stream_with_a_numbered_error_event() -> None:
+    face = face_of("responses")
+    assert face is RESPONSES and face.numbered_stream_error is not None
+    event = face.numbered_stream_error(UpstreamError("cut"), 7)
+    assert event.startswith(b"event: error\ndata: ") and event.endswith(b"\n\n")
+    error = validate_event(orjson.loads(event_data(event)))
+    assert (error["code"], error["message"], error["sequence_number"]) == ("upstream_error", "cut", 7)
+    assert face.body(UpstreamError("x")) == UpstreamError("x").body()  # JSON errors stay OpenAI's
+
+
+@pytest.mark.parametrize(
+    ("data", "current", "after"),
+    [
+        (b'data: {"type":"a","sequence_number":4}\n\ndata: {"type":"b","sequence_number":5}\n\n', 0, 6),
+        (b'data: {"sequence_number": 12, "type":"a"}\n\n', 3, 13),
+        (b": keep-alive\n\n", 3, 3),
+    ],
+)
+def test_the_next_sequence_number_is_read_off_the_last_event_sent(data: bytes, current: int, after: int) -> None:
+    assert next_sequence_number(data, current) == after

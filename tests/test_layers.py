@@ -41,7 +41,7 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
     {
         "shared": (
             "call", "outcome", "completions", "chat_messages", "chat_messages_stream", "messages", "messages_stream",
-            "adapters", "metrics", "report", "runtime", "purse",
+            "responses", "responses_answer", "responses_stream", "adapters", "metrics", "report", "runtime", "purse",
         ),
     },
     {"stages": ("stages", "upstream.proxy", "observe", "cors")},

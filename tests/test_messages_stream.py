@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
+from tokenbridge.errors import UpstreamError
 from tokenbridge.messages_stream import MessagesEvents
 from tokenbridge.upstream.sse import EventSplitter, event_data
 
@@ -95,11 +97,11 @@ def test_an_empty_stream_still_starts_and_stops() -> None:
     assert [name for name, _ in run(b"data: [DONE]\n\n")] == ["message_start", "message_delta", "message_stop"]
 
 
-def test_an_upstream_error_event_becomes_anthropic_s_and_junk_is_dropped() -> None:
-    events = run(chunk({"content": "a"}), b": keep-alive\n\n", b"data: not json\n\n", b"data: [1]\n\n",
-                 b'data: {"error": {"message": "boom"}}\n\n')  # fmt: skip
-    assert events[-1] == ("error", {"type": "error", "error": {"type": "api_error", "message": "boom"}})
-    assert [name for name, _ in events].count("content_block_delta") == 1
+def test_junk_is_dropped_and_an_upstream_error_ends_the_stream_as_the_gateway_s_error() -> None:
+    events = run(chunk({"content": "a"}), b": keep-alive\n\n", b"data: not json\n\n", b"data: [1]\n\n")
+    assert [name for name, _ in events].count("content_block_delta") == 1 and events[-1][0] == "content_block_delta"
+    with pytest.raises(UpstreamError, match="The upstream failed mid-stream: boom"):  # intake sends Anthropic's event
+        run(chunk({"content": "a"}), b'data: {"error": {"message": "boom"}}\n\n')
 
 
 def test_a_chat_server_s_reasoning_comes_as_a_thinking_block_before_the_text() -> None:

@@ -48,11 +48,12 @@ SETTINGS = parse_settings(CONFIG, Path("config.toml"), environ={})
 def test_price_list_default_group_is_the_config_prices_of_served_models_only() -> None:
     listed = price_list(SETTINGS, "default")
     assert listed["group"] == "default" and listed["multiplier"] == "1"
+    every = ["chat", "completions", "responses", "embeddings", "messages"]  # an echo channel carries them all
     assert listed["data"] == [
         {"model": "cheap", "input_usd_per_1m": "0.000000001", "cached_input_usd_per_1m": "0.000000001",
-         "output_usd_per_1m": "0.075"},
+         "output_usd_per_1m": "0.075", "cache_write_usd_per_1m": "0.000000001", "routes": every},
         {"model": "echo-1", "input_usd_per_1m": "1.50", "cached_input_usd_per_1m": "0.50",
-         "output_usd_per_1m": "4.00"},
+         "output_usd_per_1m": "4.00", "cache_write_usd_per_1m": "1.50", "routes": every},
     ]  # fmt: skip
 
 

@@ -525,10 +525,19 @@ def test_parse_settings_refuses_negative_price() -> None:
     )
 
 
-def test_parse_settings_price_without_output_is_free_output() -> None:
+def test_parse_settings_price_without_output_is_free_output_for_an_embeddings_model() -> None:
     # An embeddings model has no output tokens: it is priced with `input` only (SPEC §11).
-    settings = parse(MINIMAL.replace("input = 0\noutput = 0\n", "input = 0.02\n"))
+    settings = parse(MINIMAL.replace("input = 0\noutput = 0\n", 'input = 0.02\nroutes = ["embeddings"]\n'))
     assert settings.prices["echo-1"] == Price(input=20_000_000, output=0, cached_input=20_000_000)
+
+
+def test_parse_settings_refuses_a_chat_model_without_an_output_price() -> None:
+    # Left out, it would be 0: every answer's tokens free.
+    assert refusal(MINIMAL.replace("input = 0\noutput = 0\n", "input = 0.02\n")) == (
+        'config.toml: models."echo-1".output: missing: the model is served on chat, completions, responses,'
+        " messages, whose answers are billed by output tokens; give its price, or"
+        ' `routes = ["embeddings"]` for an embeddings model'
+    )
 
 
 def test_parse_settings_refuses_price_without_input() -> None:
@@ -566,3 +575,11 @@ def test_config_error_omits_other_secrets_when_api_key_env_var_unset() -> None:
     assert message.startswith("config.toml: channels[1] (second).api_key: environment variable SECOND is not set")
     for secret in [*secrets.values(), "sk-literal-secret-4"]:
         assert secret not in message
+
+
+def test_parse_settings_reads_responses_and_refuses_an_unknown_one() -> None:
+    channel = 'base_url = "https://x.example"\nmodels = ["echo-1"]\n'
+    assert parse(openai_channel(channel)).channels[1].responses == "chat"
+    assert parse(openai_channel(channel + 'responses = "native"')).channels[1].responses == "native"
+    message = refusal(openai_channel(channel + 'responses = "ws"'))
+    assert message == 'config.toml: channels[1] (openai).responses: must be one of "chat", "native", got "ws"'

@@ -231,3 +231,20 @@ def test_an_anthropic_body_counts_its_system_prompt_tool_blocks_and_images() -> 
     assert (
         tokens.prompt_tokens(with_image, "m") > tokens.prompt_tokens(plain, "m") + 1000
     )  # an unknown size: the most tiles
+
+
+def test_prompt_tokens_of_a_responses_request_count_as_its_chat_messages() -> None:
+    tools = [{"type": "function", "name": "f", "parameters": {"type": "object"}}]
+    responses = {"model": "m", "instructions": "Be brief.", "tools": tools, "input": [
+        {"role": "user", "content": [{"type": "input_text", "text": "Hello there"}]},
+        {"type": "function_call", "call_id": "c", "name": "f", "arguments": '{"a": 1}'},
+        {"type": "function_call_output", "call_id": "c", "output": "done"},
+    ]}  # fmt: skip
+    chat = {"model": "m", "tools": tools, "messages": [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"},
+        {"role": "", "content": 'f{"a": 1}'}, {"role": "", "content": "done"},
+    ]}  # fmt: skip
+    assert tokens.prompt_tokens(responses, "gpt-4o") == tokens.prompt_tokens(chat, "gpt-4o") > 0
+    assert tokens.prompt_tokens({"model": "m", "input": "Hi"}, "gpt-4o") == tokens.prompt_tokens(
+        {"messages": [{"role": "user", "content": "Hi"}]}, "gpt-4o"
+    )

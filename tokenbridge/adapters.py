@@ -17,14 +17,16 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from tokenbridge import messages
+from tokenbridge import messages, responses
 from tokenbridge.call import Call, caller_wants_usage
 from tokenbridge.chat_messages import chat_response, messages_request
 from tokenbridge.chat_messages_stream import ChatEvents
 from tokenbridge.completions import chat_request, completion_response, translate_event
 from tokenbridge.messages_stream import MessagesEvents
+from tokenbridge.responses_answer import response_from_chat
+from tokenbridge.responses_stream import ResponsesEvents
 from tokenbridge.settings import Channel
-from tokenbridge.upstream.client import speaks_messages, takes_completions
+from tokenbridge.upstream.client import speaks_messages, takes_completions, takes_responses
 
 Body = dict[str, Any]
 
@@ -53,10 +55,15 @@ class Adapter:
     # The wire requires a completion limit (Anthropic's `max_tokens`): a body that sets none is given
     # the server's `default_max_tokens` before `request` runs, the limit the hold reckons with (quota.py).
     limit_required: bool = False
+    # As `answer`, for a translation that needs the caller's request too (the Responses shape echoes it)
+    answers: Callable[[Call], Callable[[Body], Body]] | None = None
 
     @property
     def translates(self) -> bool:
-        return self.answer is not None or self.events is not None
+        return self.answer is not None or self.events is not None or self.answers is not None
+
+    def answer_for(self, call: Call) -> Callable[[Body], Body] | None:
+        return self.answers(call) if self.answers is not None else self.answer
 
 
 class Stateless:
@@ -76,16 +83,28 @@ def _completions_events(call: Call) -> EventTranslator:
 
 
 def _chat_events(call: Call) -> EventTranslator:
-    secret = call.channel.api_key if call.channel is not None else ""
-    return ChatEvents(include_usage=caller_wants_usage(call.body), secret=secret)
+    return ChatEvents(include_usage=caller_wants_usage(call.body), secret=_secret(call))
+
+
+def _secret(call: Call) -> str:
+    return call.channel.api_key if call.channel is not None else ""
 
 
 def _messages_events(call: Call) -> EventTranslator:
-    return MessagesEvents(call.model)
+    return MessagesEvents(call.model, secret=_secret(call))
 
 
 # What a native Messages channel is told of the caller's request beyond its body (upstream/anthropic.py).
 ANTHROPIC_HEADERS = frozenset({b"anthropic-version", b"anthropic-beta"})
+
+
+def _responses_answers(call: Call) -> Callable[[Body], Body]:
+    return lambda chat: response_from_chat(chat, call.body)
+
+
+def _responses_events(call: Call) -> EventTranslator:
+    return ResponsesEvents(call.body, secret=_secret(call))
+
 
 ADAPTERS: Mapping[tuple[str, str], Adapter] = MappingProxyType(
     {
@@ -110,6 +129,11 @@ ADAPTERS: Mapping[tuple[str, str], Adapter] = MappingProxyType(
             answer=messages.message_response,
             events=_messages_events,
         ),
+        # Responses' streams always end with their usage, and /responses knows no stream_options.
+        ("responses", "responses"): Adapter("/responses", ask_usage=False),
+        ("responses", "chat"): Adapter(
+            "/chat/completions", request=responses.chat_request, answers=_responses_answers, events=_responses_events
+        ),
     }
 )
 
@@ -120,6 +144,7 @@ WIRES: Mapping[str, Callable[[Channel], str]] = MappingProxyType(
         "completions": lambda channel: "completions" if takes_completions(channel) else "chat",
         "embeddings": lambda channel: "embeddings",
         "messages": lambda channel: "messages" if speaks_messages(channel) else "chat",
+        "responses": lambda channel: "responses" if takes_responses(channel) else "chat",
     }
 )
 

@@ -91,6 +91,7 @@ def create_app(
             CountTokensEndpoint(client=runtime.upstream, keys=runtime.keys, db=runtime.current_db),
             methods=["POST"],
         ),
+        Route("/v1/responses", pipeline(runtime, "responses"), methods=["POST"]),
         Route("/v1/models", authed(ModelsEndpoint()), methods=["GET"]),
         Route("/v1/models/{model:path}", authed(ModelEndpoint()), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

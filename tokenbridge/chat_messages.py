@@ -83,7 +83,7 @@ def messages_request(body: Body) -> Body:
     limits = [v for v in (body.get("max_completion_tokens"), body.get("max_tokens")) if v]
     if not limits:
         raise _bad("max_tokens", "is required by Anthropic's Messages API")
-    out["max_tokens"] = min(limits)  # as the hold reckons it (quota.py)
+    out["max_tokens"] = min(limits)  # the tighter bound; the hold reckons with the larger (quota.py)
     for name in ("temperature", "top_p"):
         if body.get(name) is not None:
             out[name] = body[name]

@@ -20,8 +20,7 @@ from typing import Any
 import orjson
 
 from tokenbridge.chat_messages import chat_id, chat_usage, finish_reason
-from tokenbridge.errors import UpstreamError
-from tokenbridge.upstream.redact import mask_secrets
+from tokenbridge.upstream.redact import stream_failure
 from tokenbridge.upstream.sse import event_data
 
 DONE = b"data: [DONE]\n\n"
@@ -116,10 +115,7 @@ class ChatEvents:
         return out + DONE
 
     def _error(self, payload: dict[str, Any]) -> bytes:
-        error = payload.get("error")
-        message = error.get("message") if isinstance(error, dict) else None
-        said = mask_secrets(message, self.secret) if isinstance(message, str) and message else "no reason given"
-        raise UpstreamError(f"The upstream failed mid-stream: {said}")
+        raise stream_failure(payload, self.secret)
 
 
 _HANDLERS = {

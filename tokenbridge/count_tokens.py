@@ -22,7 +22,7 @@ from tokenbridge.asgi import Receive, Scope, Send
 from tokenbridge.call import Call, get_call
 from tokenbridge.errors import GatewayError, InvalidRequest, unknown_model
 from tokenbridge.limits import MAX_JSON_BYTES
-from tokenbridge.stages.auth import caller_token, resolve_key
+from tokenbridge.stages.auth import caller_token, check_address, resolve_key
 from tokenbridge.stages.body import check_shape, read_body
 from tokenbridge.store.db import Database
 from tokenbridge.store.keys import KeyCache
@@ -48,6 +48,7 @@ class CountTokensEndpoint:
         call = get_call(scope)
         call.route = "count_tokens"  # first: every error from here on in Anthropic's face
         call.key = await resolve_key(caller_token(scope), keys=self.keys, db=self.db())
+        check_address(scope, call.key, call.settings)  # allow_ips count here as on every route
         server = call.settings.server
         raw = await read_body(scope, receive, server.max_body_bytes, timeout_s=server.body_timeout_s)
         try:
@@ -56,8 +57,8 @@ class CountTokensEndpoint:
             raise InvalidRequest("We could not parse the JSON body of your request.") from exc
         call.body = check_shape("chat", parsed)  # a Messages request's `model` and `messages`, no max_tokens
         call.model = call.body["model"]
-        if call.model not in call.settings.routes or not call.key.allows(call.model):
-            raise unknown_model(call.model)
+        if ("messages", call.model) not in call.settings.carriers or not call.key.allows(call.model):
+            raise unknown_model(call.model)  # a model not served on /v1/messages (routing.py) is not counted either
         if await self._passed_on(call, scope, send):
             return
         count = await asyncio.to_thread(prompt_tokens, call.body, call.model)
@@ -67,7 +68,7 @@ class CountTokensEndpoint:
     async def _passed_on(self, call: Call, scope: Scope, send: Send) -> bool:
         """Ask the model's anthropic channels in turn; True once one's answer went to the caller."""
         headers = forwarded(scope["headers"], ANTHROPIC_HEADERS)
-        for channel in call.settings.routes[call.model]:
+        for channel in call.settings.carriers[("messages", call.model)]:
             if not speaks_messages(channel):
                 continue
             payload = orjson.dumps({**call.body, "model": channel.upstream_model(call.model)})

@@ -33,9 +33,13 @@ class Face:
     # An upstream's 4xx answer, passed on (the proxy rebuilt it OpenAI-shaped, redact.py), in this face:
     # (status, body) -> (status, body). None: passed on as it is.
     passed: Callable[[int, bytes], tuple[int, bytes]] | None = None
+    # For a stream whose events are numbered (`sequence_number`): its last event, given the next number.
+    # Intake reads the numbers off the bytes the caller got, so the error follows whatever went out.
+    numbered_stream_error: Callable[[GatewayError, int], bytes] | None = None
 
 
 OPENAI = Face(body=_body, stream_error=sse_error_event)
+_SEQUENCE = b'"sequence_number":'
 
 # Anthropic's error types by HTTP status, and the statuses it uses (docs.anthropic.com, "Errors"):
 # a status Anthropic never sends is shown as the nearest one it does.
@@ -87,7 +91,31 @@ ANTHROPIC = Face(
     passed=anthropic_passed,
 )
 
-FACES: Mapping[str, Face] = MappingProxyType({"messages": ANTHROPIC, "count_tokens": ANTHROPIC})
+
+def responses_stream_error(error: GatewayError, sequence_number: int = 0) -> bytes:
+    """The Responses API's `error` event (no `response.completed` follows it)."""
+    event = {"type": "error", "code": error.code or error.type, "message": error.message, "param": error.param,
+             "sequence_number": sequence_number}  # fmt: skip
+    return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+def next_sequence_number(data: bytes, current: int) -> int:
+    """The number after the last `sequence_number` in `data` (a whole event's worth at least), else `current`."""
+    at = data.rfind(_SEQUENCE)
+    if at < 0:
+        return current
+    digits = data[at + len(_SEQUENCE) : at + len(_SEQUENCE) + 24].lstrip()
+    end = 0
+    while end < len(digits) and digits[end : end + 1].isdigit():
+        end += 1
+    return int(digits[:end]) + 1 if end else current
+
+
+RESPONSES = Face(
+    body=_body, stream_error=responses_stream_error, numbered_stream_error=responses_stream_error
+)  # the JSON errors are OpenAI's, as the Responses API sends them
+
+FACES: Mapping[str, Face] = MappingProxyType({"messages": ANTHROPIC, "count_tokens": ANTHROPIC, "responses": RESPONSES})
 
 
 def face_of(route: str) -> Face:

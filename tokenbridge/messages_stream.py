@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from tokenbridge.messages import STOP_REASONS, anthropic_usage, first_choice, message_id, object_of
+from tokenbridge.upstream.redact import stream_failure
 from tokenbridge.upstream.sse import event_data
 
 _DONE = b"[DONE]"
@@ -39,10 +40,11 @@ def error_event(error_type: str, message: str) -> bytes:
 class MessagesEvents:
     """The state of one stream: what was started, the open block, the stop reason and usage seen."""
 
-    __slots__ = ("model", "started", "blocks", "open", "tools", "stop_reason", "usage")
+    __slots__ = ("model", "secret", "started", "blocks", "open", "tools", "stop_reason", "usage")
 
-    def __init__(self, model: str = "") -> None:
+    def __init__(self, model: str = "", *, secret: str = "") -> None:
         self.model = model  # the caller's model name, until the upstream names its own
+        self.secret = secret  # the channel's, masked out of an upstream error's message
         self.started = False
         self.blocks = 0  # blocks started so far; the next one's index
         self.open: str | None = None  # "text", "thinking" or "tool:<chat tool index>" while a block is open
@@ -62,10 +64,8 @@ class MessagesEvents:
             return b""
         if not isinstance(chunk, dict):
             return b""
-        if "error" in chunk:
-            error = chunk["error"]
-            message = error.get("message") if isinstance(error, dict) else error
-            return self._start({}) + error_event("api_error", str(message or "The upstream reported an error."))
+        if "error" in chunk:  # ends the stream with the route's one error event, after the settle
+            raise stream_failure(chunk, self.secret)
         out = self._start(chunk)
         if isinstance(chunk.get("usage"), dict):
             self.usage = chunk["usage"]

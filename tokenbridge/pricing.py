@@ -36,6 +36,7 @@ def price_list(settings: Settings, group: str) -> dict[str, Any]:
             "input_usd_per_1m": format_usd_exact(price.input * multiplier),
             "cached_input_usd_per_1m": format_usd_exact(price.cached_input * multiplier),
             "output_usd_per_1m": format_usd_exact(price.output * multiplier),
-            # "routes": the routes the model can be called on (SPEC §10) join here, from its channels' kinds.
+            "cache_write_usd_per_1m": format_usd_exact(price.cache_write_rate * multiplier),
+            "routes": list(settings.model_routes[model]),  # routing.py: what its channels carry, narrowed
         })  # fmt: skip
     return {"object": "list", "group": known, "multiplier": multiplier_text(multiplier), "data": data}

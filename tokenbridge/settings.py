@@ -19,13 +19,13 @@ from urllib.parse import urlsplit
 
 from tokenbridge.accountsettings import AccountSettings, read_accounts
 from tokenbridge.money import Price, to_fraction
-from tokenbridge.routing import carriers_of, read_routes
+from tokenbridge.routing import WITHOUT_OUTPUT, carriers_of, read_routes
 from tokenbridge.tomlread import ConfigError, Table, quoted, syntax_error, toml_type
 
 __all__ = ["Channel", "ConfigError", "Group", "ServerSettings", "Settings", "load_settings", "parse_settings"]
 
 KINDS = ("openai", "anthropic", "echo")
-COMPLETIONS = ("chat", "native")
+COMPLETIONS = ("chat", "native")  # how /v1/completions, and /v1/responses (`responses`), reach a channel
 
 _TOP_KEYS = ("server", "channels", "models", "groups", "accounts")
 _SERVER_KEYS = (
@@ -35,7 +35,8 @@ _SERVER_KEYS = (
     "max_header_bytes", "keepalive_timeout", "body_timeout",
 )  # fmt: skip
 _CHANNEL_KEYS = (
-    "name", "kind", "base_url", "api_key", "models", "model_map", "priority", "weight", "completions", "enabled",
+    "name", "kind", "base_url", "api_key", "models", "model_map", "priority", "weight", "completions", "responses",
+    "enabled",
     "connect_timeout", "first_byte_timeout", "idle_timeout", "response_timeout",
 )  # fmt: skip
 _PRICE_KEYS = ("input", "output", "cached_input", "cache_write", "routes")  # routes: routing.py
@@ -92,6 +93,7 @@ class Channel:
     priority: int = 0
     weight: int = 1
     completions: str = "chat"
+    responses: str = "chat"  # /v1/responses: "chat" (answered through chat) or "native" (passed to /responses)
     enabled: bool = True
     connect_timeout_s: float = 5.0
     first_byte_timeout_s: float = 60.0
@@ -173,6 +175,7 @@ def parse_settings(text: str, path: Path, *, environ: Mapping[str, str]) -> Sett
         for model, table in root.tables("models", quote=True).items()
     }
     model_routes, carriers = carriers_of(served, narrowed)
+    _require_output_prices(root, model_routes)
     return Settings(
         path=resolved,
         server=server,
@@ -253,6 +256,19 @@ def _read_prices(root: Table) -> dict[str, Price]:
     return prices
 
 
+def _require_output_prices(root: Table, model_routes: Mapping[str, tuple[str, ...]]) -> None:
+    """`output` may be left out only for a model called on output-less routes alone (embeddings): a chat
+    model without it would bill its answers at nothing."""
+    for model, table in root.tables("models", quote=True).items():
+        billed = [r for r in model_routes.get(model, ()) if r not in WITHOUT_OUTPUT]
+        if "output" not in table.data and billed:
+            raise table.error(
+                "output",
+                f"missing: the model is served on {', '.join(billed)}, whose answers are billed by output tokens;"
+                ' give its price, or `routes = ["embeddings"]` for an embeddings model',
+            )
+
+
 def _read_groups(root: Table) -> dict[str, Group]:
     groups = {}
     for name, table in root.tables("groups").items():
@@ -314,6 +330,7 @@ def _read_channel(table: Table, name: str, prices: Mapping[str, Price]) -> Chann
         priority=table.integer("priority", 0),
         weight=table.integer("weight", 1, minimum=1),
         completions=table.string("completions", "chat", choices=COMPLETIONS),
+        responses=table.string("responses", "chat", choices=COMPLETIONS),
         enabled=table.boolean("enabled", True),
         connect_timeout_s=float(table.number("connect_timeout", 5.0, positive=True)),
         first_byte_timeout_s=float(table.number("first_byte_timeout", 60.0, positive=True)),

@@ -165,14 +165,14 @@ def tool_call_texts(message: Any) -> list[str]:
 
 
 def image_parts(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """The `image_url` content parts of a chat request's messages."""
-    messages = body.get("messages")
+    """The image content parts of a chat request's messages (`image_url`) or a Responses request's input (`input_image`)."""
+    messages = body.get("messages", body.get("input"))
     return [
         part
         for message in (messages if isinstance(messages, list) else ())
         if isinstance(message, dict) and isinstance(message.get("content"), list)
         for part in message["content"]
-        if isinstance(part, dict) and part.get("type") == "image_url"
+        if isinstance(part, dict) and part.get("type") in ("image_url", "input_image")
     ]
 
 
@@ -199,6 +199,12 @@ def anthropic_image_source(block: dict[str, Any]) -> str:
     source = block["source"]
     value = source.get("data") if source.get("type") == "base64" else source.get("url")
     return value if isinstance(value, str) else ""
+
+
+def _item_texts(item: dict[str, Any]) -> list[str]:
+    """What a Responses input item says: a message's text, a call's name and arguments (or input), a call's output."""
+    texts = [_text(item.get("content")), _text(item.get("output"))]
+    return texts + [item[name] for name in ("name", "arguments", "input") if isinstance(item.get(name), str)]
 
 
 def image_size(url: str) -> tuple[int, int] | None:
@@ -270,7 +276,18 @@ def image_tokens(part: dict[str, Any], model: str) -> int:
 
 
 def prompt_tokens(body: dict[str, Any], model: str) -> int:
-    """Prompt tokens of a chat request (messages) or a native completions request (prompt)."""
+    """Prompt tokens of a chat request (messages), a Responses request (instructions, input) or a native
+    completions request (prompt)."""
+    if "messages" not in body and "input" in body:
+        items = body["input"]
+        items = [{"role": "user", "content": items}] if isinstance(items, str) else items
+        if isinstance(body.get("instructions"), str):
+            items = [{"role": "system", "content": body["instructions"]}, *items]
+        messages = [
+            {"role": i.get("role", ""), "content": "".join(_item_texts(i))} for i in items if isinstance(i, dict)
+        ]
+        images = sum(image_tokens(part, model) for part in image_parts(body))
+        return images + prompt_tokens({"messages": messages, "tools": body.get("tools")}, model)
     if "messages" not in body:
         prompt = body.get("prompt")
         texts = [prompt] if isinstance(prompt, str) else [p for p in prompt or [] if isinstance(p, str)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import openai
 import pytest
 
@@ -47,6 +48,12 @@ def test_allow_ips_refuses_a_caller_outside_them_with_403_ip_not_allowed(direct:
     for path in ("/v1/models", "/v1/me", "/api/me", "/api/usage"):  # every route the key's secret opens
         answer = direct.api("GET", path, token=outside)
         assert answer.status_code == 403 and answer.json()["error"]["code"] == "ip_not_allowed", path
+    counted = httpx.post(
+        direct.url + "/v1/messages/count_tokens",
+        headers={"x-api-key": outside},
+        json={"model": "fake-ok", "messages": [{"role": "user", "content": "hi"}]},
+    )  # Anthropic's shape on that route: a permission_error
+    assert counted.status_code == 403 and counted.json()["error"]["type"] == "permission_error", counted.text
     assert admin(direct, "GET", "/api/usage?key=office-only").json()["data"] == []  # refused before any hold
     assert chat(direct, key_with(direct, "loopback", ["127.0.0.1/32"])) == 200
 

@@ -14,7 +14,12 @@ from tests.conftest import ADMIN_TOKEN, Gateway
 from tests.e2e.people import Browser, admin, member, serve_accounts
 from tests.fakes.upstream import FakeUpstream
 
-TERMS = {"input_usd_per_1m": "input", "cached_input_usd_per_1m": "cached_input", "output_usd_per_1m": "output"}
+TERMS = {
+    "input_usd_per_1m": "input",
+    "cached_input_usd_per_1m": "cached_input",
+    "output_usd_per_1m": "output",
+    "cache_write_usd_per_1m": "cache_write",
+}
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +94,15 @@ def test_pricing_is_only_for_the_signed_in_without_public_pricing(private: Gatew
     assert refused.status_code == 401
     signed_in = httpx.get(private.url + "/api/pricing", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert shown(signed_in) == expected(private, "default")
+
+
+def test_pricing_says_the_routes_of_each_model_as_the_model_list_does(public: Gateway) -> None:
+    priced = {row["model"]: row["routes"] for row in httpx.get(public.url + "/api/pricing").json()["data"]}
+    listed = {
+        model.id: model.model_extra["routes"] for model in public.client(public.create_key("router")).models.list()
+    }
+    assert priced == listed and priced
+    assert all(
+        routes and set(routes) <= {"chat", "completions", "responses", "embeddings", "messages"}
+        for routes in priced.values()
+    )

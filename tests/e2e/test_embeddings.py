@@ -49,12 +49,15 @@ routes = ["embeddings"]
 
 [models."emb-nousage"]
 input = 0.02
+routes = ["embeddings"]
 
 [models."emb-hold"]
 input = 0.02
+routes = ["embeddings"]
 
 [models."emb-down"]
 input = 0.02
+routes = ["embeddings"]
 
 [models."chat-only"]
 input = 1.5

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import UPSTREAM_SECRET, Gateway
 from tests.e2e.messages_config import CHAT_PRICE, CLAUDE_PRICE, cost_of, serve_messages_gateway
-from tests.e2e.test_streams import settled_row
+from tests.e2e.test_streams import settled_row, settled_rows
 from tests.fakes import anthropic as fake_claude
 from tests.fakes.upstream import FakeUpstream
 from tokenbridge.messages import chat_request
@@ -331,6 +331,7 @@ def test_a_stream_broken_mid_way_ends_with_anthropic_s_error_event_and_bills_wha
     with pytest.raises(anthropic.APIStatusError):
         with client(site, key).messages.stream(model=model, max_tokens=50, messages=HELLO) as stream:
             stream.get_final_message()
+    settled_rows(site, name, 2)  # both broken streams' rows, before the books are read
     rows = billed(site, name)
     assert {r["end_reason"] for r in rows} == {"upstream_error"}
     assert all(r["usage_source"] == "estimated" and r["completion_tokens"] >= 1 and r["cost"] > 0 for r in rows)

@@ -31,6 +31,13 @@ def settled_row(gateway: Gateway, key: str, ready: Callable[[dict[str, Any]], bo
     raise AssertionError(f"no settled row for {key}: {gateway.usage(key)}")
 
 
+def settled_rows(gateway: Gateway, key: str, count: int) -> list[dict[str, Any]]:
+    """The key's usage rows once there are `count`: a broken stream's caller may read its end before the
+    row is written (see settled_row)."""
+    settled_row(gateway, key, lambda last: len(gateway.usage(key)) >= count)
+    return gateway.usage(key)
+
+
 def hang_up_while_held(gateway: Gateway, path: str, key: str, body: dict[str, Any]) -> None:
     """POST `body` (for a `fake-hold` model) and hang up once the upstream holds it: the gateway must close it."""
     gateway.fake.arm()

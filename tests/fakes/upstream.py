@@ -30,6 +30,9 @@
 
 Under `/v1/messages` it is Anthropic (tests/fakes/anthropic.py has its models).
 
+On `/v1/responses` (a native Responses upstream) and for the tool round trips of `fake-tools`: see
+tests/fakes/responses.py.
+
 On `/v1/completions` (a native completions upstream) any model answers "Hello from fake" in the
 `text_completion` shape, JSON or SSE, as bytes the tests can rebuild with `native_json` / `native_sse`.
 On `/v1/embeddings`: see tests/fakes/embeddings.py.
@@ -47,7 +50,7 @@ from typing import Any
 
 import orjson
 
-from tests.fakes import anthropic, roundtrip
+from tests.fakes import anthropic, responses, roundtrip
 from tests.fakes.embeddings import embeddings_answer
 
 PIECES = ["Hello", " from", " fake"]
@@ -128,6 +131,10 @@ class FakeUpstream:
         model = body.get("model", "")
         if scope["path"].startswith("/v1/messages"):  # Anthropic's API: tests/fakes/anthropic.py
             await anthropic.answer(scope["path"], headers, body, send, receive, self._held)
+        elif scope["path"] == "/v1/responses":
+            await responses.serve_native(self, send, receive, body)
+        elif model == "fake-tools":
+            await responses.serve_tools(send, body)
         elif scope["path"] == "/v1/completions":
             include_usage = (body.get("stream_options") or {}).get("include_usage") is True
             if body.get("stream"):

@@ -12,6 +12,7 @@ from tests.stages.kit import MODEL, Inner, body_stage, chat_body, make_call, run
 from tokenbridge.call import Call
 from tokenbridge.errors import ClientGone, InvalidRequest, RequestTooLarge
 from tokenbridge.settings import Settings
+from tokenbridge.stages.body import check_shape
 
 LIMIT = 200
 
@@ -162,3 +163,28 @@ async def test_a_messages_body_with_a_system_that_is_no_text_is_refused(settings
     body = {"model": MODEL, "max_tokens": 5, "system": system, "messages": [{"role": "user", "content": "hi"}]}
     result = await run_stage(body_stage(Inner(), kind="messages"), blank(settings), orjson.dumps(body))
     assert isinstance(result.error, InvalidRequest) and result.error.param == "system"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({}, "input"),
+        ({"input": 3}, "input"),
+        ({"input": ["not an item"]}, "input"),
+        ({"input": "x", "instructions": ["a"]}, "instructions"),
+        ({"input": "x", "tools": {}}, "tools"),
+        ({"input": "x", "tool_choice": 1}, "tool_choice"),
+        ({"input": "x", "text": "json"}, "text"),
+        ({"input": "x", "max_output_tokens": 0}, "max_output_tokens"),
+        ({"input": "x", "max_output_tokens": True}, "max_output_tokens"),
+    ],
+)
+def test_a_responses_body_that_is_not_one_is_refused_naming_the_field(body: dict[str, Any], param: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        check_shape("responses", {"model": MODEL, **body})
+    assert info.value.param == param
+
+
+def test_a_responses_body_with_a_string_or_items_passes() -> None:
+    for value in ("hi", [{"role": "user", "content": "hi"}], []):
+        assert check_shape("responses", {"model": MODEL, "input": value, "max_output_tokens": 5})["input"] == value

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.echo_config import echo_settings
 from tests.stages.kit import (
     MODEL,
     NANO_PER_COMPLETION_TOKEN,
@@ -28,7 +29,7 @@ from tokenbridge.asgi import Message
 from tokenbridge.call import Call
 from tokenbridge.errors import ClientGone, QuotaExceeded, UpstreamError
 from tokenbridge.settings import Settings
-from tokenbridge.stages.quota import prompt_bound
+from tokenbridge.stages.quota import completion_allowance, prompt_bound
 from tokenbridge.store.chunks import chunk_id
 from tokenbridge.store.db import Database
 from tokenbridge.store.keys import insert_key_with_account
@@ -341,3 +342,36 @@ def test_prompt_bound_gives_an_anthropic_image_block_the_image_ceiling_not_its_b
     raw = orjson.dumps(body)
     assert prompt_bound(raw, body) == len(raw) - 2 * len(PNG_1MB) + 2 * IMAGE_PART_MAX_TOKENS
     assert prompt_bound(raw, body) >= prompt_tokens(body, "claude-sonnet-4")
+
+
+def test_the_hold_bounds_a_responses_answer_by_max_output_tokens_else_the_default() -> None:
+    settings = echo_settings()
+    bounded = make_call(settings, body={"model": MODEL, "input": "x", "max_output_tokens": 7}, route="responses")
+    unbounded = make_call(settings, body={"model": MODEL, "input": "x"}, route="responses")
+    assert completion_allowance(bounded) == 7
+    assert completion_allowance(unbounded) == settings.server.default_max_tokens
+
+
+def test_the_prompt_bound_of_a_responses_body_counts_an_input_image_at_its_ceiling() -> None:
+    part = {"type": "input_image", "image_url": "data:image/png;base64," + "A" * 5000}
+    body = {"model": MODEL, "input": [{"role": "user", "content": [part]}]}
+    raw = orjson.dumps(body)
+    assert prompt_bound(raw, body) == len(raw) - len(part["image_url"]) + IMAGE_PART_MAX_TOKENS
+
+
+@pytest.mark.parametrize(
+    ("route", "limits", "allowance"),
+    [
+        ("chat", {"max_tokens": 1, "max_completion_tokens": 100_000}, 100_000),  # vLLM honours the second
+        ("completions", {"max_completion_tokens": 1, "max_tokens": 100_000}, 100_000),
+        ("responses", {"max_output_tokens": 100_000, "max_tokens": 1}, 100_000),  # chat is sent max_output_tokens
+        ("responses", {"max_tokens": 5}, None),  # not a Responses field: no upstream is bound by it
+        ("messages", {"max_tokens": 7, "max_completion_tokens": 1}, 7),
+    ],
+)
+def test_the_hold_takes_the_largest_limit_the_route_knows_and_no_other(
+    route: str, limits: dict[str, int], allowance: int | None
+) -> None:
+    settings = echo_settings()
+    call = make_call(settings, body={"model": MODEL, "input": "x", **limits}, route=route)
+    assert completion_allowance(call) == (settings.server.default_max_tokens if allowance is None else allowance)

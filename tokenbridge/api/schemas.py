@@ -13,6 +13,7 @@ from tokenbridge.api.params import MAX_NOTE_CHARS
 from tokenbridge.keyrules import ACCOUNT_NAME, KEY_NAME, MAX_PER_MINUTE, ROLES
 from tokenbridge.passwords import MAX_PASSWORD_CHARS
 from tokenbridge.periods import PERIODS
+from tokenbridge.routing import ROUTES
 from tokenbridge.settings import KINDS
 
 Schema = dict[str, Any]
@@ -182,12 +183,17 @@ _CHANNEL = obj(
     circuits={"type": "array", "items": _CIRCUIT},
 )
 _PRICE = obj(
-    ["model", "input_usd_per_1m", "cached_input_usd_per_1m", "output_usd_per_1m"],
+    ["model", "input_usd_per_1m", "cached_input_usd_per_1m", "output_usd_per_1m", "cache_write_usd_per_1m", "routes"],
     model=STR,
     input_usd_per_1m={**USD, "description": "USD per 1M prompt tokens, after the group multiplier, exact"},
     cached_input_usd_per_1m=USD,
     output_usd_per_1m=USD,
-    # routes: the routes the model can be called on (SPEC §10) join here, with pricing.price_list's field.
+    cache_write_usd_per_1m={**USD, "description": "USD per 1M prompt tokens written to a provider's cache"},
+    routes={
+        "type": "array",
+        "items": {"enum": list(ROUTES)},
+        "description": "the routes the model can be called on: what its channels carry, narrowed by its `routes`",
+    },
 )
 _SERIES_POINT = obj(
     ["t", "requests", "cost_nano_usd"],

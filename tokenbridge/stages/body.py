@@ -97,6 +97,25 @@ def _check_messages(body: dict[str, Any]) -> None:
         raise InvalidRequest("'system' must be a string or an array of text blocks.", param="system")
 
 
+def _check_responses(body: dict[str, Any]) -> None:
+    value = _required(body, "input")
+    if not isinstance(value, str) and not (isinstance(value, list) and all(isinstance(i, dict) for i in value)):
+        raise InvalidRequest("'input' must be a string or an array of input items (objects).", param="input")
+    for name, kind, what in (
+        ("instructions", str, "a string"),
+        ("tools", list, "an array"),
+        ("text", dict, "an object"),
+    ):
+        if body.get(name) is not None and not isinstance(body[name], kind):
+            raise InvalidRequest(f"'{name}' must be {what}.", param=name)
+    choice = body.get("tool_choice")
+    if choice is not None and not isinstance(choice, str | dict):
+        raise InvalidRequest("'tool_choice' must be a string or an object.", param="tool_choice")
+    limit = body.get("max_output_tokens")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise InvalidRequest("'max_output_tokens' must be a positive integer.", param="max_output_tokens")
+
+
 def _required(body: dict[str, Any], field: str) -> Any:
     value = body.get(field)
     if value is None:
@@ -111,6 +130,7 @@ ROUTE_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "completions": _check_completions,
     "embeddings": _check_embeddings,
     "messages": _check_messages,
+    "responses": _check_responses,
 }
 
 

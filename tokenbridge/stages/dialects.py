@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from tokenbridge.money import Usage
+from tokenbridge.stages import responses_tap
 from tokenbridge.stages.chat_tap import SseTap, answer_texts, usage_from
 from tokenbridge.stages.messages_tap import MessagesTap, message_texts, usage_from_message
 
@@ -50,8 +51,15 @@ MESSAGES = Dialect(stream=MessagesTap, usage=usage_from_message, texts=message_t
 # An embeddings answer has no output: its usage has no completion_tokens, and there is no text to count.
 EMBEDDINGS = Dialect(stream=SseTap, usage=lambda payload: usage_from(payload, output=False), texts=lambda payload: [])
 
+RESPONSES = Dialect(
+    stream=responses_tap.ResponsesTap,
+    usage=responses_tap.usage_from,
+    texts=responses_tap.answer_texts,
+    end="response.completed",
+)
+
 DIALECTS: Mapping[str, Dialect] = MappingProxyType(
-    {"chat": CHAT, "completions": CHAT, "embeddings": EMBEDDINGS, "messages": MESSAGES}
+    {"chat": CHAT, "completions": CHAT, "embeddings": EMBEDDINGS, "messages": MESSAGES, "responses": RESPONSES}
 )
 
 

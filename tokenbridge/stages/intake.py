@@ -23,7 +23,7 @@ from hashlib import blake2b
 from tokenbridge.asgi import ASGIApp, Message, Receive, Scope, Send, is_event_stream
 from tokenbridge.call import SCOPE_KEY, Call
 from tokenbridge.errors import ClientGone, DatabaseUnavailable, GatewayError, InternalError, render
-from tokenbridge.faces import Face, face_of
+from tokenbridge.faces import Face, face_of, next_sequence_number
 from tokenbridge.settings import Settings
 from tokenbridge.store.db import StoreUnavailable, as_unavailable
 
@@ -74,15 +74,17 @@ class IntakeMiddleware:
         scope[SCOPE_KEY] = call
         echoed = call.caller_request_id or call.request_id
         request_id = echoed.encode("ascii")
-        started = sse = False
+        started = sse = numbered = False
+        sequence = 0  # a numbered stream's next sequence_number, read off what went out (faces.py)
         held: list[Message] = []  # an upstream's error answer, reshaped whole for a route with its own face
 
         async def send_with_request_id(message: Message) -> None:
-            nonlocal started, sse
+            nonlocal started, sse, numbered, sequence
             if message["type"] == "http.response.start":
                 started = True
                 headers = message.get("headers", ())
                 sse = is_event_stream(headers)
+                numbered = sse and face_of(call.route).numbered_stream_error is not None
                 message["headers"] = [*headers, (REQUEST_ID_HEADER, request_id)]
                 if message["status"] >= 400 and not sse and face_of(call.route).passed is not None:
                     held.append(message)
@@ -94,7 +96,10 @@ class IntakeMiddleware:
                 message = await _send_reshaped(send, held, face_of(call.route))
                 call.delivered += len(message["body"])
             else:
-                call.delivered += len(message.get("body", b""))
+                body = message.get("body", b"")
+                call.delivered += len(body)
+                if numbered and body:
+                    sequence = next_sequence_number(body, sequence)
             await send(message)
 
         try:
@@ -115,7 +120,9 @@ class IntakeMiddleware:
                 await render(error, send, request_id=echoed, body=face.body(error), status=face.status(error))
             elif sse:
                 try:
-                    await send({"type": "http.response.body", "body": face.stream_error(error), "more_body": False})
+                    numbered_error = face.numbered_stream_error
+                    event = face.stream_error(error) if numbered_error is None else numbered_error(error, sequence)
+                    await send({"type": "http.response.body", "body": event, "more_body": False})
                 except Exception:  # the connection itself is broken: nothing more can reach the caller
                     log.warning("request %s: could not send the error event: %s", call.request_id, error.message)
             else:

@@ -57,13 +57,25 @@ STORE_ERROR = "store_error"  # the end reason of a request whose settle could no
 SETTLE_RETRY_DELAYS_S: tuple[float, ...] = (0.5, 1, 2, 5, 10, 20, 30, 60, 60, 60, 60, 60, 60)
 
 
+# The fields that bound a route's output, as its upstreams read them. Only these count: a field the
+# route does not know (say `max_tokens` on /v1/responses) reaches no upstream as a limit, so it must not
+# shrink the hold. Where a route knows two, an upstream may honour either (vLLM takes
+# max_completion_tokens over max_tokens), so the hold takes the larger.
+LIMIT_FIELDS: dict[str, tuple[str, ...]] = {
+    "chat": ("max_completion_tokens", "max_tokens"),
+    "completions": ("max_completion_tokens", "max_tokens"),  # the chat shim carries both
+    "responses": ("max_output_tokens",),
+    "messages": ("max_tokens",),
+}
+
+
 def completion_allowance(call: Call) -> int:
     """Most completion tokens this request can produce (× n choices)."""
     if call.route in WITHOUT_OUTPUT:
         return 0  # an embedding: its hold is its input's alone
     body = call.body
-    limits = [v for v in (body.get("max_completion_tokens"), body.get("max_tokens")) if v]
-    limit = min(limits) if limits else call.settings.server.default_max_tokens
+    limits = [v for v in (body.get(name) for name in LIMIT_FIELDS.get(call.route, ())) if v]
+    limit = max(limits) if limits else call.settings.server.default_max_tokens
     n = body.get("n")
     choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
     return int(limit) * choices

@@ -82,7 +82,7 @@ class ShapeMiddleware:
                             raise UpstreamError("The upstream answered with a stream this route cannot translate.")
                         sse = SseTranslator(adapter.events(call))
                     else:
-                        if adapter.answer is None:
+                        if adapter.answer_for(call) is None:
                             raise UpstreamError("The upstream answered with JSON this route cannot translate.")
                         head = message  # sent with the translated body, which has another length
                         return
@@ -108,7 +108,7 @@ class ShapeMiddleware:
 
 async def _send_json(send: Send, head: Message | None, upstream: bytes, call: Call) -> None:
     assert head is not None
-    answer = ADAPTERS[(call.route, call.wire)].answer
+    answer = ADAPTERS[(call.route, call.wire)].answer_for(call)
     assert answer is not None
     try:
         body = orjson.dumps(answer(orjson.loads(upstream)))

@@ -22,6 +22,7 @@ class AnthropicTransport(HttpTransport):
 
     native_completions: ClassVar[bool] = False  # Anthropic has no OpenAI `/completions`
     native_messages: ClassVar[bool] = True
+    native_responses: ClassVar[bool] = False  # nor OpenAI's /responses (KIND_ROUTES gives it no responses route)
 
     @staticmethod
     def channel_headers(channel: Channel) -> dict[str, str]:

@@ -45,6 +45,7 @@ class Transport(Protocol):
 
     native_completions: ClassVar[bool]  # can take a `/completions` request as it is (`completions = "native"`)
     native_messages: ClassVar[bool]  # speaks Anthropic's Messages API (`/messages`, `/messages/count_tokens`)
+    native_responses: ClassVar[bool]  # can take a `/responses` request as it is (`responses = "native"`)
 
     def __init__(self, *, pool_limit: int) -> None: ...
 
@@ -102,3 +103,8 @@ def takes_completions(channel: Channel) -> bool:
 def speaks_messages(channel: Channel) -> bool:
     """Does this channel speak Anthropic's Messages API itself (else it is spoken to through chat)?"""
     return TRANSPORTS[channel.kind].native_messages
+
+
+def takes_responses(channel: Channel) -> bool:
+    """Does this channel take a `/responses` request as it is? Configured so, and its kind can."""
+    return channel.responses == "native" and TRANSPORTS[channel.kind].native_responses

@@ -47,6 +47,7 @@ class EchoTransport:
 
     native_completions: ClassVar[bool] = False  # it answers chat only: a completions request reaches it as chat
     native_messages: ClassVar[bool] = False  # nor Messages: a /v1/messages request reaches it as chat
+    native_responses: ClassVar[bool] = False  # ... and so does a /v1/responses request
 
     def __init__(self, *, pool_limit: int) -> None:
         """No pool: nothing leaves the process."""

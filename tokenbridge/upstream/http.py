@@ -164,6 +164,8 @@ class HttpTransport:
         """The headers that carry the channel's secret (and whatever else its kind needs on every request)."""
         return {"Authorization": f"Bearer {channel.api_key}"} if channel.api_key else {}
 
+    native_responses: ClassVar[bool] = True  # ... and /responses (OpenAI's own does)
+
     def __init__(self, *, pool_limit: int) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._prepared: dict[Channel, _Prepared] = {}  # per channel of any config version; a few entries

@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from tokenbridge.errors import UpstreamError
+
 MASK = "***"
 # Bearer tokens, and the key shapes of the providers people put behind a gateway (OpenAI-style sk-/rk-/pk-,
 # Anthropic sk-ant-, Google AIza...): a key the channel was never told about is still nobody's business.
@@ -49,3 +51,13 @@ def caller_error_body(raw: bytes, *, status: int, channel_name: str, secret: str
     rebuilt = {"message": message, "type": field("type") or "invalid_request_error", "param": field("param"),
                "code": field("code")}  # fmt: skip
     return orjson.dumps({"error": rebuilt})
+
+
+def stream_failure(payload: Any, secret: str) -> UpstreamError:
+    """An upstream's error event in a stream being translated, as the error that ends the caller's
+    stream in the route's own shape: its message kept for the caller, with the channel's secret (and
+    anything shaped like a key) masked."""
+    error = payload.get("error") if isinstance(payload, dict) else None
+    message = error.get("message") if isinstance(error, dict) else error
+    said = mask_secrets(message, secret) if isinstance(message, str) and message else "no reason given"
+    return UpstreamError(f"The upstream failed mid-stream: {said}")
