@@ -153,6 +153,16 @@ def limit(query: Mapping[str, str], default: int = 100, most: int = MAX_USAGE_RO
     return int(value)
 
 
+def offset(query: Mapping[str, str]) -> int:
+    """`offset`: rows to skip before a page (0: the first page)."""
+    value = query.get("offset")
+    if value is None:
+        return 0
+    if not _ROW_ID.fullmatch(value):
+        raise InvalidRequest("The page offset must be a whole number, 0 or more.", param="offset")
+    return int(value)
+
+
 def row_id(query: Mapping[str, str], field: str) -> int | None:
     value = query.get(field)
     if value is None:

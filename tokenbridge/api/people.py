@@ -136,13 +136,14 @@ class PeopleAPI:
             if principal.account is None:
                 raise PermissionDenied("The admin token has no ledger: name an account with ?account=NAME.")
             account_id = principal.account.id
+        limit = params.limit(query, default=100, most=MAX_LEDGER_ROWS)
         rows = await accounts.list_ledger(
-            self.runtime.db,
-            account_id,
-            limit=params.limit(query, default=100, most=MAX_LEDGER_ROWS),
-            before_id=params.row_id(query, "before"),
+            self.runtime.db, account_id, limit=limit + 1, before_id=params.row_id(query, "before")
         )
-        return listing([ledger_json(row) for row in rows])
+        more = len(rows) > limit  # one row past the page says whether there is a next one
+        shown = [ledger_json(row) for row in rows[:limit]]
+        total = await accounts.count_ledger(self.runtime.db, account_id)
+        return listing(shown, total=total, has_more=more, next_before=shown[-1]["id"] if more else None)
 
     # --- the admin's -------------------------------------------------------------------------------
 
