@@ -47,7 +47,8 @@ def test_allow_ips_refuses_a_caller_outside_them_with_403_ip_not_allowed(direct:
     for path in ("/v1/models", "/v1/me", "/api/me", "/api/usage"):  # every route the key's secret opens
         answer = direct.api("GET", path, token=outside)
         assert answer.status_code == 403 and answer.json()["error"]["code"] == "ip_not_allowed", path
-    assert admin(direct, "GET", "/api/usage?key=office-only").json()["data"] == []  # refused before any hold
+    rows = admin(direct, "GET", "/api/usage?key=office-only").json()["data"]  # refused before any hold: cost 0
+    assert [(r["status"], r["end_reason"], r["cost_nano_usd"]) for r in rows] == [(403, "refused", 0)]
     assert chat(direct, key_with(direct, "loopback", ["127.0.0.1/32"])) == 200
 
 
