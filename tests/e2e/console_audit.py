@@ -67,8 +67,10 @@ def audit(page: Any, shots: Path, name: str) -> None:
         page.set_viewport_size({"width": width, "height": height})
         page.wait_for_function(CHARTS_FIT_JS)
         page.screenshot(path=shots / f"{name}-{width}.png", full_page=True)
-        assert page.evaluate(OVERFLOW_JS) == [], f"{name} at {width}px: something overflows"
-        assert page.evaluate(AXE_JS) == [], f"{name} at {width}px: axe-core finds serious/critical violations"
+        overflows = page.evaluate(OVERFLOW_JS)
+        assert overflows == [], f"{name} at {width}px: something overflows: {overflows}"
+        violations = page.evaluate(AXE_JS)
+        assert violations == [], f"{name} at {width}px: axe-core's serious/critical violations: {violations}"
     page.set_viewport_size({"width": SIZES[0][0], "height": SIZES[0][1]})
     page.wait_for_function(CHARTS_FIT_JS)
 

@@ -15,15 +15,14 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import UPSTREAM_SECRET
-from tests.e2e.console_audit import assert_plain, audit, serve_axe, shown_errors
 from tests.e2e.conftest import ADMIN_TOKEN, ConsoleSite
+from tests.e2e.console_audit import assert_plain, audit, serve_axe, shown_errors
 
 CHROMIUM = os.environ.get("TOKENBRIDGE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 # Without the background-networking flags Chromium keeps dialling Google and hangs on a closed network.
@@ -134,7 +133,6 @@ def assert_no_secret_in(page: Any, secrets: list[str], where: str) -> None:
     for secret in secrets:
         assert secret not in html, f"{where}: a secret ({secret[:7]}…) is in the page"
         assert secret not in page.url
-
 
 
 PASSWORD = "correct-horse-battery-9"

@@ -94,12 +94,12 @@ async function loadLedger(box, before) {
   const columns = [
     { head: "Time", cell: (r) => when(r.created_at) },
     { head: "What", cell: (r) => KINDS[r.kind] || r.kind },
-    { head: "Details", cell: (r) => r.note || (r.code ? "code " + r.code : "") || (r.key ? "key " + r.key : "") },
+    { head: "Details", wrap: true, cell: (r) => r.note || (r.code ? "code " + r.code : "") || (r.key ? "key " + r.key : "") },
     { head: "Amount", num: true, cell: (r) => moneyNode("td", r.amount_nano_usd, { class: "num" }) },
   ];
   const older = list.has_more ? button("Older entries", { class: "ghost", "data-testid": "ledger-older" }, () => loadLedger(box, list.next_before)) : null;
-  box.replaceChildren(rows.length ? table("ledger-table", columns, rows, (r) => ({ "data-testid": "ledger-row", "data-kind": r.kind })) : el("p", { class: "empty" }, "Nothing yet."),
-    before ? button("Newest entries", { class: "ghost" }, () => loadLedger(box, null)) : null, older);
+  const pager = el("div", { class: "pager" }, before ? button("Newest entries", { class: "ghost small" }, () => loadLedger(box, null)) : null, older);
+  box.replaceChildren(rows.length ? table("ledger-table", columns, rows, (r) => ({ "data-testid": "ledger-row", "data-kind": r.kind })) : el("p", { class: "empty" }, "Nothing yet."), pager);
 }
 
 // ---- Pricing ------------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ function accountActions(account) {
   const active = account.status === "active";
   return el("div", { class: "actions" },
     button("Credit", { class: "small", "data-testid": "account-credit-open", "aria-label": "Credit " + account.name }, () => creditPanel(account)),
-    button("Make " + other, { class: "small", "data-testid": "account-role-toggle", "aria-label": `Make ${account.name} ${other}` }, () => edit({ role: other })),
+    button("Make " + other, { class: "small", "data-testid": "account-role-toggle", "aria-label": `Make ${other}: ${account.name}` }, () => edit({ role: other })),
     button(active ? "Disable" : "Enable", { class: "small" + (active ? " danger" : ""), "data-testid": "account-status-toggle", "aria-label": (active ? "Disable " : "Enable ") + account.name },
       () => edit({ status: active ? "disabled" : "active" })),
     button("New password", { class: "small", "data-testid": "account-password-open", "aria-label": "New password for " + account.name }, () => passwordPanel(account)));
@@ -163,7 +163,7 @@ async function loadCodes() {
     { head: "Starts with", cell: (c) => el("span", { class: "mono" }, c.prefix + "…") },
     { head: "Amount", num: true, cell: (c) => moneyNode("td", c.amount_nano_usd, { class: "num" }) },
     { head: "Status", cell: (c) => pill(c.status, statusKind[c.status]) },
-    { head: "Note", cell: (c) => c.note || "" },
+    { head: "Note", wrap: true, cell: (c) => c.note || "" },
     { head: "Used by", cell: (c) => c.redeemed_by || "–" },
     { head: "Used", cell: (c) => when(c.redeemed_at) },
     { head: "Expires", cell: (c) => day(c.expires_at) },

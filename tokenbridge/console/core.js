@@ -219,12 +219,13 @@ export function pill(text, kind) {
 
 export const statusKind = { active: "ok", unused: "ok", revoked: "bad", disabled: "bad", expired: "warn", used: "" };
 
-// A table in a scroll box that says it scrolls: columns [{head, cell(row) -> node|text, num?}].
+// A table that fits its card: columns [{head, cell(row) -> node|text, num?, wrap?}]; only `wrap`
+// columns (free text) break lines, and a phone shows each row as a card (console.css).
 export function table(testid, columns, rows, rowAttrs) {
   const head = el("tr", {}, columns.map((c) => el("th", { scope: "col", class: c.num ? "num" : null }, c.head)));
   const body = rows.map((row) => el("tr", rowAttrs ? rowAttrs(row) : {}, columns.map((c) => {
     const value = c.cell(row);
-    const cell = value instanceof Node && value.tagName === "TD" ? value : el("td", { class: c.num ? "num" : null }, value);
+    const cell = value instanceof Node && value.tagName === "TD" ? value : el("td", { class: c.num ? "num" : c.wrap ? "wrap" : null }, value);
     if (c.head) cell.dataset.label = c.head; // a phone shows each row as a card, its cells labelled
     return cell;
   })));

@@ -56,7 +56,7 @@ function createForm(models) {
   const form = el("form", { class: "card form-grid", "data-testid": "create-form", autocomplete: "off", novalidate: "" },
     el("h2", {}, "Create a key"),
     field("Name", { name: "name", "data-testid": "create-name", required: "", placeholder: "my-app" }),
-    admin ? field("Account (empty: one named as the key)", { name: "account", "data-testid": "create-account", placeholder: "alice" }) : null,
+    admin ? field("Account", { name: "account", "data-testid": "create-account", placeholder: "same as the key's name" }) : null,
     admin ? field("Credit for a new account (USD)", { name: "credit_usd", "data-testid": "create-credit", inputmode: "decimal", placeholder: "0" }) : null,
     limitFields(models, null),
     el("div", { class: "form-actions" }, el("button", { type: "submit", class: "primary", "data-testid": "create-submit" }, "Create key")));
@@ -103,8 +103,8 @@ function keysCard(models) {
     { head: "Starts with", cell: (k) => el("span", { class: "mono" }, k.prefix + "…") },
     { head: "Status", cell: (k) => pill(k.status, statusKind[k.status]) },
     { head: "Expires", cell: (k) => day(k.expires_at) },
-    { head: "Models", cell: (k) => (k.models.length ? k.models.join(", ") : "all") },
-    { head: "Limits", cell: limitsText },
+    { head: "Models", wrap: true, cell: (k) => (k.models.length ? k.models.join(", ") : "all") },
+    { head: "Limits", wrap: true, cell: limitsText },
     { head: "Wallet", num: true, cell: (k) => moneyNode("td", k.balance_nano_usd, { class: "num", "data-testid": "key-balance" }) },
     writer ? { head: "Actions", cell: (k) => keyActions(k, models) } : null,
   ].filter(Boolean);
