@@ -145,6 +145,11 @@ def test_member_walk_from_sign_up_to_sign_out(page: Any, console_site: ConsoleSi
     page.goto("/console")
     expect(page.get_by_test_id("signin-form")).to_be_visible()
     audit(page, shots, "01-signin")
+    page.get_by_test_id("show-prices").click()  # public_pricing: the prices without signing in
+    expect(
+        page.get_by_test_id("public-pricing").locator('[data-testid="price-row"][data-model="echo-1"]')
+    ).to_be_visible()
+    audit(page, shots, "01-public-pricing")
     seen_errors: list[str] = []
 
     # Sign up: a too-short password is refused next to the field; then the account is made and signed in.
@@ -192,6 +197,11 @@ def test_member_walk_from_sign_up_to_sign_out(page: Any, console_site: ConsoleSi
     expect(page.get_by_test_id("reveal")).to_be_hidden()
     secrets = [ADMIN_TOKEN, secret, UPSTREAM_SECRET, PASSWORD]
     assert_no_secret_in(page, secrets, "keys")
+    laptop = page.locator('[data-testid="key-row"][data-key="laptop"]')
+    laptop.get_by_test_id("toggle").click()  # a write on the session: disable, then enable again
+    expect(laptop).to_contain_text("disabled")
+    laptop.get_by_test_id("toggle").click()
+    expect(laptop).to_contain_text("active")
     audit(page, shots, "05-keys")
 
     # Usage: the snippet's request, with its charge; the wallet went down by exactly that.
@@ -276,17 +286,21 @@ def test_member_walk_from_sign_up_to_sign_out(page: Any, console_site: ConsoleSi
     assert csv_text.startswith("request_id,") and "laptop" in csv_text
     audit(page, shots, "10-usage-after")
 
-    # Every error the walk showed is in a customer's words.
-    assert len(seen_errors) >= 4, seen_errors
-    assert_plain(seen_errors)
-
     # Sign out: nothing of dana's remains, in the page or in storage, for the next person.
     page.get_by_test_id("signout").click()
     expect(page.get_by_test_id("signin-form")).to_be_visible()
     assert page.evaluate("() => Object.keys(sessionStorage).length") == 0
     assert_no_secret_in(page, secrets, "signed out")
+    page.reload()  # the session ended on the server too: a reload does not sign dana back in
+    expect(page.get_by_test_id("signin-form")).to_be_visible()
+    expect(page.get_by_test_id("app")).to_be_hidden()
     made = console_site.admin.post("/api/accounts", json={"name": "frank", "password": PASSWORD})
     assert made.status_code == 201, made.text
+    page.get_by_test_id("signin-name").fill("frank")
+    page.get_by_test_id("signin-password").fill("not-the-password")
+    page.get_by_test_id("signin-submit").click()
+    expect(form_error(page, "signin-form")).not_to_have_count(0)
+    seen_errors += shown_errors(page)
     sign_in_as(page, "frank", PASSWORD)
     expect(page.get_by_test_id("role")).to_have_text("frank")
     tab(page, "playground")
@@ -303,6 +317,10 @@ def test_member_walk_from_sign_up_to_sign_out(page: Any, console_site: ConsoleSi
     html = page.content()
     for trace in ("dana", "laptop", "hello from the console", "second turn", "You answer briefly", secret, code):
         assert trace not in html, f"after sign-out, {trace[:12]!r} of the first account is in the page"
+
+    # Every error the walk showed is in a customer's words.
+    assert len(seen_errors) >= 4, seen_errors
+    assert_plain(seen_errors)
 
 
 def test_admin_accounts_codes_keys_and_channels(page: Any, console_site: ConsoleSite, shots: Path) -> None:
@@ -408,7 +426,11 @@ def test_key_holder_sees_only_its_own_key(page: Any, console_site: ConsoleSite, 
     expect(page.get_by_test_id("page-overview")).to_have_attribute("data-loaded", "yes")
     for hidden in ("tab-topup", "tab-accounts", "tab-codes", "tab-channels"):
         expect(page.get_by_test_id(hidden)).to_be_hidden()
-    tab(page, "keys")
+    page.get_by_test_id("tab-overview").focus()  # the tabs move with the arrow keys
+    page.keyboard.press("ArrowRight")
+    expect(page.get_by_test_id("tab-keys")).to_have_attribute("aria-selected", "true")
+    expect(page.get_by_test_id("tab-keys")).to_be_focused()
+    expect(page.get_by_test_id("page-keys")).to_have_attribute("data-loaded", "yes")
     expect(page.get_by_test_id("key-row")).to_have_count(1)
     expect(page.get_by_test_id("create-form")).to_have_count(0)
     secrets = [ADMIN_TOKEN, bob, carol, UPSTREAM_SECRET]

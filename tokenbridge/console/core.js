@@ -79,9 +79,11 @@ export async function request(path, options) {
   const bearer = token || (state.auth === "token" ? state.token : null);
   const headers = {};
   if (bearer) headers.Authorization = "Bearer " + bearer;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  // Every write is JSON (a session's write must be: the API refuses others to protect the cookie).
+  const sent = body === undefined && method !== "GET" ? {} : body;
+  if (sent !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, {
-    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+    method, headers, body: sent === undefined ? undefined : JSON.stringify(sent),
     cache: "no-store", credentials: bearer ? "omit" : "same-origin", referrerPolicy: "no-referrer", signal,
   });
   if (!response.ok) {
