@@ -58,6 +58,10 @@ def verdict(result: ProbeResult) -> str:
         return f"The provider has a problem of its own ({status}): try again later."
     if status.startswith("timeout"):
         return f"No answer in time ({status.removeprefix('timeout: ')}): the provider is slow or unreachable."
+    if "did not answer in time" in status:
+        return "No answer in time: the provider is slow or unreachable."
+    if "could not be reached" in status:
+        return "Cannot reach the provider: check the channel's base URL, and that the provider is up."
     return f"Failed: {status}"
 
 

@@ -111,7 +111,7 @@ LIMIT = query(
 OFFSET = query(
     "offset",
     "rows to skip: the page after the first `limit` rows is offset=limit (default 0)",
-    {"type": "integer", "minimum": 0},
+    {"type": "integer", "minimum": 0, "maximum": 10**18 - 1},  # params.offset: at most 18 digits
 )
 PATHS: dict[str, Schema] = {
     "/api/openapi.json": {"get": op("This document", None, errors=(), auth=False)},
