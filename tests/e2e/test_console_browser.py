@@ -286,6 +286,13 @@ def test_member_walk_from_sign_up_to_sign_out(page: Any, console_site: ConsoleSi
     assert csv_text.startswith("request_id,") and "laptop" in csv_text
     audit(page, shots, "10-usage-after")
 
+    # Overview again: this month's spend is exactly the sum of the rows' costs, and the chart shows it.
+    tab(page, "overview")
+    rows = console_site.admin.get("/api/usage", params={"account": "dana", "limit": "1000"}).json()["data"]
+    expect(page.get_by_test_id("me-month")).to_have_attribute("data-nano", str(sum(r["cost_nano_usd"] for r in rows)))
+    expect(page.get_by_test_id("chart-month")).not_to_have_attribute("data-bars", "0")
+    audit(page, shots, "11-overview")
+
     # Sign out: nothing of dana's remains, in the page or in storage, for the next person.
     page.get_by_test_id("signout").click()
     expect(page.get_by_test_id("signin-form")).to_be_visible()
