@@ -291,6 +291,7 @@ def test_member_walk_from_sign_up_to_sign_out(page: Any, console_site: ConsoleSi
     rows = console_site.admin.get("/api/usage", params={"account": "dana", "limit": "1000"}).json()["data"]
     expect(page.get_by_test_id("me-month")).to_have_attribute("data-nano", str(sum(r["cost_nano_usd"] for r in rows)))
     expect(page.get_by_test_id("chart-month")).not_to_have_attribute("data-bars", "0")
+    assert_no_secret_in(page, secrets, "overview")  # the secret was shown once, in the reveal box
     audit(page, shots, "11-overview")
 
     # Sign out: nothing of dana's remains, in the page or in storage, for the next person.

@@ -30,7 +30,7 @@ export async function showOverview(page) {
   const [heldTile, held] = tile("Held by requests running now", "me-held");
   const chart = el("div", { class: "chart", "data-testid": "chart-month" });
   const keys = el("div", { class: "legend" });
-  const latest = [...state.created.entries()].pop();
+  const latest = state.lastCreated; // a new key's secret, until "I have saved it" (then never shown again)
   const models = await servedModels();
   page.replaceChildren(
     el("div", { class: "tiles" }, balanceTile, monthTile, heldTile),
@@ -39,9 +39,9 @@ export async function showOverview(page) {
     el("div", { class: "card" }, el("div", { class: "card-head" }, el("h2", {}, "How to connect"),
       state.role === "key" ? null : button("Create a key", { class: "primary", "data-testid": "overview-create-key" }, () => document.querySelector('[data-tab="keys"]').click())),
       el("p", { class: "muted" }, latest
-        ? "Ready to run with your new key " + latest[0] + " (shown only until you leave this page for good):"
+        ? "Ready to run with your new key " + latest.name + ": copy it now, it is not shown again once you say you have saved it."
         : "Any OpenAI-compatible client works: point it at the base URL below and give it one of your keys."),
-      snippets(latest ? latest[1] : null, models[0])));
+      snippets(latest ? latest.secret : null, models[0])));
   const since = monthStart();
   const [figures, series] = await Promise.all([wallet(), api("/api/usage/series" + query({ bucket: "day", by: "model", since: String(since) }))]);
   setMoney(balance, figures.balance);
