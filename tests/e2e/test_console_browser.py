@@ -299,6 +299,10 @@ def test_member_walk_from_sign_up_to_sign_out(page: Any, console_site: ConsoleSi
     expect(page.get_by_test_id("signin-form")).to_be_visible()
     assert page.evaluate("() => Object.keys(sessionStorage).length") == 0
     assert_no_secret_in(page, secrets, "signed out")
+    page.get_by_test_id("show-prices").click()  # the public prices survive a sign-out: they were never dana's
+    expect(
+        page.get_by_test_id("public-pricing").locator('[data-testid="price-row"][data-model="echo-1"]')
+    ).to_be_visible()
     page.reload()  # the session ended on the server too: a reload does not sign dana back in
     expect(page.get_by_test_id("signin-form")).to_be_visible()
     expect(page.get_by_test_id("app")).to_be_hidden()
