@@ -1,10 +1,9 @@
-"""m006: a database written by the release before accounts (tests/fixtures/release-0.db, made by
-tests/fixtures/make_release0.py with that release's code) opens with every key, balance and ledger row."""
+"""m006: a database written by the release before accounts (tests/fixtures/release-0.sql, its SQL dump,
+made by tests/fixtures/make_release0.py with that release's code) opens with every key, balance and ledger row."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -30,9 +29,13 @@ EXPECTED: dict[str, Any] = json.loads((FIXTURES / "release-0.json").read_text())
 
 @pytest.fixture
 def old_database(tmp_path: Path) -> Path:
-    """A copy: the committed file stays as the old release wrote it."""
+    """The old release's database, rebuilt from its committed dump (text, so git holds no database file)."""
     path = tmp_path / "release-0.db"
-    shutil.copy(FIXTURES / "release-0.db", path)
+    conn = sqlite3.connect(path)
+    try:
+        conn.executescript((FIXTURES / "release-0.sql").read_text())
+    finally:
+        conn.close()
     return path
 
 
