@@ -27,6 +27,7 @@ def test_pipeline_runs_the_stages_in_spec_order_each_from_its_own_module() -> No
         app = app.app  # type: ignore[attr-defined]
     names = [cls.__name__ for cls in chain]
     assert names == [
+        "RefusalMiddleware",  # outermost: a usage row for what the inner stages refuse (issue 14)
         "BodyMiddleware",
         "AuthMiddleware",
         "QuotaMiddleware",

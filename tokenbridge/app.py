@@ -36,6 +36,7 @@ from tokenbridge.stages.intake import IntakeMiddleware
 from tokenbridge.stages.mapping import MappingMiddleware
 from tokenbridge.stages.meter import MeterMiddleware
 from tokenbridge.stages.quota import QuotaMiddleware
+from tokenbridge.stages.refusals import RefusalMiddleware
 from tokenbridge.stages.shape import ShapeMiddleware
 from tokenbridge.upstream.proxy import UpstreamProxy
 
@@ -43,6 +44,7 @@ Stage = Callable[[ASGIApp, Runtime, str], ASGIApp]
 
 # The pipeline of an OpenAI completion route, outermost first (observe and intake wrap the whole app, below).
 OPENAI_STAGES: tuple[Stage, ...] = (
+    lambda app, rt, route: RefusalMiddleware(app, keys=rt.keys, db=rt.current_db),  # a usage row for refusals
     lambda app, rt, route: BodyMiddleware(app, route=route),  # read + parse the body once into the Call
     lambda app, rt, route: AuthMiddleware(app, keys=rt.keys, db=rt.current_db),  # bearer key -> call.key
     lambda app, rt, route: QuotaMiddleware(

@@ -10,7 +10,8 @@
     ├── UnknownAccount        404 account_not_found
     ├── UnknownCode           404 code_not_found
     ├── CodeUsed              409 code_used (a redeemed code cannot be disabled)
-    └── AccountExists         409 account_exists
+    ├── AccountExists         409 account_exists
+    └── UnknownChannel        404 channel_not_found (the admin's channel test)
 
 Kept apart from errors.py so that file stays the OpenAI routes' own; the messages never echo a
 password, a code or a token.
@@ -107,3 +108,9 @@ class CodeUsed(GatewayError):
     status = 409
     type = "invalid_request_error"
     code = "code_used"
+
+
+class UnknownChannel(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "channel_not_found"

@@ -40,6 +40,7 @@ class Call:
     key: KeyRecord | None = None
     # quota: nano-USD held for the worst case; 0 when nothing is held
     hold: int = 0
+    held: bool = False  # a hold was taken (of 0 for a free model, too): quota writes the usage row
     cost: int = 0  # nano-USD charged when the hold settled (the usage row's cost)
     # mapping: channels to try, in order
     candidates: tuple[Channel, ...] = ()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -26,6 +27,7 @@ TEXT_FIELDS = frozenset({
     "request_id", "key", "route", "model", "channel", "upstream_model", "usage_source", "end_reason", "error",
     "caller_request_id", "note",
 })  # fmt: skip
+_CHANNEL_NAMED = re.compile(r"\b[Cc]hannel (?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")")  # as repr() quotes
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -77,6 +79,18 @@ def usage_json(row: Mapping[str, Any]) -> dict[str, Any]:
     shown["time"] = iso_time(row["created_at"])
     shown["stream"] = bool(row["stream"])
     return {f: shown[f] for f in USAGE_FIELDS}
+
+
+def hide_channels(text: str) -> str:
+    """An error text without the names of the channels in it ("channel 'acme' answered HTTP 500":
+    "the provider answered HTTP 500"), for everyone but the admin: a reseller's suppliers stay its own."""
+    return _CHANNEL_NAMED.sub("the provider", text)
+
+
+def for_holder(row: dict[str, Any]) -> dict[str, Any]:
+    """A usage row as shown (`usage_json`) to a member or a key: no channel, no upstream model."""
+    error = row["error"]
+    return {**row, "channel": None, "upstream_model": None, "error": hide_channels(error) if error else error}
 
 
 def sum_json(row: Mapping[str, Any], by: str) -> dict[str, Any]:

@@ -27,6 +27,10 @@ CONSOLE_CONFIG = """
 database = "console.db"
 admin_token = "{admin_token}"
 
+[accounts]
+registration = "open"
+signup_credit_usd = 0.05
+
 [[channels]]
 name = "demo"
 kind = "echo"

@@ -54,7 +54,8 @@ def test_allow_ips_refuses_a_caller_outside_them_with_403_ip_not_allowed(direct:
         json={"model": "fake-ok", "messages": [{"role": "user", "content": "hi"}]},
     )  # Anthropic's shape on that route: a permission_error
     assert counted.status_code == 403 and counted.json()["error"]["type"] == "permission_error", counted.text
-    assert admin(direct, "GET", "/api/usage?key=office-only").json()["data"] == []  # refused before any hold
+    rows = admin(direct, "GET", "/api/usage?key=office-only").json()["data"]  # refused before any hold: cost 0
+    assert [(r["status"], r["end_reason"], r["cost_nano_usd"]) for r in rows] == [(403, "refused", 0)]
     assert chat(direct, key_with(direct, "loopback", ["127.0.0.1/32"])) == 200
 
 

@@ -171,7 +171,9 @@ def test_channels_show_config_and_circuit_state_without_secrets(traffic: Gateway
         "priority": 0,
         "weight": 1,
         "display_url": None,
-        "circuits": [{"model": "echo-1", "state": "closed", "reason": "", "retry_in_s": 0.0}],
+        "enabled": True,
+        "health": "Working normally",
+        "circuits": [{"model": "echo-1", "state": "closed", "reason": "", "retry_in_s": 0.0, "health": "Working"}],
     }
     fake = channels["fake"]
     assert (
@@ -182,6 +184,8 @@ def test_channels_show_config_and_circuit_state_without_secrets(traffic: Gateway
     circuits = {c["model"]: c for c in fake["circuits"]}
     assert circuits["fake-500"]["state"] == "open" and circuits["fake-ok"]["state"] == "closed"
     assert 0 <= circuits["fake-500"]["retry_in_s"] <= 5
+    assert circuits["fake-500"]["health"].startswith("Paused after failures: requests go to other channels")
+    assert fake["health"] == f"Partly down: 1 of {len(fake['models'])} models paused after failures"
 
 
 def test_usage_csv_keeps_formula_like_text_as_text_in_the_api_and_the_cli(traffic: Gateway) -> None:

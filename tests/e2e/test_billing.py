@@ -80,7 +80,9 @@ def overspend_scenario(gateway: Gateway, name: str, while_held: Callable[[], Non
         outcomes = sorted(f.result() for f in results)
     assert outcomes == [TEXT] * affordable + ["insufficient_quota"] * (in_flight - affordable)
     assert 0 <= gateway.balance(name) == gateway.ledger_sum(name)
-    assert len(gateway.usage(name)) == affordable
+    rows = gateway.usage(name)  # the refused ones too (issue 14): cost 0, no ledger row
+    assert sorted(r["end_reason"] for r in rows) == ["done"] * affordable + ["refused"] * (in_flight - affordable)
+    assert sum(r["cost"] for r in rows if r["end_reason"] == "refused") == 0
 
 
 def test_stream_usage_chunk_is_cut_unless_asked_and_passes_unchanged_when_asked(gateway: Gateway) -> None:

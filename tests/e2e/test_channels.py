@@ -187,8 +187,10 @@ def test_stream_silent_past_idle_timeout_ends_with_an_error_event(channels: Gate
                           json={"model": "goes-quiet", "messages": MESSAGES, "stream": True}, timeout=30)  # fmt: skip
     assert response.status_code == 200 and b"[DONE]" not in response.content
     last = orjson.loads(response.content.strip().split(b"\n\n")[-1].removeprefix(b"data: "))
-    assert last["error"]["code"] == "upstream_timeout" and "'idles'" in last["error"]["message"]
+    assert last["error"]["code"] == "upstream_timeout" and "the provider went silent" in last["error"]["message"]
+    assert "idles" not in last["error"]["message"]  # a key holder never sees a channel's name (issue 14)
     [row] = channels.usage("idle")
+    assert "'idles'" in row["error"]  # the admin's row does
     assert (row["end_reason"], row["usage_source"], row["completion_tokens"]) == ("timeout", "estimated", 3)
     assert channels.fake.hung_up.acquire(timeout=10), "the silent upstream was left open"
 

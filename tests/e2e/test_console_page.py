@@ -9,13 +9,10 @@ import pytest
 
 from tests.conftest import UPSTREAM_SECRET
 from tests.e2e.conftest import ADMIN_TOKEN, ConsoleSite
+from tokenbridge.console import FILES
 
-PATHS = {
-    "/console": "text/html",
-    "/console/": "text/html",
-    "/console/console.js": "text/javascript",
-    "/console/console.css": "text/css",
-}
+MODULES = [path for path, (_, media) in FILES.items() if media.startswith("text/javascript")]
+PATHS = {path: media.split(";")[0] for path, (_, media) in FILES.items()}
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -36,18 +33,23 @@ def test_console_files_are_served_with_security_headers(console_site: ConsoleSit
 def test_the_page_runs_only_its_own_script_file(console_site: ConsoleSite) -> None:
     html = httpx.get(console_site.url + "/console").text
     scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, re.DOTALL)
-    assert scripts == [(' src="/console/console.js" defer', "")]
+    assert scripts == [(' type="module" src="/console/main.js"', "")]
     assert not re.search(r"\son[a-z]+\s*=", html), "no inline event handlers"
     assert not re.search(r"\sstyle\s*=", html), "no inline styles (CSP style-src 'self')"
     assert "javascript:" not in html
 
 
 def test_script_never_builds_html_from_strings_or_keeps_tokens_beyond_the_tab(console_site: ConsoleSite) -> None:
-    js = httpx.get(console_site.url + "/console/console.js").text
-    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
-        assert sink not in js, sink
-    assert "localStorage" not in js and "document.cookie" not in js
-    assert "sessionStorage" in js and '"Bearer "' in js
+    js = {path: httpx.get(console_site.url + path).text for path in MODULES}
+    assert len(js) >= 5, "the console is split into modules"
+    for path, text in js.items():
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+            assert sink not in text, (path, sink)
+        assert "localStorage" not in text and "document.cookie" not in text, path
+        imported = re.findall(r'from "\./([a-z]+\.js)"', text)
+        assert all(f"/console/{name}" in PATHS for name in imported), (path, imported)  # every import is served
+    everything = "".join(js.values())
+    assert "sessionStorage" in everything and '"Bearer "' in everything
 
 
 def test_no_secret_in_any_served_file(console_site: ConsoleSite) -> None:

@@ -148,13 +148,14 @@ def test_upstream_4xx_passes_through_unchanged_and_costs_nothing(gateway: Gatewa
     assert (row["status"], row["cost"]) == (400, 0)
 
 
-def test_upstream_5xx_becomes_502_upstream_error_naming_the_channel(gateway: Gateway) -> None:
+def test_upstream_5xx_becomes_502_upstream_error_naming_the_channel_to_the_admin_only(gateway: Gateway) -> None:
     secret = gateway.create_key("errors-5xx")
     before = gateway.balance("errors-5xx")
     error = error_of(post(gateway, secret, {"model": "fake-500", "messages": MESSAGES}), 502, "upstream_error")
-    assert "'fake'" in error["message"]
+    assert "'fake'" not in error["message"] and "the provider answered HTTP 500" in error["message"]
     assert gateway.balance("errors-5xx") == before == gateway.ledger_sum("errors-5xx")
     [row] = gateway.usage("errors-5xx")
+    assert "channel 'fake' answered HTTP 500" in row["error"]
     assert (row["status"], row["cost"], row["end_reason"]) == (502, 0, "upstream_error")
 
 

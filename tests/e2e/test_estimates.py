@@ -77,6 +77,7 @@ def test_image_request_over_the_balance_is_refused_naming_its_prompt_bound(gatew
     with pytest.raises(openai.RateLimitError) as info:
         client.chat.completions.create(model="fake-ok", messages=[{"role": "user", "content": content}], max_tokens=1)
     assert info.value.code == "insufficient_quota"
-    bound = int(info.value.message.split("for up to ")[1].split(" prompt")[0])
+    bound = int(info.value.message.split("(up to ")[1].split(" prompt")[0])
     assert IMAGE_PART_MAX_TOKENS < bound < IMAGE_PART_MAX_TOKENS + 200
-    assert gateway.usage("image-poor") == []
+    [row] = gateway.usage("image-poor")  # refused before any hold: cost 0 (issue 14)
+    assert (row["status"], row["end_reason"], row["cost"]) == (429, "refused", 0)

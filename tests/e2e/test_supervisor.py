@@ -121,7 +121,7 @@ def test_supervisor_sigkill_stops_its_workers_and_a_second_serve_keeps_their_hol
             assert wait_exited(pid, 60), f"worker {pid} outlived its supervisor"
         assert gateway.db_run(count_holds) == 0
         assert 0 <= gateway.balance("orphans") == gateway.ledger_sum("orphans")
-        assert len(gateway.usage("orphans")) == 2
+        assert sorted(r["end_reason"] for r in gateway.usage("orphans")) == ["done", "done", "refused"]  # the 429
     finally:
         second.stop()
 

@@ -85,14 +85,15 @@ def test_proxy_200_that_is_no_answer_fails_over_and_counts_against_the_channel(
     assert len(answers.fake.requests_for(upstream_model)) == before + 1
 
 
-def test_proxy_200_html_on_the_only_channel_is_502_naming_it_and_costs_nothing(answers: Gateway) -> None:
+def test_proxy_200_html_on_the_only_channel_is_502_and_costs_nothing(answers: Gateway) -> None:
     key = answers.create_key("html-only")
     response = post(answers, key, "html-only")
     assert response.status_code == 502, response.text
     error = validate("ErrorResponse", response.json())["error"]
-    assert error["code"] == "upstream_error" and "'htmlonly'" in error["message"]
+    assert error["code"] == "upstream_error" and "the provider answered HTTP 200 with text/html" in error["message"]
+    assert "htmlonly" not in error["message"]  # the channel's name is the admin's (issue 14)
     [row] = answers.usage("html-only")
-    assert (row["status"], row["cost"]) == (502, 0)
+    assert (row["status"], row["cost"]) == (502, 0) and "'htmlonly'" in row["error"]
     assert answers.balance("html-only") == answers.ledger_sum("html-only") == 10**9
 
 
@@ -113,7 +114,7 @@ def test_proxy_upstream_401_fails_over_to_the_next_channel(answers: Gateway) -> 
     assert (row["channel"], row["attempts"]) == ("backup", 2)
 
 
-def test_proxy_upstream_401_is_a_502_naming_the_channel_not_the_callers_key(
+def test_proxy_upstream_401_is_a_502_blaming_the_channel_not_the_callers_key(
     answers: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
     key = answers.create_key("creds-only")
@@ -123,7 +124,9 @@ def test_proxy_upstream_401_is_a_502_naming_the_channel_not_the_callers_key(
     assert info.value.status_code == 502 and info.value.code == "upstream_error"
     body = info.value.response.json()
     validate("ErrorResponse", body)
-    assert "'badcreds-only'" in body["error"]["message"] and SECRET not in info.value.response.text
+    assert "the provider refused the gateway's credentials" in body["error"]["message"]
+    assert "badcreds-only" not in body["error"]["message"] and SECRET not in info.value.response.text
+    assert "'badcreds-only'" in answers.usage("creds-only")[0]["error"]  # the admin's view names it
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "Incorrect API key provided" in logged and SECRET not in logged  # the detail, masked
 

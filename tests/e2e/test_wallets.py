@@ -122,7 +122,7 @@ def wallet_scenario(gateway: Gateway, account: str, who: Who | None = None) -> l
     for status, body, _ in results:
         if status == 429:
             error = orjson.loads(body)["error"]
-            assert error["code"] == "insufficient_quota" and f"wallet of account '{account}'" in error["message"]
+            assert error["code"] == "insufficient_quota" and "Your balance is too low" in error["message"]
     balance, ledger_sum, holds = account_books(gateway, account)
     assert 0 <= balance == ledger_sum and holds == 0
     assert balance == 6 * hold - 1 - sum(row["cost"] for key in ("a", "b") for row in gateway.usage(f"{account}-{key}"))
@@ -142,7 +142,7 @@ def key_limit_scenario(gateway: Gateway, account: str, who: Who | None = None) -
         if status == 429:
             error = orjson.loads(body)["error"]
             assert error["code"] == "insufficient_quota" and "spend limit" in error["message"]
-            assert "per day" in error["message"] and "wallet is not the problem" in error["message"]
+            assert "per day" in error["message"] and "balance is not the problem" in error["message"]
     balance, ledger_sum, holds = account_books(gateway, account)
     assert balance == ledger_sum == 100 * hold - sum(row["cost"] for row in gateway.usage(f"{account}-k"))
     assert holds == 0

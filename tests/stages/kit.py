@@ -9,7 +9,7 @@
   `receive`, collecting what is sent to the caller, and letting the caller leave after N messages.
 
 Every stage is built here and only here (`body_stage`, `auth_stage`, `quota_stage`, `shape_stage`,
-`meter_stage`, `proxy_stage`): when a stage's constructor changes, this file changes, not the tests. The store is
+`meter_stage`, `proxy_stage`, `refusal_stage`): when a stage's constructor changes, this file changes, not the tests. The store is
 the real one (`Database.open` on a file in the temp dir), never a mock.
 """
 
@@ -35,6 +35,7 @@ from tokenbridge.stages.auth import AuthMiddleware
 from tokenbridge.stages.body import BodyMiddleware
 from tokenbridge.stages.meter import MeterMiddleware
 from tokenbridge.stages.quota import QuotaMiddleware
+from tokenbridge.stages.refusals import RefusalMiddleware
 from tokenbridge.stages.shape import ShapeMiddleware
 from tokenbridge.store.db import Database
 from tokenbridge.store.keys import KeyCache
@@ -317,6 +318,10 @@ def body_stage(inner: ASGIApp, *, kind: str = "chat") -> ASGIApp:
 
 def auth_stage(inner: ASGIApp, *, db: Database, keys: KeyCache | None = None) -> ASGIApp:
     return AuthMiddleware(inner, keys=keys or KeyCache(), db=lambda: db)
+
+
+def refusal_stage(inner: ASGIApp, *, db: Database, keys: KeyCache | None = None) -> ASGIApp:
+    return RefusalMiddleware(inner, keys=keys or KeyCache(), db=lambda: db)
 
 
 def quota_stage(inner: ASGIApp, *, db: Database, spawn: Callable[[Any], None] = dropped_retry) -> ASGIApp:

@@ -155,7 +155,8 @@ async def test_quota_refuses_a_balance_that_cannot_cover_the_hold_without_callin
     after = await books(db, call.key.id)
     assert (after.balance, after.holds, after.usage) == (1_000, [], [])
     message = result.error_json()["message"]
-    assert "The wallet of account 'payer' has $0.000001 available" in message and "Top it up" in message
+    assert message.startswith("Your balance is too low for this request: it could cost up to $")
+    assert "and $0.000001 is available. Top up your balance" in message and "`" not in message
     assert result.error.headers["x-should-retry"] == "false"  # type: ignore[union-attr]
 
 
@@ -170,7 +171,7 @@ async def test_quota_refuses_past_the_key_spend_limit_and_says_the_wallet_is_fin
     assert result.error_json()["code"] == "insufficient_quota" and result.error.headers["x-should-retry"] == "false"  # type: ignore[union-attr]
     message = result.error_json()["message"]
     assert "This key's spend limit of $0.000001 per day (it resets at 00:00 UTC) has $0.000001 left" in message
-    assert "wallet is not the problem" in message
+    assert "Your balance is not the problem" in message and "max_tokens" not in message
     assert (await books(db, key.id)).holds == []
 
 

@@ -1,10 +1,9 @@
-"""m006: a database written by the release before accounts (tests/fixtures/release-0.db, made by
-tests/fixtures/make_release0.py with that release's code) opens with every key, balance and ledger row."""
+"""m006: a database written by the release before accounts (tests/fixtures/release-0.sql, its SQL dump,
+made by tests/fixtures/make_release0.py with that release's code) opens with every key, balance and ledger row."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -30,9 +29,13 @@ EXPECTED: dict[str, Any] = json.loads((FIXTURES / "release-0.json").read_text())
 
 @pytest.fixture
 def old_database(tmp_path: Path) -> Path:
-    """A copy: the committed file stays as the old release wrote it."""
+    """The old release's database, rebuilt from its committed dump (text, so git holds no database file)."""
     path = tmp_path / "release-0.db"
-    shutil.copy(FIXTURES / "release-0.db", path)
+    conn = sqlite3.connect(path)
+    try:
+        conn.executescript((FIXTURES / "release-0.sql").read_text())
+    finally:
+        conn.close()
     return path
 
 
@@ -129,9 +132,12 @@ def test_m006_every_old_key_works_with_its_old_secret_through_the_gateway(
             finally:
                 client.close()
     new = old_rows(old_database, f"SELECT key_id, account_id, cost FROM usage_events WHERE rowid > {rows_before}")
-    assert sorted(key_id for key_id, _, _ in new) == [1, 2, 3, 4]  # alice, bob, Carol, carol: each once
-    assert all(key_id == account_id and cost > 0 for key_id, account_id, cost in new)
-    cost = {key_id: cost for key_id, _, cost in new}
+    paid = [(key_id, account_id, cost) for key_id, account_id, cost in new if cost > 0]
+    assert sorted(key_id for key_id, _, _ in paid) == [1, 2, 3, 4]  # alice, bob, Carol, carol: each once
+    broke = [old["name"] for old in EXPECTED["keys"] if old["balance"] == 0 and old["status"] == "active"]
+    assert len(new) - len(paid) == len(broke)  # the 429s: a refused row each, cost 0 (issue 14); the 401s none
+    assert all(key_id == account_id for key_id, account_id, _ in new)
+    cost = {key_id: cost for key_id, _, cost in paid}
     assert main(["keys", "list", "--json", "--config", str(config)]) == 0
     listed = {k["name"]: k for k in orjson.loads(capsys.readouterr().out)}
     for old in EXPECTED["keys"]:

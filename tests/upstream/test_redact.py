@@ -11,7 +11,7 @@ SECRET = "channel-secret-without-a-known-shape-123"
 
 
 def rebuilt(raw: bytes, status: int = 400) -> dict[str, object]:
-    error = orjson.loads(caller_error_body(raw, status=status, channel_name="acme", secret=SECRET))["error"]
+    error = orjson.loads(caller_error_body(raw, status=status, secret=SECRET))["error"]
     assert set(error) == {"message", "type", "param", "code"}
     return dict(error)
 
@@ -42,10 +42,10 @@ def test_redact_masks_the_channel_secret_and_anything_shaped_like_a_key(echoed: 
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        (b"<html>403 Forbidden</html>", "channel 'acme' refused the request (HTTP 404)."),
+        (b"<html>403 Forbidden</html>", "The provider refused the request (HTTP 404)."),
         (b'{"error": "plain string"}', "plain string"),
-        (b'{"error": {"message": 7, "code": 42}}', "channel 'acme' refused the request (HTTP 404)."),
-        (b"", "channel 'acme' refused the request (HTTP 404)."),
+        (b'{"error": {"message": 7, "code": 42}}', "The provider refused the request (HTTP 404)."),
+        (b"", "The provider refused the request (HTTP 404)."),
     ],
 )
 def test_redact_rebuilds_what_is_not_openai_shaped(raw: bytes, message: str) -> None:

@@ -131,7 +131,7 @@ async def authenticate(runtime: Runtime, request: Request) -> Principal:
         return Principal("key", key=key)
     session = session_token(request)
     if session is None:
-        raise InvalidApiKey("Sign in (POST /api/session), or send the admin token or a key as a Bearer token.")
+        raise InvalidApiKey("Sign in first, or send an API key as a Bearer token.")
     account_id = await get_session_account_id(runtime.db, session)
     account = None if account_id is None else await get_account_by_id(runtime.db, account_id)
     if account is None or account.status != "active":

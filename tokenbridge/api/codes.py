@@ -83,10 +83,10 @@ class CodesAPI:
         fmt = params.choice(request.query_params, "format", ("json", "csv"), "json")
         body = await params.read_json(self.runtime, request, CREATE_FIELDS)
         if "amount_usd" not in body:
-            raise InvalidRequest("'amount_usd' is required.", param="amount_usd")
+            raise InvalidRequest("The amount is required.", param="amount_usd")
         amount = params.usd(body["amount_usd"], "amount_usd")
         if amount < 0:
-            raise InvalidRequest("'amount_usd' cannot be negative.", param="amount_usd")
+            raise InvalidRequest("The amount cannot be negative.", param="amount_usd")
         count = params.count(body.get("count", 1), "count", codes.MAX_CODES_AT_ONCE)
         expires_at = params.expires_in(body.get("expires_in"))
         made = await codes.create_codes(

@@ -110,7 +110,7 @@ class KeysAPI:
         allowed = (*CREATE_FIELDS, *ADMIN_CREATE_FIELDS) if principal.is_admin else CREATE_FIELDS
         body = await params.read_json(self.runtime, request, allowed)
         if "name" not in body:
-            raise InvalidRequest("'name' is required.", param="name")
+            raise InvalidRequest("The name is required.", param="name")
         name = params.key_name(body["name"])
         options = limits(body, self.runtime)
         options["models"] = options.get("models", ())
@@ -133,14 +133,14 @@ class KeysAPI:
         account = params.account_name(body.get("account", name), "account")
         credit = params.usd(body.get("credit_usd", "0"), "credit_usd")
         if credit < 0:
-            raise InvalidRequest("'credit_usd' cannot be negative.", param="credit_usd")
+            raise InvalidRequest("The credit cannot be negative.", param="credit_usd")
         group = params.group(body["group"], self.runtime.settings) if "group" in body else None
         try:
             return await insert_key_with_account(
                 self.runtime.db, name=name, account=account, credit=credit, group=group, **options
             )
         except accounts.BalanceOutOfRange as exc:
-            raise errors.BalanceOutOfRange(f"'credit_usd' cannot be booked: {exc}.", param="credit_usd") from exc
+            raise errors.BalanceOutOfRange(f"The credit cannot be booked: {exc}.", param="credit_usd") from exc
 
     async def edit_key(self, request: Request) -> Response:
         principal = await self.writer(request)

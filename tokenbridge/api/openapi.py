@@ -43,8 +43,8 @@ _ERRORS = {
     "401": "no credentials, or ones that are not valid (`invalid_api_key`, `invalid_credentials`)",
     "403": "not allowed to this caller (`permission_denied`, `registration_closed`, `origin_mismatch`:"
     " a cookie-authenticated write without JSON and a same-origin Origin, `ip_not_allowed`)",
-    "404": "no such key, account or code (`key_not_found`, `account_not_found`, `code_not_found`), also for"
-    " another account's key",
+    "404": "no such key, account, code or channel (`key_not_found`, `account_not_found`, `code_not_found`,"
+    " `channel_not_found`), also for another account's key",
     "409": "a name that is taken (`key_exists`, `account_exists`), a balance that cannot take a credit"
     " (`balance_out_of_range`: nothing was booked), a redeemed code (`code_used`)",
     "429": "too many failed sign-ins or redeems lately (`too_many_attempts`, with Retry-After)",
@@ -108,6 +108,11 @@ ID, ACCOUNT_NAME = [path_param("id")], [path_param("name")]
 LIMIT = query(
     "limit", f"rows, 1 to {MAX_USAGE_ROWS} (default 100)", {"type": "integer", "minimum": 1, "maximum": MAX_USAGE_ROWS}
 )
+OFFSET = query(
+    "offset",
+    "rows to skip: the page after the first `limit` rows is offset=limit (default 0)",
+    {"type": "integer", "minimum": 0, "maximum": 10**18 - 1},  # params.offset: at most 18 digits
+)
 PATHS: dict[str, Schema] = {
     "/api/openapi.json": {"get": op("This document", None, errors=(), auth=False)},
     "/api/register": {"post": op("Sign up (per [accounts] registration); signed in at once (cookie set)", "SignedIn",
@@ -169,8 +174,10 @@ PATHS: dict[str, Schema] = {
         "post": op("Disable an unused code", "Code", errors=(*WRITE, "409")),
     },
     "/api/usage": {
-        "get": op("Usage rows, newest first", "UsageList", errors=(*READ, "404"), csv=True,
-                  parameters=[*FILTERS, LIMIT, FORMAT]),
+        "get": op("Usage rows, newest first, rejected requests too (cost 0, end_reason refused); a page of"
+                  " `limit` rows after `offset`, with the `total`. Only the admin sees channel and"
+                  " upstream_model (null for others)", "UsageList", errors=(*READ, "404"), csv=True,
+                  parameters=[*FILTERS, LIMIT, OFFSET, FORMAT]),
     },
     "/api/usage/summary": {
         "get": op("Sums of requests, tokens and cost", "SummaryList", errors=(*READ, "404"), csv=True,
@@ -181,7 +188,14 @@ PATHS: dict[str, Schema] = {
                   errors=(*READ, "404"), parameters=[query("bucket", "bucket", {"enum": ["hour", "day"]}),
                                                     query("by", "split by", {"enum": ["model", "key"]}), *FILTERS]),
     },
-    "/api/channels": {"get": op("Channels and their circuit breakers (admin)", "ChannelList", errors=("401", "403"))},
+    "/api/channels": {"get": op("Channels, their circuit breakers and their health in words (admin)", "ChannelList",
+                                errors=("401", "403"))},
+    "/api/channels/{name}/test": {
+        "parameters": [path_param("name")],
+        "post": op("Send one small real request through the channel now (admin); its breakers do not move",
+                   "ChannelTest", errors=("401", "403", "404")),
+    },
+    "/api/models": {"get": op("The models the caller may use, with the routes each can be called on", "ModelList")},
     "/v1/me": {"get": op("The caller's own key, spend and open holds", "SelfMe")},
     "/v1/dashboard/billing/subscription": {
         "get": op("OpenAI's legacy billing shape: hard_limit_usd - total_usage/100 = balance", "BillingSubscription")

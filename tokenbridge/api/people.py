@@ -82,8 +82,8 @@ def new_password(body: dict[str, Any]) -> str | None:
         return None
     value = body["password"]
     if not isinstance(value, str) or (problem := password_problem(value)) is not None:
-        reason = "must be a string" if not isinstance(value, str) else problem
-        raise InvalidRequest(f"'password' {reason} (at most {MAX_PASSWORD_CHARS} characters).", param="password")
+        reason = "must be text" if not isinstance(value, str) else problem
+        raise InvalidRequest(f"The password {reason} (at most {MAX_PASSWORD_CHARS} characters).", param="password")
     return value
 
 
@@ -136,13 +136,14 @@ class PeopleAPI:
             if principal.account is None:
                 raise PermissionDenied("The admin token has no ledger: name an account with ?account=NAME.")
             account_id = principal.account.id
+        limit = params.limit(query, default=100, most=MAX_LEDGER_ROWS)
         rows = await accounts.list_ledger(
-            self.runtime.db,
-            account_id,
-            limit=params.limit(query, default=100, most=MAX_LEDGER_ROWS),
-            before_id=params.row_id(query, "before"),
+            self.runtime.db, account_id, limit=limit + 1, before_id=params.row_id(query, "before")
         )
-        return listing([ledger_json(row) for row in rows])
+        more = len(rows) > limit  # one row past the page says whether there is a next one
+        shown = [ledger_json(row) for row in rows[:limit]]
+        total = await accounts.count_ledger(self.runtime.db, account_id)
+        return listing(shown, total=total, has_more=more, next_before=shown[-1]["id"] if more else None)
 
     # --- the admin's -------------------------------------------------------------------------------
 
@@ -169,7 +170,7 @@ class PeopleAPI:
         group = params.group(body.get("group", "default"), self.runtime.settings)
         credit = params.usd(body.get("credit_usd", "0"), "credit_usd")
         if credit < 0:
-            raise InvalidRequest("'credit_usd' cannot be negative.", param="credit_usd")
+            raise InvalidRequest("The credit cannot be negative.", param="credit_usd")
         password = new_password(body)
         generated = password is None
         password = generate_password() if password is None else password
@@ -181,7 +182,7 @@ class PeopleAPI:
         except accounts.AccountExists as exc:
             raise AccountExists(f"An account named {clip(name)} exists already.", param="name") from exc
         except accounts.BalanceOutOfRange as exc:
-            raise errors.BalanceOutOfRange(f"'credit_usd' cannot be booked: {exc}.", param="credit_usd") from exc
+            raise errors.BalanceOutOfRange(f"The credit cannot be booked: {exc}.", param="credit_usd") from exc
         shown = await self.shown(account)
         return json_response({**shown, "password": password} if generated else shown, 201)  # shown this once
 
@@ -210,16 +211,16 @@ class PeopleAPI:
         name = request.path_params["name"]
         body = await self.body(request, ("amount_usd", "note"))
         if "amount_usd" not in body:
-            raise InvalidRequest("'amount_usd' is required.", param="amount_usd")
+            raise InvalidRequest("The amount is required.", param="amount_usd")
         amount = params.usd(body["amount_usd"], "amount_usd")
         if amount == 0:
-            raise InvalidRequest("'amount_usd' must not be zero.", param="amount_usd")
+            raise InvalidRequest("The amount must not be zero.", param="amount_usd")
         try:
             balance = await insert_credit(self.runtime.db, name, amount, note=params.note(body.get("note")))
         except accounts.AccountNotFound as exc:
             raise unknown_account(name) from exc
         except accounts.BalanceOutOfRange as exc:
-            raise errors.BalanceOutOfRange(f"'amount_usd' cannot be booked: {exc}.", param="amount_usd") from exc
+            raise errors.BalanceOutOfRange(f"The amount cannot be booked: {exc}.", param="amount_usd") from exc
         return json_response({"name": name, **usd_pair("amount", amount), **usd_pair("balance", balance)})
 
     # --- pricing -----------------------------------------------------------------------------------

@@ -145,7 +145,11 @@ USAGE_ROW = obj(
     cost_usd=USD,
     cost_nano_usd=NANO,
     usage_source=NULL_STR,
-    end_reason=STR,
+    end_reason={
+        "type": "string",
+        "description": "done | refused (rejected before any upstream: cost 0) |"
+        " rejected | client_gone | upstream_error | timeout | store_error",
+    },
     attempts=INT,
     latency_ms=NUM,
     ttfb_ms={"type": ["number", "null"]},
@@ -171,6 +175,7 @@ _CIRCUIT = obj(
     state={"enum": ["closed", "open", "half_open"]},
     reason=STR,
     retry_in_s={"type": "number", "description": "open: seconds until a probe is let through"},
+    health={"type": "string", "description": 'the state in plain words, like "Working"'},
 )
 _CHANNEL = obj(
     ["name", "kind", "models", "priority", "weight", "display_url", "circuits"],
@@ -180,8 +185,29 @@ _CHANNEL = obj(
     priority=INT,
     weight=INT,
     display_url={"type": ["string", "null"], "description": "base URL without credentials or query"},
+    enabled={"type": "boolean"},
+    health={"type": "string", "description": 'the channel in plain words, like "Working normally"'},
     circuits={"type": "array", "items": _CIRCUIT},
 )
+_CHANNEL_TEST = obj(
+    ["channel", "model", "ok", "status", "latency_ms", "verdict"],
+    channel=STR,
+    model={"type": "string", "description": "the model probed: the channel's first"},
+    ok={"type": "boolean"},
+    status={"type": "string", "description": '"ok", "HTTP 401", "timeout: ...", or what failed'},
+    latency_ms=NUM,
+    verdict={"type": "string", "description": "what the result means, in plain words"},
+)
+_MODEL = obj(
+    ["id", "object", "routes"],
+    id=STR,
+    object={"const": "model"},
+    routes={"type": "array", "items": {"enum": list(ROUTES)}},
+)
+_PAGE = {
+    "total": {"type": "integer", "description": "rows matching the filters, on every page"},
+    "has_more": {"type": "boolean", "description": "whether a page follows this one"},
+}
 _PRICE = obj(
     ["model", "input_usd_per_1m", "cached_input_usd_per_1m", "output_usd_per_1m", "cache_write_usd_per_1m", "routes"],
     model=STR,
@@ -231,7 +257,7 @@ SCHEMAS: dict[str, Schema] = {
         note=NULL_STR,
         time={"type": "string", "format": "date-time"},
         created_at=NUM,
-    )),
+    ), **_PAGE, next_before={"type": ["integer", "null"], "description": "pass as ?before= for the next page"}),
     "Credit": closed(obj(["amount_usd"], amount_usd=amount(negative=True, zero=False), note=NOTE)),
     "Credited": obj(["name", "amount_usd", "amount_nano_usd", "balance_usd", "balance_nano_usd"],
                     name=STR, **money("amount"), **money("balance")),
@@ -247,7 +273,9 @@ SCHEMAS: dict[str, Schema] = {
         csv={"type": "string", "description": "the same codes as CSV (code, id, prefix, amount_usd, expires_at, note)"},
     ),
     "Pricing": listing(_PRICE, group=STR, multiplier={"type": "string", "description": "the group's, exact"}),
-    "UsageList": listing(USAGE_ROW),
+    "UsageList": listing(USAGE_ROW, **_PAGE, offset=INT),
+    "ModelList": listing(_MODEL),
+    "ChannelTest": _CHANNEL_TEST,
     "SummaryList": listing(obj(["requests"], model=STR, key=STR, channel=NULL_STR, day=STR, **SUMS)),
     "Series": obj(
         ["object", "bucket", "by", "data"],

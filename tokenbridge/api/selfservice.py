@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from tokenbridge.api.params import label
 from tokenbridge.api.responses import json_response
 from tokenbridge.errors import InvalidRequest
 from tokenbridge.keyrules import END_OF_TIME
@@ -52,7 +53,7 @@ def utc_date(query: dict[str, str], field: str, default: float) -> float:
     try:
         day = dt.date.fromisoformat(value)
     except ValueError as exc:
-        raise InvalidRequest(f"'{field}' must be a date like 2024-05-01.", param=field) from exc
+        raise InvalidRequest(f"{label(field)} must be a date like 2024-05-01.", param=field) from exc
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()
 
 

@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute
 from tokenbridge import keyrules
 from tokenbridge.api import throttle
 from tokenbridge.api.auth import SESSION_COOKIE, authenticate, check_origin
-from tokenbridge.api.params import read_json
+from tokenbridge.api.params import label, read_json
 from tokenbridge.api.people import account_json
 from tokenbridge.api.responses import by_method, json_response
 from tokenbridge.autherrors import AccountExists, InvalidCode, InvalidCredentials, RegistrationClosed
@@ -41,7 +41,7 @@ MAX_NAME_CHARS = 64  # an account name's most (keyrules.ACCOUNT_NAME); a longer 
 def field_text(body: dict[str, Any], field: str, *, most: int) -> str:
     value = body.get(field)
     if not isinstance(value, str) or not value or len(value) > most:
-        raise InvalidRequest(f"'{field}' is required: a string of 1 to {most} characters.", param=field)
+        raise InvalidRequest(f"{label(field)} is required: 1 to {most} characters.", param=field)
     return value
 
 
@@ -116,13 +116,13 @@ class SessionAPI:
         try:
             name = keyrules.account_name(body.get("name"))
         except ValueError as exc:
-            raise InvalidRequest(f"'name' {exc}.", param="name") from exc
+            raise InvalidRequest(f"The name {exc}.", param="name") from exc
         password = field_text(body, "password", most=MAX_PASSWORD_CHARS)
         if (problem := password_problem(password)) is not None:
-            raise InvalidRequest(f"'password' {problem}.", param="password")
+            raise InvalidRequest(f"The password {problem}.", param="password")
         code = body.get("invite_code")
         if code is not None and not isinstance(code, str):
-            raise InvalidRequest("'invite_code' must be a string.", param="invite_code")
+            raise InvalidRequest("The invite code must be text.", param="invite_code")
         if mode == "invite" and not code:
             raise InvalidCode("invite_code")
         attempt = throttle.Attempt("redeem", name, self.address(request))

@@ -1,10 +1,11 @@
-"""The web console at `/console`: three static files from this package, read once at start-up.
+"""The web console at `/console`: static files from this package, read once at start-up.
 
-The page is plain HTML + JS + CSS with no build step. It holds no data of its own: after sign-in it
-calls the admin API (`/api/*`) and the OpenAI routes with the token the user typed, kept in the
-tab's `sessionStorage` and sent as `Authorization: Bearer`. No cookie, so no ambient credential and
-no CSRF; no token in any URL. The headers below keep the page from running anything but its own
-script and from being framed.
+The page is plain HTML + CSS + a few ES modules (no build step, no CDN). It holds no data of its own:
+it calls the account API (`/api/*`) and, in the Playground, the OpenAI routes. Signing in with name +
+password gets the API's `tb_session` cookie (HttpOnly, SameSite=Strict, Path=/api: the page's script
+never sees it); the admin token or a key's secret is kept in the tab's `sessionStorage` and sent as
+`Authorization: Bearer`, never in a URL. The headers below keep the page from running anything but
+its own scripts and from being framed.
 """
 
 from __future__ import annotations
@@ -26,11 +27,21 @@ SECURITY_HEADERS: dict[str, str] = {
     "Cache-Control": "no-cache",
 }
 
-# path -> (file in this package, media type)
+JAVASCRIPT = "text/javascript; charset=utf-8"
+
+# path -> (file in this package, media type); the modules import one another by these paths
 FILES: dict[str, tuple[str, str]] = {
     "/console": ("index.html", "text/html; charset=utf-8"),
     "/console/": ("index.html", "text/html; charset=utf-8"),
-    "/console/console.js": ("console.js", "text/javascript; charset=utf-8"),
+    "/console/main.js": ("main.js", JAVASCRIPT),
+    "/console/core.js": ("core.js", JAVASCRIPT),
+    "/console/chart.js": ("chart.js", JAVASCRIPT),
+    "/console/snippets.js": ("snippets.js", JAVASCRIPT),
+    "/console/account.js": ("account.js", JAVASCRIPT),
+    "/console/keys.js": ("keys.js", JAVASCRIPT),
+    "/console/usage.js": ("usage.js", JAVASCRIPT),
+    "/console/playground.js": ("playground.js", JAVASCRIPT),
+    "/console/admin.js": ("admin.js", JAVASCRIPT),
     "/console/console.css": ("console.css", "text/css; charset=utf-8"),
 }
 

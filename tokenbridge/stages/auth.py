@@ -61,7 +61,7 @@ async def resolve_key(token: bytes | None, *, keys: KeyCache, db: Database) -> K
     if not token:
         raise InvalidApiKey(
             "You didn't provide an API key. Send it as 'Authorization: Bearer sk-tb-...'"
-            " (create one with `tokenbridge keys create NAME`)."
+            " (the console makes keys: Keys, then Create)."
         )
     key_hash = hashlib.sha256(token).hexdigest()
     key = keys.get(key_hash)

@@ -121,21 +121,21 @@ def refused(call: Call, refusal: Refusal, amount: int) -> GatewayError:
             kind=unit,
         )
     worst = (
-        f"up to ${format_usd(amount)} for up to {prompt_bound(call.raw_body, call.body)} prompt and"
-        f" {completion_allowance(call)} completion tokens"
+        f"it could cost up to ${format_usd(amount)} (up to {prompt_bound(call.raw_body, call.body)} prompt and"
+        f" {completion_allowance(call)} completion tokens)"
     )
+    shorter = "ask for a shorter answer (a lower maximum length)"  # a customer's words: no field names (issue 14)
     if refusal.reason == "key_limit":
         period = {"day": " per day (it resets at 00:00 UTC)", "month": " per month (it resets on the 1st, UTC)"}
         return QuotaExceeded(
             f"This key's spend limit of ${format_usd(call.key.spend_limit or 0)}"
             f"{period.get(call.key.spend_period or 'total', '')} has ${format_usd(refusal.available)} left,"
-            f" too little for this request ({worst}). The account's wallet is not the problem: raise the"
-            " key's spend limit, use another key, or lower max_tokens."
+            f" too little for this request: {worst}. Your balance is not the problem: raise the key's spend"
+            f" limit, use another key, or {shorter}."
         )
     return QuotaExceeded(
-        f"The wallet of account '{call.key.account_name}' has ${format_usd(refusal.available)} available, too"
-        f" little for this request ({worst}). Top it up (redeem a code, or `tokenbridge credit"
-        f" {call.key.account_name} USD`), or lower max_tokens."
+        f"Your balance is too low for this request: {worst}, and ${format_usd(refusal.available)} is"
+        f" available. Top up your balance (redeem a code), or {shorter}."
     )
 
 
@@ -210,7 +210,7 @@ class QuotaMiddleware:
             journal = functools.partial(settle_hold, self.db())
         if refusal is not None:
             raise refused(call, refusal, amount)
-        call.hold = amount
+        call.hold, call.held = amount, True
         settled = False
         withheld: BillingUnavailable | None = None  # the settle failed: the answer's end does not go out
         streamed = False  # an SSE answer started: its caller holds every event sent so far

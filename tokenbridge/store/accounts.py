@@ -266,3 +266,10 @@ async def list_ledger(
     params.append(limit)
     async with db.reader.execute(sql, params) as cur:
         return [dict(row) for row in await cur.fetchall()]
+
+
+async def count_ledger(db: Database, account_id: int) -> int:
+    """How many ledger rows the account has (a ledger listing's `total`)."""
+    async with db.reader.execute("SELECT COUNT(*) FROM ledger WHERE account_id = ?", (account_id,)) as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0

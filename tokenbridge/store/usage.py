@@ -98,18 +98,29 @@ async def list_usage(
     newest_first: bool = False,
     account_id: int | None = None,
     key_id: int | None = None,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Rows in the order they were written (a request's row is written when it ends), or newest first;
-    at most `limit` of them; each with the key's name."""
+    at most `limit` of them after skipping `offset`; each with the key's name."""
     where, params = _filters(key, model, since, channel, account_id=account_id, key_id=key_id)
     order = " DESC" if newest_first else ""
     sql = f"SELECT u.*, k.name AS key FROM usage_events u JOIN api_keys k ON k.id = u.key_id{where}"
     sql += f" ORDER BY u.rowid{order}"
-    if limit is not None:
-        sql += " LIMIT ?"
-        params.append(limit)
+    if limit is not None or offset:
+        sql += " LIMIT ? OFFSET ?"
+        params.extend((-1 if limit is None else limit, offset))
     async with db.reader.execute(sql, params) as cur:
         return [dict(row) for row in await cur.fetchall()]
+
+
+async def count_usage(db: Database, **filters: Any) -> int:
+    """How many rows list_usage would give with the same filters (key, model, since, channel,
+    account_id, key_id) and no limit: a listing's `total`."""
+    where, params = _filters(**filters)
+    sql = f"SELECT COUNT(*) FROM usage_events u JOIN api_keys k ON k.id = u.key_id{where}"
+    async with db.reader.execute(sql, params) as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 _GROUPS = {"model": "u.model", "key": "k.name", "channel": "u.channel", "day": "date(u.created_at, 'unixepoch')"}

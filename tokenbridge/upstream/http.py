@@ -105,7 +105,7 @@ class HttpResponse:
         except (UpstreamError, UpstreamTimeout, TimeoutError):
             raw = b""
         channel = self._channel
-        body = caller_error_body(raw, status=self.status, channel_name=channel.name, secret=channel.api_key)
+        body = caller_error_body(raw, status=self.status, secret=channel.api_key)
         self._replay, self._ended = [body], True
         self.content_type, self.content_length = b"application/json", len(body)
 

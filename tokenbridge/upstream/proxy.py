@@ -192,7 +192,7 @@ class UpstreamProxy:
             reason = f"HTTP {status} {await response.peek()}".strip()
             if status in CHANNEL_FAULT_STATUSES:
                 return reason, UpstreamError(f"channel {name!r} refused the gateway's credentials (HTTP {status}): "
-                                             "its api_key is wrong or lacks access")  # fmt: skip
+                                             "its API key is wrong or lacks access")  # fmt: skip
             return reason, UpstreamError(f"channel {name!r} answered HTTP {status}")
         if 400 <= status < 500:
             await response.rebuild_error()  # the caller's problem, passed on, but never with a secret in it

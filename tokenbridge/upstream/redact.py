@@ -29,7 +29,7 @@ def mask_secrets(text: str, secret: str) -> str:
     return _KEY_LIKE.sub(MASK, text)
 
 
-def caller_error_body(raw: bytes, *, status: int, channel_name: str, secret: str) -> bytes:
+def caller_error_body(raw: bytes, *, status: int, secret: str) -> bytes:
     """An upstream's 4xx body as the caller gets it: `{"error": {message, type, param, code}}`, masked."""
     try:
         payload: Any = orjson.loads(raw)
@@ -47,7 +47,9 @@ def caller_error_body(raw: bytes, *, status: int, channel_name: str, secret: str
             value = str(value)  # some servers send a numeric code
         return mask_secrets(value, secret) if isinstance(value, str) and value else None
 
-    message = field("message") or f"channel {channel_name!r} refused the request (HTTP {status})."
+    message = (
+        field("message") or f"The provider refused the request (HTTP {status})."
+    )  # no channel name (report.hide_channels)
     rebuilt = {"message": message, "type": field("type") or "invalid_request_error", "param": field("param"),
                "code": field("code")}  # fmt: skip
     return orjson.dumps({"error": rebuilt})
