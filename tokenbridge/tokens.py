@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 import math
 import threading
 from collections.abc import Iterable
@@ -104,6 +105,7 @@ def encoding_name(model: str) -> str:
     return name if name in SHIPPED_ENCODINGS else FALLBACK_ENCODING
 
 
+log = logging.getLogger("tokenbridge")
 _load_lock = threading.Lock()
 
 
@@ -120,9 +122,12 @@ def load_encoding(name: str) -> tiktoken.Encoding:
     """Load a shipped encoding from its file, never touching the network or the environment."""
     shipped = SHIPPED_ENCODINGS[name]
     ranks = load_tiktoken_bpe(str(BPE_DIR / f"{name}.tiktoken"), expected_hash=shipped.sha256)
-    return tiktoken.Encoding(
+    loaded = tiktoken.Encoding(
         name, pat_str=shipped.pat_str, mergeable_ranks=ranks, special_tokens=shipped.special_tokens
     )
+    # it explains the memory growing by tens of MB (bench/run.py looks for this line)
+    log.info("loaded the %s tokenizer for offline token estimates (it stays in memory)", name)
+    return loaded
 
 
 def count(text: str, model: str) -> int:
