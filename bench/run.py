@@ -117,9 +117,13 @@ def ttfb_ms(port: int, path: str, key: str, *, rounds: int = 200) -> float:
     return statistics.median(samples)
 
 
+def chat_request(key: str) -> bytes:
+    return (f"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\nContent-Type:"
+            f" application/json\r\nContent-Length: {len(CHAT)}\r\n\r\n{CHAT}").encode()  # fmt: skip
+
+
 async def _clean_load(port: int, key: str, total: int, connections: int) -> None:
-    request = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\nContent-Type:"
-               f" application/json\r\nContent-Length: {len(CHAT)}\r\n\r\n{CHAT}").encode()  # fmt: skip
+    request = chat_request(key)
     left = total
 
     async def one_connection() -> None:
@@ -146,6 +150,20 @@ def clean_load(port: int, key: str, total: int, *, connections: int = 50) -> Non
     asyncio.run(_clean_load(port, key, total, connections))
 
 
+def load_tokenizer(port: int, key: str, log: Path, *, processes: int, timeout: float = 120) -> None:
+    """Have the gateway load its tokenizer now, not in a timed run: wrk hangs up on its in-flight
+    requests when it stops, the gateway estimates those offline, and the first estimate spends
+    seconds of CPU loading the tokenizer. One request hung up on at once starts that load."""
+    request = chat_request(key)
+    deadline = time.monotonic() + timeout
+    while not tokenizer_loaded(log, processes):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the gateway loaded no tokenizer in {timeout:g}s; see {log}")
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(request)
+        time.sleep(0.5)
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -156,9 +174,10 @@ def memory_kib(pid: int, field: str) -> int:
     return int(match[1]) if match else 0
 
 
-def tokenizer_loaded(log: Path) -> bool:
-    """Whether an offline estimate has loaded a tokenizer (the gateway logs it: tokens.load_encoding)."""
-    return "tokenizer for offline token estimates" in log.read_text()
+def tokenizer_loaded(log: Path, processes: int = 1) -> bool:
+    """Whether an offline estimate has loaded a tokenizer in (each of) the gateway's processes (each
+    logs it: tokens.load_encoding)."""
+    return log.read_text().count("tokenizer for offline token estimates") >= processes
 
 
 def children(pid: int) -> list[int]:
