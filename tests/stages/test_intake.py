@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import warnings
 
 import pytest
@@ -42,4 +43,17 @@ def test_a_forked_process_draws_its_own_prefix() -> None:
     os.waitpid(child, 0)
     theirs = os.read(read, 200).decode()
     os.close(read)
-    assert theirs.startswith("req_") and theirs[:20] != parent[:20]
+    ours = new_request_id()  # the same place in the sequence as the child's: only the key tells them apart
+    assert parent != ours and theirs.startswith("req_") and theirs[TIME_END:] != ours[TIME_END:]
+
+
+TIME_END = len("req_") + 11  # the milliseconds, in hex
+
+
+def test_our_ids_start_with_the_time_so_later_ones_sort_after() -> None:
+    # The settle's inserts then land at the right edge of the request-id indexes (intake.py).
+    before = int(time.time() * 1000)
+    ids = [new_request_id() for _ in range(2_000)]
+    after = int(time.time() * 1000)
+    stamps = [int(i[len("req_") : TIME_END], 16) for i in ids]
+    assert stamps == sorted(stamps) and before <= stamps[0] and stamps[-1] <= after
