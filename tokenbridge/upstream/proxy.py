@@ -87,7 +87,7 @@ class UpstreamProxy:
                 caller_left = True
                 task.cancel()  # closes the upstream response in _forward's finally
 
-        watcher = asyncio.ensure_future(watch())
+        watcher = task.get_loop().create_task(watch())  # not ensure_future: its checks and loop look-up cost ~3 µs
         try:
             await self._forward(call, send, scope.get("headers", []))
         except asyncio.CancelledError:
