@@ -21,9 +21,10 @@ import asyncio
 import logging
 import os
 import re
+import sys
 import threading
 import time
-from typing import IO, Any
+from typing import Any, TextIO
 
 import orjson
 
@@ -81,17 +82,17 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
-        self._second = -1
-        self._time = ""
+        self._second: tuple[int, str] = (-1, "")  # one object, swapped whole: a thread reads a pair that agrees
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 (logging's name)
-        second = int(record.created)
-        if second != self._second:  # a race between threads only formats the same second twice
-            self._time, self._second = time.strftime(self.default_time_format, self.converter(second)), second
-        return f"{self._time},{int(record.msecs):03d}"
+        second = self._second
+        if second[0] != int(record.created):
+            created = int(record.created)
+            second = self._second = (created, time.strftime(self.default_time_format, self.converter(created)))
+        return f"{second[1]},{int(record.msecs):03d}"
 
 
-class LineHandler(logging.StreamHandler[IO[str]]):
+class LineHandler(logging.StreamHandler[TextIO]):
     """A StreamHandler whose lines of one event-loop pass are written together, in the loop's next pass.
 
     Nothing waits on a timer: the write is a callback scheduled with the pass's first line. Off the
@@ -100,8 +101,8 @@ class LineHandler(logging.StreamHandler[IO[str]]):
     is at most one pass's lines (MAX_PENDING_LINES), and `flush()` (logging's shutdown) writes it too.
     """
 
-    def __init__(self, stream: IO[str] | None = None) -> None:
-        super().__init__(stream)
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream if stream is not None else sys.stderr)
         self._pending: list[str] = []
         self._loop: asyncio.AbstractEventLoop | None = None  # the last loop a line was logged on, in its thread
         self._loop_thread = 0
@@ -154,15 +155,15 @@ class LineHandler(logging.StreamHandler[IO[str]]):
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, pid, message (+ the access fields, + exc_info)."""
 
-    _second = -1
-    _time = ""
+    _second: tuple[int, str] = (-1, "")  # as TextFormatter's: the time formatted once per second
 
     def format(self, record: logging.LogRecord) -> str:
-        second = int(record.created)
-        if second != self._second:  # formatted once per second, as TextFormatter's
-            self._time, self._second = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)), second
+        second = self._second
+        if second[0] != int(record.created):
+            created = int(record.created)
+            second = self._second = (created, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)))
         line: dict[str, Any] = {
-            "time": f"{self._time}.{int(record.msecs):03d}Z",
+            "time": f"{second[1]}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "pid": record.process,  # which worker, with --workers N

@@ -123,7 +123,7 @@ class ObserveMiddleware:
             )
             # Logger.info's own way, less its look up the stack for the caller's file and line (no format shows them)
             access_log.handle(
-                access_log.makeRecord(access_log.name, logging.INFO, __file__, 0, line, None, None, "ended")
+                access_log.makeRecord(access_log.name, logging.INFO, __file__, 0, line, (), None, "ended")
             )
 
 
