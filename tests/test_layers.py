@@ -44,7 +44,7 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
             "responses", "responses_answer", "responses_stream", "adapters", "metrics", "report", "runtime", "purse",
         ),
     },
-    {"stages": ("stages", "upstream.proxy", "observe", "cors")},
+    {"stages": ("stages", "upstream.proxy", "observe", "cors", "direct")},
     {"app": ("endpoints", "count_tokens", "api", "console", "app", "serve", "cli", "cli_common", "cli_accounts", "__main__")},
 )  # fmt: skip
 

@@ -25,6 +25,7 @@ from tokenbridge.asgi import ASGIApp
 from tokenbridge.console import console_routes
 from tokenbridge.cors import CorsMiddleware
 from tokenbridge.count_tokens import CountTokensEndpoint
+from tokenbridge.direct import DirectRoutes
 from tokenbridge.endpoints import ModelEndpoint, ModelsEndpoint, healthz, http_exception, metrics_endpoint, readyz
 from tokenbridge.observe import ObserveMiddleware
 from tokenbridge.process import die_with_supervisor
@@ -83,17 +84,20 @@ def create_app(
             await runtime.close()
 
     authed = functools.partial(AuthMiddleware, keys=runtime.keys, db=runtime.current_db)  # a key holder's routes
-    routes = [
+    pipelines = [  # also dispatched past the router, by DirectRoutes (direct.py)
         Route("/v1/chat/completions", pipeline(runtime, "chat"), methods=["POST"]),
         Route("/v1/completions", pipeline(runtime, "completions"), methods=["POST"]),
         Route("/v1/embeddings", pipeline(runtime, "embeddings"), methods=["POST"]),
         Route("/v1/messages", pipeline(runtime, "messages"), methods=["POST"]),  # `?beta=true` too: Claude Code's
+        Route("/v1/responses", pipeline(runtime, "responses"), methods=["POST"]),
+    ]
+    routes = [
+        *pipelines,
         Route(
             "/v1/messages/count_tokens",
             CountTokensEndpoint(client=runtime.upstream, keys=runtime.keys, db=runtime.current_db),
             methods=["POST"],
         ),
-        Route("/v1/responses", pipeline(runtime, "responses"), methods=["POST"]),
         Route("/v1/models", authed(ModelsEndpoint()), methods=["GET"]),
         Route("/v1/models/{model:path}", authed(ModelEndpoint()), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -111,6 +115,7 @@ def create_app(
             *([Middleware(CorsMiddleware, origins=origins)] if origins else []),  # preflights, origin headers
             Middleware(ObserveMiddleware, metrics=runtime.metrics),  # metrics + access line, once a request ended
             Middleware(IntakeMiddleware, settings=runtime.current_settings),
+            Middleware(DirectRoutes, routes=pipelines),  # the pipelines' exact paths, past the router's layers
         ],
         exception_handlers={HTTPException: http_exception},
     )

@@ -97,31 +97,33 @@ class ObserveMiddleware:
         self.metrics.request_ended(call, route=route, status=status, end_reason=end_reason, elapsed_s=elapsed)
         if access_log.isEnabledFor(logging.INFO):
             usage = call.usage
-            access_log.info(
-                AccessLine(
-                    {
-                        "request_id": call.request_id,
-                        "caller_request_id": call.caller_request_id or None,
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "status": status,
-                        "key": call.key.name if call.key is not None else None,
-                        "model": call.model or None,
-                        "channel": call.channel.name if call.channel is not None else None,
-                        "stream": call.stream,
-                        "prompt_tokens": usage.prompt_tokens if usage else 0,
-                        "completion_tokens": usage.completion_tokens if usage else 0,
-                        "cached_tokens": usage.cached_tokens if usage else 0,
-                        "usage_source": call.usage_source or None,
-                        "cost_usd": format_usd(call.cost),
-                        "cost_nano_usd": call.cost,
-                        "latency_ms": round(elapsed * 1000, 3),
-                        "ttfb_ms": round(call.ttfb * 1000, 3) if call.ttfb is not None else None,
-                        "end_reason": end_reason,
-                        "attempts": call.attempts,
-                        "client": scope["client"][0] if scope.get("client") else None,
-                    }
-                )
+            line = AccessLine(
+                {
+                    "request_id": call.request_id,
+                    "caller_request_id": call.caller_request_id or None,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "key": call.key.name if call.key is not None else None,
+                    "model": call.model or None,
+                    "channel": call.channel.name if call.channel is not None else None,
+                    "stream": call.stream,
+                    "prompt_tokens": usage.prompt_tokens if usage else 0,
+                    "completion_tokens": usage.completion_tokens if usage else 0,
+                    "cached_tokens": usage.cached_tokens if usage else 0,
+                    "usage_source": call.usage_source or None,
+                    "cost_usd": format_usd(call.cost),
+                    "cost_nano_usd": call.cost,
+                    "latency_ms": round(elapsed * 1000, 3),
+                    "ttfb_ms": round(call.ttfb * 1000, 3) if call.ttfb is not None else None,
+                    "end_reason": end_reason,
+                    "attempts": call.attempts,
+                    "client": scope["client"][0] if scope.get("client") else None,
+                }
+            )
+            # Logger.info's own way, less its look up the stack for the caller's file and line (no format shows them)
+            access_log.handle(
+                access_log.makeRecord(access_log.name, logging.INFO, __file__, 0, line, (), None, "ended")
             )
 
 

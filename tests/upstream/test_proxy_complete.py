@@ -18,16 +18,25 @@ from tokenbridge.upstream.client import UpstreamClient
 from tokenbridge.upstream.proxy import UpstreamProxy
 
 
-@pytest.mark.parametrize("complete", [True, False])
-async def test_a_caller_leaving_at_the_last_chunk_cancels_only_an_incomplete_answer(complete: bool) -> None:
+async def echo_proxy(*, stream: bool) -> tuple[Call, UpstreamClient, UpstreamProxy]:
+    """A chat Call on the echo channel, a started client (the test closes it) and the proxy."""
     settings = echo_settings()
-    body = {"model": "m", "messages": [{"role": "user", "content": "a b c"}], "stream": True}
+    body = {"model": "m", "messages": [{"role": "user", "content": "a b c"}], "stream": stream}
     call = Call(request_id="req-p", settings=settings)
     call.route, call.body = "chat", body
-    call.raw_body, call.model, call.stream, call.candidates = orjson.dumps(body), "m", True, settings.channels
+    call.raw_body, call.model, call.stream, call.candidates = orjson.dumps(body), "m", stream, settings.channels
     client = UpstreamClient(pool_limit=4)
     await client.start()
-    proxy = UpstreamProxy(client=client, breakers=Breakers(settings.server.breaker, on_change=lambda change: None))
+    return (
+        call,
+        client,
+        UpstreamProxy(client=client, breakers=Breakers(settings.server.breaker, on_change=lambda c: None)),
+    )
+
+
+@pytest.mark.parametrize("complete", [True, False])
+async def test_a_caller_leaving_at_the_last_chunk_cancels_only_an_incomplete_answer(complete: bool) -> None:
+    call, client, proxy = await echo_proxy(stream=True)
     left = asyncio.Event()  # the caller's disconnect is in
     leave = asyncio.Event()
     sent: list[bytes] = []
@@ -54,3 +63,29 @@ async def test_a_caller_leaving_at_the_last_chunk_cancels_only_an_incomplete_ans
     finally:
         await client.close()
     assert (sent[-1] == b"") is complete  # the end of the body went out only for the complete answer
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_json_answer_read_whole_goes_out_in_one_body_message_a_stream_as_it_comes(stream: bool) -> None:
+    call, client, proxy = await echo_proxy(stream=stream)
+    never = asyncio.Event()
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        await never.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    try:
+        await proxy({"type": "http", "tokenbridge.call": call}, receive, send)
+    finally:
+        await client.close()
+    assert sent[0]["type"] == "http.response.start" and all(m["type"] == "http.response.body" for m in sent[1:])
+    ends = [m.get("more_body", False) is False for m in sent[1:]]
+    assert ends == [False] * (len(ends) - 1) + [True]  # one end, last
+    if stream:
+        assert sent[-1]["body"] == b"" and len(sent) > 3  # events as they come, then the end
+    else:
+        assert len(sent) == 2 and orjson.loads(sent[1]["body"]) == call.answer  # the whole answer is the end
