@@ -33,6 +33,8 @@ def cmd_backup(settings: Settings, args: argparse.Namespace) -> None:
         raise CliError(f"{target} is the live database itself; give the backup another path")
     if target.is_dir():
         raise CliError(f"{target} is a folder; give the backup's file name, like {target / 'tokenbridge-backup.db'}")
+    if not target.parent.is_dir():
+        raise CliError(f"the folder {target.parent} does not exist; create it, or give another path")
     if target.exists() and not args.force:
         raise CliError(f"{target} exists already; give another path, or --force to replace it")
     if not database.exists():

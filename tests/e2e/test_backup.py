@@ -85,6 +85,8 @@ def test_backup_and_restore_refuse_with_what_to_do_next(gateway: Gateway, tmp_pa
     with sqlite3.connect(target) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
 
+    nowhere = gateway.cli("backup", str(tmp_path / "no" / "such" / "folder.db"))
+    assert nowhere.returncode == 2 and "does not exist; create it" in nowhere.stderr, nowhere.stderr
     folder = gateway.cli("backup", str(tmp_path))
     assert folder.returncode == 2 and "is a folder" in folder.stderr
     live = gateway.cli("backup", str(gateway.config.parent / "gateway.db"), "--force")
