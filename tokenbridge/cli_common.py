@@ -64,7 +64,7 @@ def emit(data: Any, as_json: bool, columns: Sequence[str] | None = None) -> None
 
 
 async def with_db(settings: Settings, work: Callable[[Database], Awaitable[Any]]) -> Any:
-    db = await Database.open(settings.server.database)
+    db = await Database.open(settings.server.database, autocheckpoint=settings.server.wal_autocheckpoint)
     try:
         return await work(db)
     finally:

@@ -74,7 +74,8 @@ class Runtime:
         return self.db
 
     async def start(self) -> None:
-        self._db = await Database.open(self.settings.server.database, log_outages=True)
+        server = self.settings.server
+        self._db = await Database.open(server.database, log_outages=True, autocheckpoint=server.wal_autocheckpoint)
         # Before any request: what a crash left, or a killed worker this one may be replacing.
         await self._release_dead_holds()
         await self.upstream.start()

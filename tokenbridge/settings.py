@@ -32,7 +32,7 @@ _SERVER_KEYS = (
     "host", "port", "database", "admin_token", "max_body_bytes", "default_max_tokens", "demo_credit_usd",
     "max_attempts", "watch_config", "breaker_failures", "breaker_error_ratio", "breaker_window", "breaker_cooldown",
     "breaker_max_cooldown", "max_upstream_connections", "cors_origins", "max_connections", "header_timeout",
-    "max_header_bytes", "keepalive_timeout", "body_timeout",
+    "max_header_bytes", "keepalive_timeout", "body_timeout", "wal_autocheckpoint",
 )  # fmt: skip
 _CHANNEL_KEYS = (
     "name", "kind", "base_url", "api_key", "models", "model_map", "priority", "weight", "completions", "responses",
@@ -77,6 +77,7 @@ class ServerSettings:
     max_header_bytes: int = 64 * 1024
     keepalive_timeout_s: float = 5.0  # an idle keep-alive connection is closed after this
     body_timeout_s: float = 60.0  # the whole request body must arrive within this
+    wal_autocheckpoint: int = 1000  # SQLite's default, in pages; 0: Litestream alone checkpoints (README)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +214,7 @@ def _read_server(table: Table, config_dir: Path) -> ServerSettings:
         max_header_bytes=table.integer("max_header_bytes", defaults.max_header_bytes, minimum=1024),
         keepalive_timeout_s=float(table.number("keepalive_timeout", defaults.keepalive_timeout_s, positive=True)),
         body_timeout_s=float(table.number("body_timeout", defaults.body_timeout_s, positive=True)),
+        wal_autocheckpoint=table.integer("wal_autocheckpoint", defaults.wal_autocheckpoint, minimum=0),
     )
 
 

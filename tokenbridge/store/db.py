@@ -101,9 +101,11 @@ def connect(path: Path) -> sqlite3.Connection:
 class Writer:
     """The writer thread and its queue; `submit` is called from the event loop."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, autocheckpoint: int | None = None) -> None:
         self._conn = connect(path)
         self._conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable at checkpoints, no fsync per commit
+        if autocheckpoint is not None:  # 0: this process never checkpoints; Litestream does (README, Litestream)
+            self._conn.execute(f"PRAGMA wal_autocheckpoint = {int(autocheckpoint)}")
         self._queue: queue.SimpleQueue[tuple[Change, asyncio.Future[Any]] | None] = queue.SimpleQueue()
         self._stopped: str | None = None  # why no change is taken any more
         self.transactions = 0  # committed so far (read by the event loop for /metrics: an int, no lock needed)
@@ -247,11 +249,14 @@ class Database:
         self._wal_lost = False  # probe_write found the -wal file deleted (logged once)
 
     @classmethod
-    async def open(cls, path: Path, *, owner: str | None = None, log_outages: bool = False) -> Database:
+    async def open(
+        cls, path: Path, *, owner: str | None = None, log_outages: bool = False, autocheckpoint: int | None = None
+    ) -> Database:
+        """`autocheckpoint`: the writer's PRAGMA wal_autocheckpoint (None: SQLite's default, 1000 pages)."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(_prepare, path)
-            writer = await asyncio.to_thread(Writer, path)
+            writer = await asyncio.to_thread(Writer, path, autocheckpoint)
         except sqlite3.Error as exc:
             raise (as_unavailable(path, exc) or StoreError(f"cannot open database {path}: {exc}")) from exc
         except OSError as exc:
