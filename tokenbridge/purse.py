@@ -43,17 +43,22 @@ IDLE_RETURN_S = 1.0  # a chunk with no request in flight this long goes back to 
 
 @dataclass(slots=True)
 class Chunk:
-    """This process's chunk of one key: `amount` is its row's, as committed; `used` the holds of
+    """This process's chunk of one key: `amount` is its row's, as committed (never more: where the
+    two may part, `amount` is the smaller and `stray` says a row may be left); `used` the holds of
     its requests whose settle has not landed yet."""
 
     amount: int = 0
     used: int = 0
     limit: tuple[int | None, str | None] = (None, None)  # the key's spend limit when it was drawn
     last: float = 0.0  # time.monotonic() of its last admission
+    stray: bool = False  # the row may hold more than `amount` (a settle that may have landed unseen)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def fits(self, amount: int, limit: tuple[int | None, str | None]) -> bool:
         return self.limit == limit and self.used + amount <= self.amount
+
+    def has_row(self) -> bool:
+        return bool(self.amount) or self.stray
 
 
 class Purse:
@@ -62,6 +67,7 @@ class Purse:
         self._chunks: dict[int, Chunk] = {}
         self._journal = Journal(db)
         self._db_unavailable = lambda: db().unavailable  # the last write failed for the database's own fault
+        self._duplicates: set[str] = set()  # requests whose hold a DuplicateRequestId released already
 
     async def hold(self, key: KeyRecord, amount: int) -> Refusal | None:
         """Hold `amount` for a request of `key` (None), or say why not."""
@@ -103,8 +109,13 @@ class Purse:
         its cost the chunk's row. Raises what the journal raised (then the hold stays)."""
         try:
             await self._journal.add((row, account_id, hold))
-        except DuplicateRequestId:  # an earlier try landed: its charge left the chunk's row then
-            self._settled(row, hold)
+        except DuplicateRequestId:  # an earlier try may have landed, its charge leaving the chunk's row then
+            if row.request_id in self._duplicates:  # settle_later's retry of one released already
+                self._duplicates.discard(row.request_id)
+            else:
+                self._duplicates.add(row.request_id)
+                self._settled(row, hold)
+                self._chunks[row.key_id].stray = True  # the row may still hold it: counted as gone here
             raise
         self._settled(row, hold)
 
@@ -112,7 +123,8 @@ class Purse:
         chunk = self._chunks[row.key_id]
         chunk.used -= hold
         chunk.amount -= hold
-        if chunk.amount <= 0:  # the journal deleted its row
+        if chunk.amount <= 0:  # the journal deleted its row, unless it held more than was counted here
+            chunk.stray = chunk.stray or chunk.amount < 0
             chunk.amount = 0
 
     async def return_idle(self, *, idle_s: float = IDLE_RETURN_S) -> None:
@@ -121,7 +133,7 @@ class Purse:
         idle = {
             key_id: chunk
             for key_id, chunk in self._chunks.items()
-            if chunk.amount and not chunk.used and not chunk.lock.locked() and now - chunk.last >= idle_s
+            if chunk.has_row() and not chunk.used and not chunk.lock.locked() and now - chunk.last >= idle_s
         }
         if not idle:
             return
@@ -130,7 +142,7 @@ class Purse:
         try:
             await return_chunks(self.db(), list(idle))
             for chunk in idle.values():
-                chunk.amount = 0
+                chunk.amount, chunk.stray = 0, False
         finally:
             for chunk in idle.values():
                 chunk.lock.release()

@@ -133,3 +133,21 @@ async def test_idle_chunks_go_back_and_a_credit_counts_at_the_next_draw(db: Data
         await purse.settle(usage_row(key.id, request, cost=0), key.account_id, HOLD)
     await purse.return_idle(idle_s=0)
     assert await open_holds(db) == {}
+
+
+# --- the review of issue 17's money path: each of these failed before its fix ---------------------------------------
+
+
+async def test_a_duplicate_settle_retried_releases_its_hold_once(db: Database) -> None:
+    key = await new_key(db, credit=10 * HOLD)
+    purse = Purse(lambda: db)
+    for _ in range(2):
+        assert await purse.hold(key, HOLD) is None
+    await purse.settle(usage_row(key.id, "r0", cost=10), key.account_id, HOLD)
+    for _ in range(2):  # the settle, and settle_later's retry of it
+        with pytest.raises(DuplicateRequestId):
+            await purse.settle(usage_row(key.id, "r0", cost=10), key.account_id, HOLD)
+    assert purse.in_flight(key.id) == 0
+    await purse.return_idle(idle_s=0)
+    assert await open_holds(db) == {}  # nothing in flight: the chunk went back
+    assert await balance(db) == await get_ledger_sum(db, key.account_id) == 10 * HOLD - 10
