@@ -83,21 +83,31 @@ class Purse:
             return None
         async with chunk.lock:
             if not chunk.fits(amount, limit) or self._db_unavailable():  # else a draw it waited for made room
-                drawn = await draw_chunk(
-                    self.db(),
-                    key_id=key.id,
-                    account_id=key.account_id,
-                    used=chunk.used,
-                    amount=amount,
-                    spare=SPARE_REQUESTS,
-                )
-                if isinstance(drawn, Refusal):
-                    return drawn
-                chunk.amount += drawn
-                chunk.limit = limit
+                # Shielded: a caller cancelled mid-draw must not leave a committed row the chunk never counted.
+                refusal = await asyncio.shield(self._draw(key, chunk, amount, limit))
+                if refusal is not None:
+                    return refusal
             chunk.used += amount
             chunk.last = time.monotonic()
             return None
+
+    async def _draw(
+        self, key: KeyRecord, chunk: Chunk, amount: int, limit: tuple[int | None, str | None]
+    ) -> Refusal | None:
+        """Size the chunk from the database's truth (under its lock)."""
+        drawn = await draw_chunk(
+            self.db(),
+            key_id=key.id,
+            account_id=key.account_id,
+            used=chunk.used,
+            amount=amount,
+            spare=SPARE_REQUESTS,
+        )
+        if isinstance(drawn, Refusal):
+            return drawn
+        chunk.amount += drawn
+        chunk.limit = limit
+        return None
 
     def in_flight(self, key_id: int) -> int:
         """The holds of the key's requests that have not settled (nano-USD)."""
@@ -130,22 +140,17 @@ class Purse:
     async def return_idle(self, *, idle_s: float = IDLE_RETURN_S) -> None:
         """Return every chunk with nothing in flight for `idle_s` (0: every such chunk, at a stop)."""
         now = time.monotonic()
-        idle = {
-            key_id: chunk
-            for key_id, chunk in self._chunks.items()
-            if chunk.has_row() and not chunk.used and not chunk.lock.locked() and now - chunk.last >= idle_s
-        }
-        if not idle:
-            return
-        for chunk in idle.values():  # none is locked: each acquire returns at once, no request slips in
-            await chunk.lock.acquire()
+        idle = await _lock_where(self._chunks, lambda c: c.has_row() and not c.used and now - c.last >= idle_s)
+        if idle:  # shielded: a row deleted must be a chunk emptied, even if the caller is cancelled
+            await asyncio.shield(self._return(idle))
+
+    async def _return(self, idle: dict[int, Chunk]) -> None:
         try:
             await return_chunks(self.db(), list(idle))
             for chunk in idle.values():
                 chunk.amount, chunk.stray = 0, False
         finally:
-            for chunk in idle.values():
-                chunk.lock.release()
+            _unlock(idle)
 
     async def return_while_idle(self) -> None:
         """For the life of the process (runtime.py)."""
@@ -155,6 +160,26 @@ class Purse:
                 await self.return_idle()
             except Exception:  # a locked or vanished database: the chunks stay, try again next round
                 log.exception("could not return idle chunks")
+
+
+async def _lock_where(chunks: dict[int, Chunk], wanted: Callable[[Chunk], bool]) -> dict[int, Chunk]:
+    """Lock the chunks that are `wanted` and not locked; those that stopped being wanted while a
+    lock was taken (it waited for a queued admission) are let go again."""
+    locked: dict[int, Chunk] = {}
+    for key_id, chunk in list(chunks.items()):
+        if chunk.lock.locked() or not wanted(chunk):
+            continue
+        await chunk.lock.acquire()
+        if wanted(chunk):
+            locked[key_id] = chunk
+        else:
+            chunk.lock.release()
+    return locked
+
+
+def _unlock(chunks: dict[int, Chunk]) -> None:
+    for chunk in chunks.values():
+        chunk.lock.release()
 
 
 class Journal:

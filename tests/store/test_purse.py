@@ -151,3 +151,33 @@ async def test_a_duplicate_settle_retried_releases_its_hold_once(db: Database) -
     await purse.return_idle(idle_s=0)
     assert await open_holds(db) == {}  # nothing in flight: the chunk went back
     assert await balance(db) == await get_ledger_sum(db, key.account_id) == 10 * HOLD - 10
+
+
+async def test_a_draw_whose_caller_is_cancelled_still_counts_in_the_chunk(db: Database) -> None:
+    key = await new_key(db, credit=10**4 * HOLD)
+    purse = Purse(lambda: db)
+    admission = asyncio.ensure_future(purse.hold(key, HOLD))
+    while key.id not in purse._chunks or not purse._chunks[key.id].lock.locked():
+        await asyncio.sleep(0)  # a yield, not a wait: until the draw is in the writer's queue
+    admission.cancel()  # e.g. the server stopping
+    await asyncio.gather(admission, return_exceptions=True)
+    await db.write(lambda conn: None)  # the writer is first in, first out: the draw has landed
+    assert purse.in_flight(key.id) == 0  # the cancelled request was not admitted
+    await purse.return_idle(idle_s=0)
+    assert await open_holds(db) == {}  # the drawn row went back: the chunk knew of it
+
+
+async def test_an_idle_return_that_waited_for_a_lock_spares_the_request_admitted_meanwhile(db: Database) -> None:
+    key = await new_key(db, credit=10**4 * HOLD)
+    purse = Purse(lambda: db)
+    assert await purse.hold(key, HOLD) is None
+    await purse.settle(usage_row(key.id, "r0", cost=0), key.account_id, HOLD)  # idle, its spare room left
+    chunk = purse._chunks[key.id]
+    await chunk.lock.acquire()  # as a draw holds it
+    queued = asyncio.ensure_future(purse.hold(key, HOLD))
+    await asyncio.sleep(0)  # a yield, not a wait: the admission queues for the lock
+    chunk.lock.release()  # unlocked, but promised to the queued admission
+    await purse.return_idle(idle_s=0)  # waits its turn behind it
+    assert await queued is None
+    assert purse.in_flight(key.id) == HOLD
+    assert list(await open_holds(db)) == [chunk_id(db.owner, key.id)]  # the row of a request in flight stays
