@@ -29,7 +29,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tokenbridge.store.chunks import Settle, draw_chunk, journal_settles, return_chunks
+from tokenbridge.store.chunks import (
+    Settle,
+    draw_chunk,
+    journal_settles,
+    return_chunks,
+    trim_chunks,
+)
 from tokenbridge.store.db import Database
 from tokenbridge.store.keys import KeyRecord
 from tokenbridge.store.ledger import DuplicateRequestId, Refusal
@@ -47,6 +53,7 @@ class Chunk:
     two may part, `amount` is the smaller and `stray` says a row may be left); `used` the holds of
     its requests whose settle has not landed yet."""
 
+    account_id: int
     amount: int = 0
     used: int = 0
     limit: tuple[int | None, str | None] = (None, None)  # the key's spend limit when it was drawn
@@ -73,7 +80,7 @@ class Purse:
         """Hold `amount` for a request of `key` (None), or say why not."""
         chunk = self._chunks.get(key.id)
         if chunk is None:
-            chunk = self._chunks[key.id] = Chunk()
+            chunk = self._chunks[key.id] = Chunk(key.account_id)
         limit = (key.spend_limit, key.spend_period)
         # While the database refuses writes, every admission tries one (a draw): it answers 503 as the
         # hold row did before, rather than sending upstream work whose charge cannot be recorded.
@@ -94,20 +101,39 @@ class Purse:
     async def _draw(
         self, key: KeyRecord, chunk: Chunk, amount: int, limit: tuple[int | None, str | None]
     ) -> Refusal | None:
-        """Size the chunk from the database's truth (under its lock)."""
-        drawn = await draw_chunk(
-            self.db(),
-            key_id=key.id,
-            account_id=key.account_id,
-            used=chunk.used,
-            amount=amount,
-            spare=SPARE_REQUESTS,
-        )
-        if isinstance(drawn, Refusal):
-            return drawn
-        chunk.amount += drawn
-        chunk.limit = limit
-        return None
+        """Size the chunk from the database's truth (under its lock). Refused by the wallet, this
+        process's spare room in the account's other keys gives way and it draws once more."""
+        refusal: Refusal | None = None
+        for attempt in range(2):
+            grow, refusal = await draw_chunk(
+                self.db(),
+                key_id=key.id,
+                account_id=key.account_id,
+                used=chunk.used,
+                amount=amount,
+                spare=SPARE_REQUESTS,
+            )
+            chunk.amount += grow
+            if refusal is None:
+                chunk.limit = limit
+                return None
+            if attempt or refusal.reason != "wallet" or not await self._give_way(key.id, chunk.account_id):
+                break
+        return refusal
+
+    async def _give_way(self, key_id: int, account_id: int) -> bool:
+        """Trim the spare room of this process's other chunks of the account; False if none had any."""
+        others = {kid: c for kid, c in self._chunks.items() if kid != key_id and c.account_id == account_id}
+        locked = await _lock_where(others, lambda c: c.amount > c.used)
+        if not locked:
+            return False
+        try:
+            await trim_chunks(self.db(), {kid: c.amount - c.used for kid, c in locked.items()})
+            for chunk in locked.values():
+                chunk.amount = chunk.used
+        finally:
+            _unlock(locked)
+        return True
 
     def in_flight(self, key_id: int) -> int:
         """The holds of the key's requests that have not settled (nano-USD)."""

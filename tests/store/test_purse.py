@@ -181,3 +181,23 @@ async def test_an_idle_return_that_waited_for_a_lock_spares_the_request_admitted
     assert await queued is None
     assert purse.in_flight(key.id) == HOLD
     assert list(await open_holds(db)) == [chunk_id(db.owner, key.id)]  # the row of a request in flight stays
+
+
+async def test_an_idle_chunk_of_another_key_of_the_account_gives_way(db: Database) -> None:
+    first = await new_key(db, name="first", account="shared", credit=100 * HOLD)
+    second = await new_key(db, name="second", account="shared")
+    purse = Purse(lambda: db)
+    assert await purse.hold(first, HOLD) is None  # its chunk: the request and one spare
+    await purse.settle(usage_row(first.id, "r0", cost=0), first.account_id, HOLD)
+    assert await open_holds(db) == {chunk_id(db.owner, first.id): HOLD}  # idle spare, returned within a second
+    assert await purse.hold(second, 100 * HOLD) is None  # the whole wallet is free: it is admitted
+    assert await open_holds(db) == {chunk_id(db.owner, second.id): 100 * HOLD}
+    assert await purse.hold(first, HOLD) == Refusal("wallet")
+
+
+async def test_a_refused_draw_gives_its_spare_room_back_to_the_other_processes(db: Database) -> None:
+    key = await new_key(db, credit=100 * HOLD)
+    purse = Purse(lambda: db)
+    assert await purse.hold(key, HOLD) is None  # its chunk: the request and one spare
+    assert await purse.hold(key, 100 * HOLD) == Refusal("wallet")
+    assert await open_holds(db) == {chunk_id(db.owner, key.id): HOLD}  # only what is in flight blocks the wallet
