@@ -7,7 +7,10 @@ the holds of its requests in flight. Only when it has not does admission wait fo
 other hold, the key's limit minus its spend in the period (so a CLI credit, another worker's spend
 or an edited limit count at once), plus spare room for many more requests where the money is
 plentiful and none where it is not. Draws of one key run one at a time, and no request of the key
-is admitted from memory while one runs.
+is admitted from memory while one runs. A draw the wallet refuses gives its own spare room back,
+and this process's spare room in the account's other keys gives way before it refuses. Money taken
+from an account from outside (a CLI or API correction) makes its chunks stale: the runtime's key
+poll notices the ledger row (`notice_outside_changes`) and their next admission draws.
 
 Settles are journalled (`Journal`): every settle that arrives while a batch is being written waits
 for the next one, one transaction for all of them (four statements), committed before the answer's
@@ -33,6 +36,7 @@ from tokenbridge.store.chunks import (
     Settle,
     draw_chunk,
     journal_settles,
+    outside_debits,
     return_chunks,
     trim_chunks,
 )
@@ -58,11 +62,13 @@ class Chunk:
     used: int = 0
     limit: tuple[int | None, str | None] = (None, None)  # the key's spend limit when it was drawn
     last: float = 0.0  # time.monotonic() of its last admission
+    outside: int = 0  # money taken from its account from outside (a correction), as noticed
+    seen: int = 0  # how many of those its last draw had seen: fewer, and nothing is admitted from memory
     stray: bool = False  # the row may hold more than `amount` (a settle that may have landed unseen)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def fits(self, amount: int, limit: tuple[int | None, str | None]) -> bool:
-        return self.limit == limit and self.used + amount <= self.amount
+        return self.seen == self.outside and self.limit == limit and self.used + amount <= self.amount
 
     def has_row(self) -> bool:
         return bool(self.amount) or self.stray
@@ -74,6 +80,7 @@ class Purse:
         self._chunks: dict[int, Chunk] = {}
         self._journal = Journal(db)
         self._db_unavailable = lambda: db().unavailable  # the last write failed for the database's own fault
+        self._ledger_seen: int | None = None  # the last ledger id notice_outside_changes read
         self._duplicates: set[str] = set()  # requests whose hold a DuplicateRequestId released already
 
     async def hold(self, key: KeyRecord, amount: int) -> Refusal | None:
@@ -105,6 +112,7 @@ class Purse:
         process's spare room in the account's other keys gives way and it draws once more."""
         refusal: Refusal | None = None
         for attempt in range(2):
+            seen = chunk.outside
             grow, refusal = await draw_chunk(
                 self.db(),
                 key_id=key.id,
@@ -114,6 +122,7 @@ class Purse:
                 spare=SPARE_REQUESTS,
             )
             chunk.amount += grow
+            chunk.seen = seen
             if refusal is None:
                 chunk.limit = limit
                 return None
@@ -162,6 +171,15 @@ class Purse:
         if chunk.amount <= 0:  # the journal deleted its row, unless it held more than was counted here
             chunk.stray = chunk.stray or chunk.amount < 0
             chunk.amount = 0
+
+    async def notice_outside_changes(self, db: Database) -> None:
+        """Money taken from an account from outside (a CLI or API correction) makes its chunks stale:
+        their next admission draws, sized from the new balance (runtime.py, every key poll)."""
+        self._ledger_seen, accounts = await outside_debits(db, self._ledger_seen)
+        if accounts:
+            for chunk in self._chunks.values():
+                if chunk.account_id in accounts:
+                    chunk.outside += 1
 
     async def return_idle(self, *, idle_s: float = IDLE_RETURN_S) -> None:
         """Return every chunk with nothing in flight for `idle_s` (0: every such chunk, at a stop)."""

@@ -201,3 +201,18 @@ async def test_a_refused_draw_gives_its_spare_room_back_to_the_other_processes(d
     assert await purse.hold(key, HOLD) is None  # its chunk: the request and one spare
     assert await purse.hold(key, 100 * HOLD) == Refusal("wallet")
     assert await open_holds(db) == {chunk_id(db.owner, key.id): HOLD}  # only what is in flight blocks the wallet
+
+
+async def test_a_correction_from_outside_stops_admission_from_spare_room(db: Database) -> None:
+    key = await new_key(db, credit=10**4 * HOLD)
+    purse = Purse(lambda: db)
+    await purse.notice_outside_changes(db)  # the runtime's watcher, before anything is served
+    assert await purse.hold(key, HOLD) is None  # spare room drawn from a large wallet
+    cli = await Database.open(db.path, owner="the-cli")
+    try:  # the CLI takes all but the request in flight back: nothing is free any more
+        await insert_credit(cli, key.account_name, -(10**4 - 1) * HOLD)
+    finally:
+        await cli.close()
+    await purse.notice_outside_changes(db)
+    assert await purse.hold(key, HOLD) == Refusal("wallet")  # not admitted from the stale spare room
+    assert await open_holds(db) == {chunk_id(db.owner, key.id): HOLD}  # the spare went back with the refusal

@@ -128,3 +128,17 @@ async def trim_chunks(db: Database, spare: dict[int, int]) -> None:
         conn.executemany("DELETE FROM holds WHERE request_id = ? AND amount <= 0", [(c,) for _, c in trims])
 
     await db.write(change)
+
+
+async def outside_debits(db: Database, since: int | None) -> tuple[int, set[int]]:
+    """The ledger's last id, and the accounts that rows after `since` took money from other than by
+    charges (a CLI or API correction): their chunks were sized from a balance that is gone. With
+    `since` None only the last id (where to start). Reads only the rows since (a rowid range)."""
+    async with db.reader.execute("SELECT COALESCE(MAX(id), 0) FROM ledger") as cur:
+        found = await cur.fetchone()
+    last = int(found[0]) if found else 0
+    if since is None or last <= since:
+        return last, set()
+    sql = "SELECT DISTINCT account_id FROM ledger WHERE id > ? AND id <= ? AND amount < 0 AND kind <> 'charge'"
+    async with db.reader.execute(sql, (since, last)) as cur:
+        return last, {int(row[0]) for row in await cur.fetchall()}
