@@ -126,13 +126,14 @@ class Purse:
             if refusal is None:
                 chunk.limit = limit
                 return None
-            if attempt or refusal.reason != "wallet" or not await self._give_way(key.id, chunk.account_id):
+            if attempt or refusal.reason != "wallet" or not await self.give_way(chunk.account_id, but=key.id):
                 break
         return refusal
 
-    async def _give_way(self, key_id: int, account_id: int) -> bool:
-        """Trim the spare room of this process's other chunks of the account; False if none had any."""
-        others = {kid: c for kid, c in self._chunks.items() if kid != key_id and c.account_id == account_id}
+    async def give_way(self, account_id: int, *, but: int | None = None) -> bool:
+        """Trim the spare room of this process's chunks of the account (but the key `but`'s, drawing
+        now); False if none had any. Before a wallet refusal, also on the per-request path (quota.py)."""
+        others = {kid: c for kid, c in self._chunks.items() if kid != but and c.account_id == account_id}
         locked = await _lock_where(others, lambda c: c.amount > c.used)
         if not locked:
             return False
