@@ -95,15 +95,23 @@ class Purse:
             chunk.used += amount
             chunk.last = time.monotonic()
             return None
-        async with chunk.lock:
+        await chunk.lock.acquire()
+        draw: asyncio.Future[Refusal | None] | None = None
+        try:
             if not chunk.fits(amount, limit) or self._db_unavailable():  # else a draw it waited for made room
                 # Shielded: a caller cancelled mid-draw must not leave a committed row the chunk never counted.
-                refusal = await asyncio.shield(self._draw(key, chunk, amount, limit))
+                draw = asyncio.ensure_future(self._draw(key, chunk, amount, limit))
+                refusal = await asyncio.shield(draw)
                 if refusal is not None:
                     return refusal
             chunk.used += amount
             chunk.last = time.monotonic()
             return None
+        finally:
+            if draw is not None and not draw.done():  # cancelled: nothing is admitted from memory before it lands
+                draw.add_done_callback(lambda _: chunk.lock.release())
+            else:
+                chunk.lock.release()
 
     async def _draw(
         self, key: KeyRecord, chunk: Chunk, amount: int, limit: tuple[int | None, str | None]

@@ -6,6 +6,7 @@ with a bad row writes the others."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -161,8 +162,8 @@ async def test_a_draw_whose_caller_is_cancelled_still_counts_in_the_chunk(db: Da
         await asyncio.sleep(0)  # a yield, not a wait: until the draw is in the writer's queue
     admission.cancel()  # e.g. the server stopping
     await asyncio.gather(admission, return_exceptions=True)
-    await db.write(lambda conn: None)  # the writer is first in, first out: the draw has landed
-    assert purse.in_flight(key.id) == 0  # the cancelled request was not admitted
+    async with purse._chunks[key.id].lock:  # the draw lets the chunk go once it has landed
+        assert purse.in_flight(key.id) == 0  # the cancelled request was not admitted
     await purse.return_idle(idle_s=0)
     assert await open_holds(db) == {}  # the drawn row went back: the chunk knew of it
 
@@ -216,3 +217,24 @@ async def test_a_correction_from_outside_stops_admission_from_spare_room(db: Dat
     await purse.notice_outside_changes(db)
     assert await purse.hold(key, HOLD) == Refusal("wallet")  # not admitted from the stale spare room
     assert await open_holds(db) == {chunk_id(db.owner, key.id): HOLD}  # the spare went back with the refusal
+
+
+async def test_a_cancelled_draw_keeps_its_chunk_locked_until_it_lands(db: Database) -> None:
+    key = await new_key(db, credit=10**4 * HOLD)
+    purse = Purse(lambda: db)
+    assert await purse.hold(key, HOLD) is None
+    await purse.settle(usage_row(key.id, "r0", cost=0), key.account_id, HOLD)  # idle, with spare room
+    go = threading.Event()
+    blocker = asyncio.ensure_future(db.write(lambda conn: go.wait(60)))  # the writer busy: the draw queues
+    refused = asyncio.ensure_future(purse.hold(key, 10**6 * HOLD))  # draws, to be refused and give its spare back
+    while not purse._chunks[key.id].lock.locked():
+        await asyncio.sleep(0)  # a yield, not a wait: until the draw is in the writer's queue
+    refused.cancel()
+    await asyncio.gather(refused, return_exceptions=True)
+    small = asyncio.ensure_future(purse.hold(key, HOLD))  # would fit the spare room the draw is giving back
+    await asyncio.sleep(0)  # a yield: it runs up to the lock
+    go.set()
+    await blocker
+    assert await small is None
+    held = await open_holds(db)
+    assert held.get(chunk_id(db.owner, key.id), 0) >= purse.in_flight(key.id) == HOLD  # its hold has a row
