@@ -219,14 +219,18 @@ async def _lock_where(chunks: dict[int, Chunk], wanted: Callable[[Chunk], bool])
     """Lock the chunks that are `wanted` and not locked; those that stopped being wanted while a
     lock was taken (it waited for a queued admission) are let go again."""
     locked: dict[int, Chunk] = {}
-    for key_id, chunk in list(chunks.items()):
-        if chunk.lock.locked() or not wanted(chunk):
-            continue
-        await chunk.lock.acquire()
-        if wanted(chunk):
-            locked[key_id] = chunk
-        else:
-            chunk.lock.release()
+    try:
+        for key_id, chunk in list(chunks.items()):
+            if chunk.lock.locked() or not wanted(chunk):
+                continue
+            await chunk.lock.acquire()
+            if wanted(chunk):
+                locked[key_id] = chunk
+            else:
+                chunk.lock.release()
+    except BaseException:  # cancelled while waiting for one: the others are not left locked for good
+        _unlock(locked)
+        raise
     return locked
 
 

@@ -238,3 +238,22 @@ async def test_a_cancelled_draw_keeps_its_chunk_locked_until_it_lands(db: Databa
     assert await small is None
     held = await open_holds(db)
     assert held.get(chunk_id(db.owner, key.id), 0) >= purse.in_flight(key.id) == HOLD  # its hold has a row
+
+
+async def test_an_idle_return_cancelled_while_it_waits_for_a_lock_leaves_no_chunk_locked(db: Database) -> None:
+    first, second = await new_key(db, name="first", credit=10**4 * HOLD), await new_key(db, name="second", credit=HOLD)
+    purse = Purse(lambda: db)
+    for key in (first, second):
+        assert await purse.hold(key, HOLD) is None
+        await purse.settle(usage_row(key.id, f"r-{key.name}", cost=0), key.account_id, HOLD)
+    purse._chunks[second.id].amount = HOLD  # as if its row had spare room: the return wants it too
+    late = purse._chunks[second.id].lock
+    await late.acquire()  # as a draw holds it
+    queued = asyncio.ensure_future(purse.hold(second, HOLD))
+    await asyncio.sleep(0)  # a yield: the admission queues for the lock
+    returning = asyncio.ensure_future(purse.return_idle(idle_s=0))  # runs before the admission wakes
+    late.release()  # unlocked, but promised to the queued admission: the return waits behind it
+    await asyncio.sleep(0)  # a yield: the return locked the first chunk and queued for the second's
+    returning.cancel()  # e.g. the server stopping
+    await asyncio.gather(returning, queued, return_exceptions=True)
+    assert not purse._chunks[first.id].lock.locked()  # not left locked: its key can still draw
