@@ -80,6 +80,7 @@ class Runtime:
         await self._release_dead_holds()
         await self.upstream.start()
         self.keys.observe(await get_keys_version(self._db))
+        await self.purse.notice_outside_changes(self._db)  # where the ledger is: what comes after counts
         self._spawn(self._watch_keys())
         self._spawn(self._sweep_holds())
         self._spawn(self.purse.return_while_idle())
@@ -142,8 +143,9 @@ class Runtime:
             await asyncio.sleep(KEY_CACHE_POLL_S)
             try:
                 self.keys.observe(await get_keys_version(self.db))
+                await self.purse.notice_outside_changes(self.db)  # a correction: chunks sized before it redraw
             except Exception:  # a locked or vanished database: keep the cache, try again next tick
-                log.exception("could not check for key changes")
+                log.exception("could not check for key or balance changes")
 
     async def _release_dead_holds(self) -> None:
         released = await release_dead_holds(self.db)

@@ -6,6 +6,7 @@ with a bad row writes the others."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -133,3 +134,126 @@ async def test_idle_chunks_go_back_and_a_credit_counts_at_the_next_draw(db: Data
         await purse.settle(usage_row(key.id, request, cost=0), key.account_id, HOLD)
     await purse.return_idle(idle_s=0)
     assert await open_holds(db) == {}
+
+
+# --- the review of issue 17's money path: each of these failed before its fix ---------------------------------------
+
+
+async def test_a_duplicate_settle_retried_releases_its_hold_once(db: Database) -> None:
+    key = await new_key(db, credit=10 * HOLD)
+    purse = Purse(lambda: db)
+    for _ in range(2):
+        assert await purse.hold(key, HOLD) is None
+    await purse.settle(usage_row(key.id, "r0", cost=10), key.account_id, HOLD)
+    for _ in range(2):  # the settle, and settle_later's retry of it
+        with pytest.raises(DuplicateRequestId):
+            await purse.settle(usage_row(key.id, "r0", cost=10), key.account_id, HOLD)
+    assert purse.in_flight(key.id) == 0
+    await purse.return_idle(idle_s=0)
+    assert await open_holds(db) == {}  # nothing in flight: the chunk went back
+    assert await balance(db) == await get_ledger_sum(db, key.account_id) == 10 * HOLD - 10
+
+
+async def test_a_draw_whose_caller_is_cancelled_still_counts_in_the_chunk(db: Database) -> None:
+    key = await new_key(db, credit=10**4 * HOLD)
+    purse = Purse(lambda: db)
+    admission = asyncio.ensure_future(purse.hold(key, HOLD))
+    while key.id not in purse._chunks or not purse._chunks[key.id].lock.locked():
+        await asyncio.sleep(0)  # a yield, not a wait: until the draw is in the writer's queue
+    admission.cancel()  # e.g. the server stopping
+    await asyncio.gather(admission, return_exceptions=True)
+    async with purse._chunks[key.id].lock:  # the draw lets the chunk go once it has landed
+        assert purse.in_flight(key.id) == 0  # the cancelled request was not admitted
+    await purse.return_idle(idle_s=0)
+    assert await open_holds(db) == {}  # the drawn row went back: the chunk knew of it
+
+
+async def test_an_idle_return_that_waited_for_a_lock_spares_the_request_admitted_meanwhile(db: Database) -> None:
+    key = await new_key(db, credit=10**4 * HOLD)
+    purse = Purse(lambda: db)
+    assert await purse.hold(key, HOLD) is None
+    await purse.settle(usage_row(key.id, "r0", cost=0), key.account_id, HOLD)  # idle, its spare room left
+    chunk = purse._chunks[key.id]
+    await chunk.lock.acquire()  # as a draw holds it
+    queued = asyncio.ensure_future(purse.hold(key, HOLD))
+    await asyncio.sleep(0)  # a yield, not a wait: the admission queues for the lock
+    chunk.lock.release()  # unlocked, but promised to the queued admission
+    await purse.return_idle(idle_s=0)  # waits its turn behind it
+    assert await queued is None
+    assert purse.in_flight(key.id) == HOLD
+    assert list(await open_holds(db)) == [chunk_id(db.owner, key.id)]  # the row of a request in flight stays
+
+
+async def test_an_idle_chunk_of_another_key_of_the_account_gives_way(db: Database) -> None:
+    first = await new_key(db, name="first", account="shared", credit=100 * HOLD)
+    second = await new_key(db, name="second", account="shared")
+    purse = Purse(lambda: db)
+    assert await purse.hold(first, HOLD) is None  # its chunk: the request and one spare
+    await purse.settle(usage_row(first.id, "r0", cost=0), first.account_id, HOLD)
+    assert await open_holds(db) == {chunk_id(db.owner, first.id): HOLD}  # idle spare, returned within a second
+    assert await purse.hold(second, 100 * HOLD) is None  # the whole wallet is free: it is admitted
+    assert await open_holds(db) == {chunk_id(db.owner, second.id): 100 * HOLD}
+    assert await purse.hold(first, HOLD) == Refusal("wallet")
+
+
+async def test_a_refused_draw_gives_its_spare_room_back_to_the_other_processes(db: Database) -> None:
+    key = await new_key(db, credit=100 * HOLD)
+    purse = Purse(lambda: db)
+    assert await purse.hold(key, HOLD) is None  # its chunk: the request and one spare
+    assert await purse.hold(key, 100 * HOLD) == Refusal("wallet")
+    assert await open_holds(db) == {chunk_id(db.owner, key.id): HOLD}  # only what is in flight blocks the wallet
+
+
+async def test_a_correction_from_outside_stops_admission_from_spare_room(db: Database) -> None:
+    key = await new_key(db, credit=10**4 * HOLD)
+    purse = Purse(lambda: db)
+    await purse.notice_outside_changes(db)  # the runtime's watcher, before anything is served
+    assert await purse.hold(key, HOLD) is None  # spare room drawn from a large wallet
+    cli = await Database.open(db.path, owner="the-cli")
+    try:  # the CLI takes all but the request in flight back: nothing is free any more
+        await insert_credit(cli, key.account_name, -(10**4 - 1) * HOLD)
+    finally:
+        await cli.close()
+    await purse.notice_outside_changes(db)
+    assert await purse.hold(key, HOLD) == Refusal("wallet")  # not admitted from the stale spare room
+    assert await open_holds(db) == {chunk_id(db.owner, key.id): HOLD}  # the spare went back with the refusal
+
+
+async def test_a_cancelled_draw_keeps_its_chunk_locked_until_it_lands(db: Database) -> None:
+    key = await new_key(db, credit=10**4 * HOLD)
+    purse = Purse(lambda: db)
+    assert await purse.hold(key, HOLD) is None
+    await purse.settle(usage_row(key.id, "r0", cost=0), key.account_id, HOLD)  # idle, with spare room
+    go = threading.Event()
+    blocker = asyncio.ensure_future(db.write(lambda conn: go.wait(60)))  # the writer busy: the draw queues
+    refused = asyncio.ensure_future(purse.hold(key, 10**6 * HOLD))  # draws, to be refused and give its spare back
+    while not purse._chunks[key.id].lock.locked():
+        await asyncio.sleep(0)  # a yield, not a wait: until the draw is in the writer's queue
+    refused.cancel()
+    await asyncio.gather(refused, return_exceptions=True)
+    small = asyncio.ensure_future(purse.hold(key, HOLD))  # would fit the spare room the draw is giving back
+    await asyncio.sleep(0)  # a yield: it runs up to the lock
+    go.set()
+    await blocker
+    assert await small is None
+    held = await open_holds(db)
+    assert held.get(chunk_id(db.owner, key.id), 0) >= purse.in_flight(key.id) == HOLD  # its hold has a row
+
+
+async def test_an_idle_return_cancelled_while_it_waits_for_a_lock_leaves_no_chunk_locked(db: Database) -> None:
+    first, second = await new_key(db, name="first", credit=10**4 * HOLD), await new_key(db, name="second", credit=HOLD)
+    purse = Purse(lambda: db)
+    for key in (first, second):
+        assert await purse.hold(key, HOLD) is None
+        await purse.settle(usage_row(key.id, f"r-{key.name}", cost=0), key.account_id, HOLD)
+    purse._chunks[second.id].amount = HOLD  # as if its row had spare room: the return wants it too
+    late = purse._chunks[second.id].lock
+    await late.acquire()  # as a draw holds it
+    queued = asyncio.ensure_future(purse.hold(second, HOLD))
+    await asyncio.sleep(0)  # a yield: the admission queues for the lock
+    returning = asyncio.ensure_future(purse.return_idle(idle_s=0))  # runs before the admission wakes
+    late.release()  # unlocked, but promised to the queued admission: the return waits behind it
+    await asyncio.sleep(0)  # a yield: the return locked the first chunk and queued for the second's
+    returning.cancel()  # e.g. the server stopping
+    await asyncio.gather(returning, queued, return_exceptions=True)
+    assert not purse._chunks[first.id].lock.locked()  # not left locked: its key can still draw

@@ -204,9 +204,12 @@ class QuotaMiddleware:
             refusal = await self.purse.hold(key, amount)
             journal = functools.partial(self.purse.settle, account_id=key.account_id, hold=amount)
         else:  # a minute's window of requests and tokens: the exact per-request path
-            refusal = await reserve_hold(
-                self.db(), key_id=key.id, account_id=key.account_id, request_id=call.request_id, amount=amount
+            reserve = functools.partial(
+                reserve_hold, self.db(), key_id=key.id, account_id=key.account_id, request_id=call.request_id
             )
+            refusal = await reserve(amount=amount)
+            if refusal is not None and refusal.reason == "wallet" and await self.purse.give_way(key.account_id):
+                refusal = await reserve(amount=amount)  # this process's spare room for the account's other keys went
             journal = functools.partial(settle_hold, self.db())
         if refusal is not None:
             raise refused(call, refusal, amount)

@@ -40,16 +40,17 @@ def chunk_id(owner: str, key_id: int) -> str:
 
 async def draw_chunk(
     db: Database, *, key_id: int, account_id: int, used: int, amount: int, spare: int
-) -> Refusal | int:
+) -> tuple[int, Refusal | None]:
     """Grow this process's chunk of the key so that it covers `used` (its requests in flight) plus
     `amount`, plus spare room for up to `spare` more such requests where the wallet and the key's
     limit leave plenty: one per SPARE_FRACTION requests' worth left free, so a wallet or a limit of
     fewer than that many requests gets none (no other process is refused for this one's spare).
-    Returns how much the chunk grew (it may shrink: an edited limit), or the Refusal.
+    Returns how much the chunk grew (it may shrink: an edited limit), and the Refusal if `amount`
+    does not fit; then the chunk shrinks to `used`, so its spare blocks nobody else's request.
     One BEGIN IMMEDIATE transaction: atomic against every other process's admission."""
     chunk = chunk_id(db.owner, key_id)
 
-    def change(conn: sqlite3.Connection) -> Refusal | int:
+    def change(conn: sqlite3.Connection) -> tuple[int, Refusal | None]:
         at = time.time()
         params = {"key_id": key_id, "account_id": account_id, "chunk": chunk,
                   "day": period_start("day", at), "month": period_start("month", at)}  # fmt: skip
@@ -61,17 +62,20 @@ async def draw_chunk(
         limit = None if row["spend_limit"] is None else row["spend_limit"] - row["key_used"] + mine
         refusal = money_refusal(wallet - used, None if limit is None else limit - used, amount)
         if refusal is not None:
-            return refusal
-        free = min(wallet, limit if limit is not None else wallet) - used - amount
-        target = used + amount + amount * min(spare, max(0, free // (amount * SPARE_FRACTION) if amount else 0))
-        grow = target - mine
+            grow = min(0, used - mine)  # its spare goes back: the money it blocked is not this key's to take
+        else:
+            free = min(wallet, limit if limit is not None else wallet) - used - amount
+            grow = (
+                used + amount + amount * min(spare, max(0, free // (amount * SPARE_FRACTION) if amount else 0)) - mine
+            )
         if grow:
             conn.execute(
                 "INSERT INTO holds (request_id, key_id, account_id, amount, created_at, owner) VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (request_id) DO UPDATE SET amount = amount + excluded.amount",
                 (chunk, key_id, account_id, grow, at, db.owner),
             )
-        return grow
+            conn.execute("DELETE FROM holds WHERE request_id = ? AND amount <= 0", (chunk,))
+        return grow, refusal
 
     return await db.write(change)
 
@@ -112,3 +116,29 @@ async def return_chunks(db: Database, key_ids: Sequence[int]) -> None:
     """Delete this process's chunks of these keys (they have no request in flight)."""
     chunks = [(chunk_id(db.owner, key_id),) for key_id in key_ids]
     await db.write(lambda conn: conn.executemany("DELETE FROM holds WHERE request_id = ?", chunks))
+
+
+async def trim_chunks(db: Database, spare: dict[int, int]) -> None:
+    """Shrink this process's chunks of these keys by their spare room (nano-USD by key id): relative
+    updates, so a settle that landed meanwhile still counts. A chunk left empty goes."""
+    trims = [(amount, chunk_id(db.owner, key_id)) for key_id, amount in spare.items()]
+
+    def change(conn: sqlite3.Connection) -> None:
+        conn.executemany("UPDATE holds SET amount = amount - ? WHERE request_id = ?", trims)
+        conn.executemany("DELETE FROM holds WHERE request_id = ? AND amount <= 0", [(c,) for _, c in trims])
+
+    await db.write(change)
+
+
+async def outside_debits(db: Database, since: int | None) -> tuple[int, set[int]]:
+    """The ledger's last id, and the accounts that rows after `since` took money from other than by
+    charges (a CLI or API correction): their chunks were sized from a balance that is gone. With
+    `since` None only the last id (where to start). Reads only the rows since (a rowid range)."""
+    async with db.reader.execute("SELECT COALESCE(MAX(id), 0) FROM ledger") as cur:
+        found = await cur.fetchone()
+    last = int(found[0]) if found else 0
+    if since is None or last <= since:
+        return last, set()
+    sql = "SELECT DISTINCT account_id FROM ledger WHERE id > ? AND id <= ? AND amount < 0 AND kind <> 'charge'"
+    async with db.reader.execute(sql, (since, last)) as cur:
+        return last, {int(row[0]) for row in await cur.fetchall()}
