@@ -13,7 +13,7 @@ from an account from outside (a CLI or API correction) makes its chunks stale: t
 poll notices the ledger row (`notice_outside_changes`) and their next admission draws.
 
 Settles are journalled (`Journal`): every settle that arrives while a batch is being written waits
-for the next one, one transaction for all of them (four statements), committed before the answer's
+for the next one, one transaction for all of them (five statements), committed before the answer's
 last byte as before. A batch that fails is written again row by row, so a row that cannot be
 written fails alone. A chunk with no request in flight for IDLE_RETURN_S is returned (its row
 deleted); at a clean stop every such chunk is; after a crash the next start releases them with the

@@ -6,7 +6,7 @@ draw_chunk) counts it against the wallet and the key's spend limit like any hold
 (draw_chunk) buys room for many requests when the money is plentiful, and exactly the request's
 worth when it is not, so no request is refused while its money is free. A settle shrinks its
 chunk by the charge in the same transaction as the usage row, the ledger row and the balance, and
-many settles share one transaction (journal_settles: four statements whatever their number). An
+many settles share one transaction (journal_settles: five statements whatever their number). An
 idle chunk is deleted (return_chunks); a killed process's chunks go with its other holds
 (ledger.release_dead_holds).
 """
