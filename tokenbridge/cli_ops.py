@@ -5,14 +5,24 @@ putting one back (SPEC §14). Both run in the CLI process (store/copies.py does 
 from __future__ import annotations
 
 import argparse
+import os
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 from tokenbridge.cli_common import CliError, emit
 from tokenbridge.serve import AlreadyServing, lock_database
 from tokenbridge.settings import Settings
-from tokenbridge.store.copies import CopyCheck, CopyFailed, check_database, copy_database, describe, move_aside
+from tokenbridge.store.copies import (
+    CopyCheck,
+    CopyFailed,
+    check_database,
+    copy_database,
+    describe,
+    keep_owner_and_mode,
+    move_aside,
+)
 
 
 def check_json(check: CopyCheck) -> dict[str, Any]:
@@ -57,12 +67,22 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> None:
     if database.exists() and source.samefile(database):
         raise CliError(f"{source} is the database itself; give the path of a backup")
     try:
+        database.parent.mkdir(parents=True, exist_ok=True)  # a new machine: the folder may not be there yet
         lock = lock_database(database)  # held until the restore is done: no `serve` may start meanwhile
     except AlreadyServing as exc:
         raise CliError(
             f"a running `tokenbridge serve` uses {database} (it holds {database.name}.lock); stop it first"
             " (SIGTERM, or your service manager), then restore"
         ) from exc
+    except OSError as exc:
+        raise CliError(
+            f"cannot use the folder {database.parent} ({exc.strerror or exc}); create it or fix its"
+            " permissions, then restore"
+        ) from exc
+    # The whole checked copy is made beside the database before anything moves: the gap in which the
+    # path holds no database is two renames, not the copy (which a Ctrl-C may interrupt).
+    staged = database.with_name(f".{database.name}.restoring-{os.getpid()}")
+    aside: Path | None = None
     try:
         try:
             before = check_database(source)
@@ -71,16 +91,25 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> None:
         if not before.ok:
             raise CliError(f"the backup {source} failed its check ({describe(before)}); nothing was changed")
         try:
+            check = copy_database(source, staged, replace=True)
+            keep_owner_and_mode(database, staged)
+        except (CopyFailed, OSError) as exc:
+            raise CliError(f"{exc}; nothing was changed") from exc
+        try:
             aside = move_aside(database, time.strftime(".before-restore-%Y%m%dT%H%M%SZ", time.gmtime()))
         except (CopyFailed, OSError) as exc:
             raise CliError(f"could not move {database} aside ({exc}); nothing was changed") from exc
         try:
-            check = copy_database(source, database)
-        except CopyFailed as exc:
+            os.replace(staged, database)
+        except BaseException as exc:
             if aside is not None:
                 move_aside(aside, "", back_to=database)
-            raise CliError(f"{exc}; the previous database is back in place") from exc
+            if isinstance(exc, OSError):
+                raise CliError(f"could not put the copy in place ({exc}); the previous database is back") from exc
+            raise
     finally:
+        with suppress(FileNotFoundError):
+            staged.unlink()
         lock.close()
     if args.json:
         emit({"restored": str(database), "from": str(source), "previous": str(aside) if aside else None,

@@ -44,7 +44,7 @@ def first_run(settings: Settings, host: str, port: int) -> None:
         return await insert_key(db, account_id=admin.id, name="default")
 
     async def run() -> tuple[KeyRecord, str] | None:
-        db = await Database.open(settings.server.database)
+        db = await Database.open(settings.server.database, autocheckpoint=settings.server.wal_autocheckpoint)
         try:
             return await work(db)
         finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,20 +109,34 @@ def copy_database(source: Path, target: Path, *, replace: bool = False) -> CopyC
 
 def move_aside(database: Path, suffix: str, *, back_to: Path | None = None) -> Path | None:
     """Rename `database` and its -wal and -shm files to `<database><suffix>[-wal|-shm]` (still one
-    openable database: SQLite finds a file's WAL by its name), or to `back_to` if given. None if there
-    was no database."""
-    if not database.exists():
+    openable database: SQLite finds a file's WAL by its name), or to `back_to` if given. A -wal or
+    -shm left without its database is moved too: SQLite would replay it into whatever file next
+    takes the name. None if there was nothing to move."""
+    companions = [(extra, database.with_name(database.name + extra)) for extra in ("-wal", "-shm")]
+    if not database.exists() and not any(path.exists() for _, path in companions):
         return None
     aside = back_to or database.with_name(database.name + suffix)
     if aside.exists():
         raise CopyFailed(f"{aside} exists already")
-    for extra in ("-wal", "-shm"):
-        companion = database.with_name(database.name + extra)
+    for extra, companion in companions:
         if companion.exists():
             os.replace(companion, aside.with_name(aside.name + extra))
-    os.replace(database, aside)
+    if database.exists():
+        os.replace(database, aside)
     _fsync_dir(database.parent)
     return aside
+
+
+def keep_owner_and_mode(like: Path, path: Path) -> None:
+    """Give `path` the permissions (and, run as root, the owner) of `like` if it exists: a restore
+    run with sudo must leave a file the service's user can still write, and no more readable."""
+    try:
+        old = like.stat()
+    except FileNotFoundError:
+        return
+    os.chmod(path, stat.S_IMODE(old.st_mode))
+    if os.geteuid() == 0:
+        os.chown(path, old.st_uid, old.st_gid)
 
 
 def describe(check: CopyCheck) -> str:
