@@ -119,8 +119,7 @@ def wrk(url: str, script: Path, *, connections: int, seconds: int) -> dict[str, 
 
 def ttfb_ms(port: int, path: str, key: str, *, rounds: int = 200) -> float:
     """Median time from the request's last byte to the first `data:` of a stream, one at a time."""
-    request = (f"POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json"
-               f"\r\nContent-Length: {len(STREAM)}\r\nConnection: close\r\n\r\n{STREAM}").encode()  # fmt: skip
+    request = chat_request(key, STREAM, path=path, close=True)
     samples = []
     for _ in range(rounds):
         with socket.create_connection(("127.0.0.1", port)) as sock:
@@ -142,9 +141,11 @@ def ttfb_ms(port: int, path: str, key: str, *, rounds: int = 200) -> float:
     return statistics.median(samples)
 
 
-def chat_request(key: str) -> bytes:
-    return (f"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\nContent-Type:"
-            f" application/json\r\nContent-Length: {len(CHAT)}\r\n\r\n{CHAT}").encode()  # fmt: skip
+def chat_request(key: str, body: str = CHAT, *, path: str = "/v1/chat/completions", close: bool = False) -> bytes:
+    """One raw HTTP/1.1 request of `body`, kept alive unless `close`."""
+    ending = "Connection: close\r\n" if close else ""
+    return (f"POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json"
+            f"\r\nContent-Length: {len(body)}\r\n{ending}\r\n{body}").encode()  # fmt: skip
 
 
 async def _clean_load(port: int, key: str, total: int, connections: int) -> None:
